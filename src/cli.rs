@@ -1,0 +1,53 @@
+//! Command-line definitions (clap). What the commands do lives in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps local git checkouts in step with GitHub, GitLab, Gitea/Forgejo and Bitbucket.
+///
+/// A forge sends a push webhook; hookmirror verifies it and brings the checkout to the new commit
+/// (clone if missing, fetch the tracked ref, reset --hard). Schedules and an authenticated API
+/// trigger the same path.
+#[derive(Debug, Parser)]
+#[command(name = "hookmirror", version, about, long_about = None, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file (.yaml, .yml, .toml or .json). Default: the first of
+    /// /etc/hookmirror/config.{yaml,yml,toml,json} and ./hookmirror.{yaml,yml,toml,json}.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "HOOKMIRROR_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Log level (error, warn, info, debug, trace), overriding the config's `log.level`.
+    /// RUST_LOG-style directives work too, e.g. `hookmirror=debug`.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config; print one line per repository, or every problem found (exit 2).
+    Check,
+    /// Sync the named repositories (default: all) once, without a server, and print one line per
+    /// repository. Exits 1 if any failed: usable from cron or CI.
+    Sync {
+        /// Repository names (see `hookmirror check`).
+        names: Vec<String>,
+    },
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  hookmirror check --config /etc/hookmirror/config.yaml
+  hookmirror sync                 # sync every repository once
+  hookmirror sync site docs       # sync two repositories
+
+Exit codes: 0 success, 1 a sync failed, 2 invalid config or usage.";

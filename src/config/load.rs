@@ -1,0 +1,182 @@
+//! Finding and reading the config: the search order, reading the file, and reading the secret,
+//! token and key files it names. This is the only part of `config` that touches the filesystem.
+
+use std::path::{Path, PathBuf};
+
+use super::raw::{Format, parse_str};
+use super::validate::{Context, validate};
+use super::{Config, Credential, Problem};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no config file found; looked at {}", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound(Vec<PathBuf>),
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl LoadError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            LoadError::Invalid(p) => p,
+            LoadError::NotFound(_) => &[],
+        }
+    }
+}
+
+/// Where a config is looked for when neither `--config` nor `HOOKMIRROR_CONFIG` names one.
+pub fn candidate_paths() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in ["/etc/hookmirror/config", "./hookmirror"] {
+        for ext in ["yaml", "yml", "toml", "json"] {
+            out.push(PathBuf::from(format!("{dir}.{ext}")));
+        }
+    }
+    out
+}
+
+/// `explicit` (from `--config` or `HOOKMIRROR_CONFIG`), else the first candidate that exists.
+pub fn find_config(explicit: Option<&Path>) -> Result<PathBuf, LoadError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let candidates = candidate_paths();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(LoadError::NotFound(candidates))
+}
+
+/// Finds, reads, validates and resolves the config.
+pub fn load(explicit: Option<&Path>) -> Result<Config, LoadError> {
+    load_file(&find_config(explicit)?)
+}
+
+/// Reads, validates and resolves the config at `path`.
+pub fn load_file(path: &Path) -> Result<Config, LoadError> {
+    let problem = |m: String| {
+        LoadError::Invalid(vec![Problem {
+            file: Some(path.to_path_buf()),
+            ..Problem::new(m)
+        }])
+    };
+    let format = Format::from_path(path).ok_or_else(|| {
+        problem("unknown extension: name the file .yaml, .yml, .toml or .json".into())
+    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let in_file = |mut ps: Vec<Problem>| {
+        for p in &mut ps {
+            p.file.get_or_insert_with(|| path.clone());
+        }
+        LoadError::Invalid(ps)
+    };
+    let raw = parse_str(&text, format).map_err(in_file)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let ctx = Context {
+        file: Some(path.clone()),
+        text: Some(&text),
+        format,
+        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        env: &env,
+    };
+    let mut config = validate(raw, &ctx).map_err(in_file)?;
+    resolve_files(&mut config).map_err(in_file)?;
+    Ok(config)
+}
+
+/// Reads every secret and token file the config names (trailing newline trimmed) and checks that
+/// SSH keys and known_hosts files that are named can be read. Called again on reload so a
+/// rotated secret file takes effect.
+pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let file = config.source.clone();
+    let mut read = |cred: &mut Credential, repo: Option<&str>, field: &str| {
+        let Some(path) = &cred.file else { return };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let value = text.trim_end_matches(['\n', '\r']);
+                if value.is_empty() {
+                    problems.push(problem(
+                        &file,
+                        repo,
+                        field,
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                cred.value = Secret::new(value);
+            }
+            Err(e) => problems.push(problem(
+                &file,
+                repo,
+                field,
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    };
+    if let Some(t) = &mut config.api_token {
+        read(t, None, "api.token_file");
+    }
+    let mut unreadable = Vec::new();
+    for repo in &mut config.repos {
+        let name = repo.name.clone();
+        for s in &mut repo.secrets {
+            read(s, Some(&name), "secret_file");
+        }
+        if let Some(p) = &mut repo.auth.ssh_key_passphrase {
+            read(p, Some(&name), "auth.ssh_key_passphrase_file");
+        }
+        if let Some(t) = &mut repo.auth.token {
+            read(t, Some(&name), "auth.token_file");
+        }
+        if let Some(path) = &repo.auth.ssh_key {
+            match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim_start().starts_with("-----BEGIN") => {
+                    unreadable.push(problem(
+                        &file,
+                        Some(&name),
+                        "auth.ssh_key",
+                        format!("{} is not a private key (a .pub file?)", path.display()),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => unreadable.push(problem(
+                    &file,
+                    Some(&name),
+                    "auth.ssh_key",
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+            }
+        }
+        if let Some(path) = &repo.auth.known_hosts {
+            if let Err(e) = std::fs::File::open(path) {
+                unreadable.push(problem(
+                    &file,
+                    Some(&name),
+                    "auth.known_hosts",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    problems.extend(unreadable);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn problem(file: &Option<PathBuf>, repo: Option<&str>, field: &str, message: String) -> Problem {
+    Problem {
+        file: file.clone(),
+        line: None,
+        repo: repo.map(|r| format!("`{r}`")),
+        field: Some(field.to_string()),
+        message,
+    }
+}

@@ -1,0 +1,265 @@
+//! The config model. `raw` reads text (YAML, TOML, JSON; hookmirror's keys and gwg's), `validate`
+//! turns it into a [`Config`] while collecting every problem, and `load` finds the file and reads
+//! the secret and key files it names. Only `load` touches the filesystem.
+
+mod load;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
+pub use raw::{Format, RawConfig, parse_str};
+pub use validate::{Context, validate};
+
+use crate::secret::Secret;
+use crate::webhook::Provider;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from (for messages and reload).
+    pub source: Option<PathBuf>,
+    pub listen: ListenAddr,
+    /// Syncs that may run at once across all repositories.
+    pub workers: usize,
+    /// Clone or sync every repository on start (and each repository added by a reload).
+    pub initialise: bool,
+    pub log: LogConfig,
+    /// Bearer token for the HTTP API; `None` leaves the API's read endpoints open and its write
+    /// endpoints disabled.
+    pub api_token: Option<Credential>,
+    pub limits: Limits,
+    pub repos: Vec<Repo>,
+}
+
+impl Config {
+    pub fn repo(&self, name: &str) -> Option<&Repo> {
+        self.repos.iter().find(|r| r.name == name)
+    }
+}
+
+/// `host:port` as configured; resolved when bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter directive: `error`, `warn`, `info`, `debug`, `trace`.
+    pub level: String,
+    pub output: LogOutput,
+    /// `None`: on unless running under systemd (`JOURNAL_STREAM`), where journald adds its own.
+    pub timestamp: Option<bool>,
+}
+
+/// HTTP intake limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // GitHub's payloads reach 25 MB.
+            max_body: 25 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 512,
+        }
+    }
+}
+
+/// A secret from the config, inline or from a file; `file` is kept so a reload re-reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub value: Secret,
+    pub file: Option<PathBuf>,
+}
+
+impl Credential {
+    pub fn inline(value: impl Into<String>) -> Self {
+        Credential {
+            value: Secret::new(value),
+            file: None,
+        }
+    }
+}
+
+/// What a repository tracks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Branch(String),
+    Tag(String),
+    /// The remote's default branch (its `HEAD`).
+    DefaultBranch,
+}
+
+impl Target {
+    /// The full ref on the remote, when known without asking it.
+    pub fn remote_ref(&self) -> Option<String> {
+        match self {
+            Target::Branch(b) => Some(format!("refs/heads/{b}")),
+            Target::Tag(t) => Some(format!("refs/tags/{t}")),
+            Target::DefaultBranch => None,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Branch(b) => write!(f, "branch {b}"),
+            Target::Tag(t) => write!(f, "tag {t}"),
+            Target::DefaultBranch => f.write_str("default branch"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_key_passphrase: Option<Credential>,
+    /// Where host keys are checked; `None` means `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    pub username: Option<String>,
+    pub token: Option<Credential>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnSuccess {
+    pub touch: Option<PathBuf>,
+    /// argv; run without a shell.
+    pub command: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// A parsed cron schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub expr: String,
+    pub cron: croner::Cron,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    pub name: String,
+    pub url: String,
+    pub directory: PathBuf,
+    pub target: Target,
+    pub remote: String,
+    /// Any of these verifies a delivery (rotation). Empty only with `insecure_no_secret`.
+    pub secrets: Vec<Credential>,
+    pub insecure_no_secret: bool,
+    /// Webhook path, e.g. `/hooks/site`.
+    pub path: String,
+    /// `None`: detected from each delivery's headers.
+    pub provider: Option<Provider>,
+    pub allow_sha1: bool,
+    pub schedule: Option<Schedule>,
+    pub depth: Option<u32>,
+    pub submodules: bool,
+    pub clean: bool,
+    pub auth: Auth,
+    pub retry: Retry,
+    pub on_success: OnSuccess,
+}
+
+/// One thing wrong with a config, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    /// The repo's name, or `#N` when it has none yet.
+    pub repo: Option<String>,
+    /// The key, e.g. `branch` or `auth.token_file`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(message: impl Into<String>) -> Self {
+        Problem {
+            file: None,
+            line: None,
+            repo: None,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at_line(line: Option<usize>, message: impl Into<String>) -> Self {
+        Problem {
+            line,
+            ..Problem::new(message)
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        if let Some(repo) = &self.repo {
+            write!(f, "repo {repo}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "`{field}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}

@@ -1,0 +1,25 @@
+//! hookmirror keeps local git checkouts in step with their forge.
+//!
+//! A verified push webhook, a schedule tick, an API call or start-up becomes a *sync request*;
+//! requests for one repository coalesce; a bounded pool runs git (clone if missing, fetch the one
+//! tracked ref, reset --hard); the outcome becomes status and post-sync actions.
+//!
+//! # Layout
+//! - [`config`]: the config model; parsing from text (YAML, TOML, JSON, gwg's format), validation
+//!   that names every problem, and loading from disk (env and `*_file` resolution). Pure but for
+//!   `load`.
+//! - [`webhook`]: one file per forge; verify a delivery over the raw body, parse it into a push. Pure.
+//! - [`sync`]: the git engine (git2: clone, fetch, reset, credentials, host keys, recovery),
+//!   retry/backoff, post-sync actions.
+//! - [`url`], [`refname`], [`secret`]: small pure helpers shared by the above.
+//! - [`cli`]: clap definitions; [`commands`]: what `check` and `sync` do.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod refname;
+pub mod secret;
+pub mod sync;
+pub mod url;
+pub mod webhook;

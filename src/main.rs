@@ -1,0 +1,26 @@
+//! The `hookmirror` binary: parse the command line, set up logging, run, map errors to exit codes.
+
+use clap::Parser;
+
+use hookmirror::cli::{Cli, Command};
+use hookmirror::{commands, config, logging};
+
+fn main() {
+    let cli = Cli::parse();
+    hookmirror::sync::git::init_libgit2();
+    let config = match config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            commands::print_load_error(&e, &mut std::io::stderr());
+            std::process::exit(commands::EXIT_CONFIG);
+        }
+    };
+    let code = match cli.command {
+        Command::Check => commands::check(&config, &mut std::io::stdout()),
+        Command::Sync { names } => {
+            logging::init_cli(&config.log, cli.log_level.as_deref());
+            commands::sync(&config, &names, &mut std::io::stdout())
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,116 @@
+//! Syncing one repository: the git engine ([`git`]), retries with backoff ([`backoff`]), and the
+//! post-sync actions ([`actions`]). Everything here blocks; the daemon runs it on blocking threads.
+
+pub mod actions;
+pub mod backoff;
+pub mod git;
+pub mod known_hosts;
+
+use std::time::Duration;
+
+pub use git::{ErrorKind, SyncError, SyncOptions, Synced, sync_once};
+
+use crate::config::Repo;
+
+/// The outcome of a sync request: the git result after retries, and what the actions did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub result: Result<Synced, SyncError>,
+    /// Attempts made (1 when the first succeeded or failed for good).
+    pub attempts: u32,
+    pub duration: Duration,
+    /// The post-sync command's result, when one ran.
+    pub command: Option<Result<actions::CommandResult, String>>,
+    /// Set when touching the trigger file failed.
+    pub touch_error: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+            && self.touch_error.is_none()
+            && self
+                .command
+                .as_ref()
+                .is_none_or(|c| c.as_ref().is_ok_and(|r| r.success()))
+    }
+}
+
+/// Syncs `repo`, retrying transient failures with exponential backoff and jitter up to
+/// `repo.retry.attempts`; `sleep` waits between attempts (and may return false to give up, e.g.
+/// on shutdown). On a change, runs the post-sync actions.
+pub fn sync_with_retry(
+    repo: &Repo,
+    opts: &SyncOptions,
+    mut sleep: impl FnMut(Duration) -> bool,
+) -> Outcome {
+    let attempted = git::timed(|| {
+        let mut attempt = 1;
+        loop {
+            let r = sync_once(repo, opts);
+            match &r {
+                Err(e) if e.kind.is_transient() && attempt < repo.retry.attempts => {
+                    let d = backoff::delay(
+                        attempt,
+                        repo.retry.initial_delay,
+                        repo.retry.max_delay,
+                        fastrand::f64(),
+                    );
+                    tracing::warn!(repo = %repo.name, attempt, error = %e, retry_in = ?d, "sync failed, retrying");
+                    if !sleep(d) {
+                        return (r, attempt);
+                    }
+                    attempt += 1;
+                }
+                _ => return (r, attempt),
+            }
+        }
+    });
+    let mut outcome = Outcome {
+        result: attempted.result,
+        attempts: attempted.attempts,
+        duration: attempted.duration,
+        command: None,
+        touch_error: None,
+    };
+    if let Ok(s) = outcome.result.clone() {
+        if s.changed() {
+            run_actions(repo, &s, &mut outcome);
+        }
+    }
+    outcome
+}
+
+fn run_actions(repo: &Repo, s: &Synced, outcome: &mut Outcome) {
+    if let Some(path) = &repo.on_success.touch {
+        if let Err(e) = actions::touch(path) {
+            outcome.touch_error = Some(format!("cannot touch {}: {e}", path.display()));
+        }
+    }
+    if !repo.on_success.command.is_empty() {
+        let env = [
+            ("HOOKMIRROR_REPO", repo.name.clone()),
+            ("HOOKMIRROR_REF", s.remote_ref.clone()),
+            ("HOOKMIRROR_OLD", s.old.clone().unwrap_or_default()),
+            ("HOOKMIRROR_NEW", s.new.clone()),
+            ("HOOKMIRROR_DIR", repo.directory.display().to_string()),
+        ];
+        let r = actions::run_command(
+            &repo.on_success.command,
+            &env,
+            &repo.directory,
+            repo.on_success.timeout,
+        )
+        .map_err(|e| format!("cannot run {}: {e}", repo.on_success.command[0]));
+        match &r {
+            Ok(c) if c.success() => {
+                tracing::info!(repo = %repo.name, stdout = %c.stdout.trim_end(), stderr = %c.stderr.trim_end(), truncated = c.truncated, "on_success command done")
+            }
+            Ok(c) => {
+                tracing::warn!(repo = %repo.name, code = ?c.code, timed_out = c.timed_out, stdout = %c.stdout.trim_end(), stderr = %c.stderr.trim_end(), truncated = c.truncated, "on_success command failed")
+            }
+            Err(e) => tracing::warn!(repo = %repo.name, error = %e, "on_success command failed"),
+        }
+        outcome.command = Some(r);
+    }
+}

@@ -1,0 +1,272 @@
+//! Remote URLs: the forms operators write (scp-like `git@host:ns/r.git`, `ssh://`, `https://`,
+//! `http://`, `git://`, `file://`, a local path), their credential-free display form, and the
+//! normalised key used to match a payload's repository URL against a configured one. Pure.
+
+/// The transport a remote URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Ssh,
+    Https,
+    Http,
+    Git,
+    File,
+}
+
+/// A remote URL split into the parts hookmirror cares about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub scheme: Scheme,
+    /// User name from the URL (`git` in `git@host:…`), if any.
+    pub user: Option<String>,
+    /// True when the URL carries a password or token (`user:token@`).
+    pub has_password: bool,
+    /// Host, lower-cased; empty for local paths.
+    pub host: String,
+    pub port: Option<u16>,
+    /// The path on the host, as written (for local paths, the path itself).
+    pub path: String,
+}
+
+/// Splits `url` into its parts. `None` when it is none of the supported forms (for example
+/// `ext::` transports, which run arbitrary commands and are never accepted).
+pub fn parse(url: &str) -> Option<Parsed> {
+    let url = url.trim();
+    if url.is_empty() || url.contains(char::is_control) {
+        return None;
+    }
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
+            "https" => Scheme::Https,
+            "http" => Scheme::Http,
+            "git" => Scheme::Git,
+            "file" => Scheme::File,
+            _ => return None,
+        };
+        if scheme == Scheme::File {
+            return Some(Parsed {
+                scheme,
+                user: None,
+                has_password: false,
+                host: String::new(),
+                port: None,
+                path: rest.to_string(),
+            });
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (user, has_password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((name, _)) => (Some(name.to_string()), true),
+                None => (Some(u.to_string()), false),
+            },
+            None => (None, false),
+        };
+        let (host, port) = split_host_port(hostport)?;
+        if host.is_empty() {
+            return None;
+        }
+        return Some(Parsed {
+            scheme,
+            user,
+            has_password,
+            host,
+            port,
+            path: path.to_string(),
+        });
+    }
+    if url.contains("::") {
+        // `ext::cmd`, `fd::` and other remote helpers: refused.
+        return None;
+    }
+    // scp-like: [user@]host:path, where the part before ':' has no '/'.
+    if let Some((before, path)) = url.split_once(':') {
+        if !before.contains('/') && !before.is_empty() && !path.is_empty() {
+            let (user, host) = match before.rsplit_once('@') {
+                Some((u, h)) => (Some(u.to_string()), h),
+                None => (None, before),
+            };
+            if host.is_empty() {
+                return None;
+            }
+            return Some(Parsed {
+                scheme: Scheme::Ssh,
+                user,
+                has_password: false,
+                host: host.to_ascii_lowercase(),
+                port: None,
+                path: path.to_string(),
+            });
+        }
+    }
+    Some(Parsed {
+        scheme: Scheme::File,
+        user: None,
+        has_password: false,
+        host: String::new(),
+        port: None,
+        path: url.to_string(),
+    })
+}
+
+fn split_host_port(hostport: &str) -> Option<(String, Option<u16>)> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) if !p.is_empty() => Some(p.parse().ok()?),
+            _ => None,
+        };
+        return Some((h.to_ascii_lowercase(), port));
+    }
+    match hostport.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() => Some((h.to_ascii_lowercase(), Some(p.parse().ok()?))),
+        Some((h, _)) => Some((h.to_ascii_lowercase(), None)),
+        None => Some((hostport.to_ascii_lowercase(), None)),
+    }
+}
+
+/// `url` with any password or token removed (`https://user:tok@h/x` → `https://user:***@h/x`).
+/// Safe to log and to show in the API.
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let authority = &rest[..end];
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
+            let user = match userinfo.split_once(':') {
+                Some((name, _)) => format!("{name}:***"),
+                None => userinfo.to_string(),
+            };
+            return format!("{scheme}://{user}@{host}{}", &rest[end..]);
+        }
+    }
+    url.to_string()
+}
+
+/// Removes `user:token@` credentials from any URL that appears inside `text` (for error messages
+/// that quote a URL back, such as libgit2's).
+pub fn redact_in_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '\'' || c == '"')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let name = userinfo.split(':').next().unwrap_or("");
+                out.push_str(name);
+                out.push_str(":***@");
+                out.push_str(host);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The key two URLs of the same repository share: host (lower-cased) and path without a leading
+/// `/` or `~`, a trailing `/` or `.git`. Scheme, user, credentials and port are ignored, so the
+/// https, ssh, scp-like and git:// forms a forge sends all map to one key.
+pub fn match_key(url: &str) -> Option<String> {
+    let p = parse(url)?;
+    let mut path = p.path.as_str();
+    if p.scheme != Scheme::File {
+        path = path.trim_start_matches('/');
+    }
+    path = path.trim_end_matches('/');
+    path = path.strip_suffix(".git").unwrap_or(path);
+    path = path.trim_end_matches('/');
+    if p.scheme == Scheme::File {
+        return Some(format!("file:{path}"));
+    }
+    Some(format!("{}/{}", p.host, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_form() {
+        let p = parse("git@github.com:ns/repo.git").unwrap();
+        assert_eq!(
+            (p.scheme, p.host.as_str(), p.path.as_str()),
+            (Scheme::Ssh, "github.com", "ns/repo.git")
+        );
+        assert_eq!(p.user.as_deref(), Some("git"));
+        let p = parse("ssh://git@Example.COM:2222/ns/repo.git").unwrap();
+        assert_eq!(
+            (p.scheme, p.host.as_str(), p.port),
+            (Scheme::Ssh, "example.com", Some(2222))
+        );
+        let p = parse("https://nouser:glpat-x@gitlab.com/g/r.git").unwrap();
+        assert!(p.has_password);
+        assert_eq!(p.user.as_deref(), Some("nouser"));
+        assert_eq!(
+            parse("git://127.0.0.1:9418/r.git").unwrap().scheme,
+            Scheme::Git
+        );
+        assert_eq!(parse("file:///srv/r.git").unwrap().path, "/srv/r.git");
+        assert_eq!(parse("/srv/r.git").unwrap().scheme, Scheme::File);
+        assert_eq!(parse("../r").unwrap().scheme, Scheme::File);
+        assert!(parse("ext::sh -c evil").is_none());
+        assert!(parse("foo://x/y").is_none());
+        assert!(parse("https://[::1]:8443/r.git").unwrap().port == Some(8443));
+    }
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(
+            redact("https://nouser:glpat-secret@gitlab.com/g/r.git"),
+            "https://nouser:***@gitlab.com/g/r.git"
+        );
+        assert_eq!(redact("git@github.com:ns/r.git"), "git@github.com:ns/r.git");
+        assert_eq!(
+            redact("https://gitlab.com/g/r.git"),
+            "https://gitlab.com/g/r.git"
+        );
+        let msg = "failed to fetch 'https://u:tok123@h.example/x.git': 401";
+        let red = redact_in_text(msg);
+        assert!(!red.contains("tok123"), "{red}");
+        assert!(red.contains("https://u:***@h.example/x.git"));
+    }
+
+    #[test]
+    fn match_keys_agree_across_forms() {
+        let forms = [
+            "https://github.com/Octo/Hello.git",
+            "https://GitHub.com/Octo/Hello",
+            "git@github.com:Octo/Hello.git",
+            "ssh://git@github.com/Octo/Hello.git",
+            "ssh://git@github.com:22/Octo/Hello.git",
+            "git://github.com/Octo/Hello.git",
+            "https://user:token@github.com/Octo/Hello.git/",
+        ];
+        for f in forms {
+            assert_eq!(
+                match_key(f).as_deref(),
+                Some("github.com/Octo/Hello"),
+                "{f}"
+            );
+        }
+        assert_ne!(
+            match_key("https://github.com/octo/other"),
+            match_key(forms[0])
+        );
+        assert_ne!(
+            match_key("https://evil.com/Octo/Hello"),
+            match_key(forms[0])
+        );
+    }
+}
