@@ -1,0 +1,820 @@
+//! Webhook intake, pure: detect the forge from headers, verify a delivery over the raw body bytes,
+//! parse it into a push. No IO, no tokio.
+//!
+//! One file per forge (`github.rs`, `gitlab.rs`, `gitea.rs`, `bitbucket.rs`) plus `standard.rs` for
+//! the Standard Webhooks scheme (also used by GitLab signing tokens). This file holds the shared types
+//! and the small helpers they all use: header access, HMAC checks, JSON field access.
+//!
+//! A verified, parsed push is a *hint*: callers fetch from the configured remote, never from a
+//! URL in [`Push::repo_urls`].
+
+mod bitbucket;
+mod gitea;
+mod github;
+mod gitlab;
+mod standard;
+
+use std::str::FromStr;
+
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::refname;
+use crate::secret::Secret;
+
+/// The forges (and the generic Standard Webhooks scheme) hookmirror accepts deliveries from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Github,
+    Gitlab,
+    /// Gitea and Forgejo.
+    #[serde(alias = "forgejo")]
+    Gitea,
+    /// Bitbucket Cloud and Data Center.
+    Bitbucket,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    Standard,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Github => "github",
+            Provider::Gitlab => "gitlab",
+            Provider::Gitea => "gitea",
+            Provider::Bitbucket => "bitbucket",
+            Provider::Standard => "standard",
+        }
+    }
+
+    /// Which forge sent this delivery, from headers alone. Order matters: Gitea/Forgejo also send
+    /// GitHub-style copies (`X-GitHub-Event`, `X-Hub-Signature-256`), so their own event headers
+    /// win; Standard Webhooks headers count only when no forge header is present (GitLab signing
+    /// tokens send them too).
+    pub fn detect(headers: &HeaderMap) -> Option<Provider> {
+        let has = |name: &str| headers.contains_key(name);
+        if has(gitea::EVENT) || has(gitea::FORGEJO_EVENT) {
+            Some(Provider::Gitea)
+        } else if has(gitlab::EVENT) {
+            Some(Provider::Gitlab)
+        } else if has(bitbucket::EVENT) {
+            Some(Provider::Bitbucket)
+        } else if has(github::EVENT) {
+            Some(Provider::Github)
+        } else if has(standard::ID) && has(standard::SIGNATURE) {
+            Some(Provider::Standard)
+        } else {
+            None
+        }
+    }
+}
+
+/// The error of [`Provider::from_str`]. It does not echo the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown webhook provider (expected github, gitlab, gitea, forgejo, bitbucket or standard)"
+)]
+pub struct UnknownProvider;
+
+impl FromStr for Provider {
+    type Err = UnknownProvider;
+
+    /// `github`, `gitlab`, `gitea`, `forgejo` (→ [`Provider::Gitea`]), `bitbucket`, `standard`;
+    /// ASCII case is ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const NAMES: [(&str, Provider); 6] = [
+            ("github", Provider::Github),
+            ("gitlab", Provider::Gitlab),
+            ("gitea", Provider::Gitea),
+            ("forgejo", Provider::Gitea),
+            ("bitbucket", Provider::Bitbucket),
+            ("standard", Provider::Standard),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|&(_, provider)| provider)
+            .ok_or(UnknownProvider)
+    }
+}
+
+/// Settings for [`verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Accept GitHub's legacy `X-Hub-Signature: sha1=…` when no `X-Hub-Signature-256` is sent.
+    pub allow_sha1: bool,
+    /// The current time (Unix seconds), for the Standard Webhooks timestamp tolerance.
+    pub now_unix: i64,
+}
+
+/// Why a delivery was not accepted. All of these are HTTP 401; the messages never contain a MAC,
+/// secret or token.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    /// No signature or token this provider accepts was sent.
+    #[error("missing signature")]
+    Missing,
+    /// A signature or token was sent but matches none of the secrets (or is malformed).
+    #[error("invalid signature")]
+    Invalid,
+    /// A valid Standard Webhooks signature whose timestamp is more than 5 minutes from now.
+    #[error("timestamp outside tolerance")]
+    Stale,
+}
+
+/// Verify a delivery for `provider` over the raw body bytes, before any parsing. Succeeds when any
+/// of `secrets` verifies (secret rotation); empty secrets never verify, so an empty list always
+/// fails. MACs and tokens are compared in constant time.
+pub fn verify(
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[Secret],
+    opts: &VerifyOptions,
+) -> Result<(), VerifyError> {
+    match provider {
+        Provider::Github => github::verify(headers, body, secrets, opts),
+        Provider::Gitlab => gitlab::verify(headers, body, secrets, opts),
+        Provider::Gitea => gitea::verify(headers, body, secrets),
+        Provider::Bitbucket => bitbucket::verify(headers, body, secrets),
+        Provider::Standard => standard::verify(headers, body, secrets, opts.now_unix),
+    }
+}
+
+/// What a verified delivery asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// GitHub `ping`, Bitbucket `diagnostics:ping`: answer 2xx, do nothing.
+    Ping,
+    Push(Push),
+    /// Any other event; a short human reason such as "event issues is not handled".
+    Ignored(String),
+}
+
+/// A push: which repository (as the payload names it) and which refs moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// Every repository URL form the payload carries (clone, SSH, web, …), deduplicated, in
+    /// payload order. A hint for matching only: never fetch from these.
+    pub repo_urls: Vec<String>,
+    /// One entry for GitHub, GitLab and Gitea pushes; Bitbucket and GitLab `repository_update`
+    /// may carry several.
+    pub updates: Vec<RefUpdate>,
+}
+
+/// One ref that moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    /// The full ref, e.g. `refs/heads/main` or `refs/tags/v1`; always starts with `refs/` and
+    /// passes [`crate::refname::is_valid`].
+    pub git_ref: String,
+    /// The commit id (40 or 64 lowercase hex) before the push; `None` when absent or all zeros.
+    pub before: Option<String>,
+    /// The commit id after the push; `None` when absent or all zeros (deletion).
+    pub after: Option<String>,
+    /// The ref was deleted (`deleted: true`, `after` all zeros, Bitbucket `new: null`, `DELETE`).
+    pub deleted: bool,
+}
+
+/// An authentic delivery that cannot be understood: HTTP 400. Messages are short and name fields,
+/// never payload content.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("body is not valid JSON")]
+    NotJson,
+    #[error("payload is not a JSON object")]
+    NotObject,
+    #[error("missing event header {0}")]
+    MissingEvent(&'static str),
+    #[error("missing or invalid field `{0}`")]
+    Field(&'static str),
+    #[error("`{0}` is not a valid git ref")]
+    BadRef(&'static str),
+    #[error("`{0}` is not a commit id")]
+    BadCommit(&'static str),
+}
+
+/// Parse an already verified delivery. Events other than pushes and pings become
+/// `Ok(Event::Ignored(reason))`, never an error.
+pub fn parse(provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Event, ParseError> {
+    match provider {
+        Provider::Github => github::parse(headers, body),
+        Provider::Gitlab => gitlab::parse(headers, body),
+        Provider::Gitea => gitea::parse(headers, body),
+        Provider::Bitbucket => bitbucket::parse(headers, body),
+        Provider::Standard => standard::parse(body),
+    }
+}
+
+/// Delivery-id headers, most specific first. Gitea sends `X-GitHub-Delivery` with the same value
+/// as `X-Gitea-Delivery`, so the order does not split one delivery into two ids.
+const DELIVERY_HEADERS: [&str; 7] = [
+    "x-github-delivery",
+    "idempotency-key",
+    "x-gitea-delivery",
+    "x-forgejo-delivery",
+    "x-request-uuid",
+    "x-request-id",
+    standard::ID,
+];
+
+/// The longest delivery id accepted.
+const MAX_DELIVERY_ID: usize = 200;
+
+/// The delivery id used for dedupe: the first of `X-GitHub-Delivery`, `Idempotency-Key`,
+/// `X-Gitea-Delivery`, `X-Forgejo-Delivery`, `X-Request-UUID`, `X-Request-Id`, `webhook-id` that
+/// is present, trimmed; `None` when none is present or that one is empty, not visible ASCII, or
+/// over 200 bytes.
+pub fn delivery_id(headers: &HeaderMap) -> Option<String> {
+    let value = DELIVERY_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name))?;
+    let id = value.to_str().ok()?.trim();
+    (!id.is_empty() && id.len() <= MAX_DELIVERY_ID).then(|| id.to_owned())
+}
+
+// ---- shared helpers: headers -------------------------------------------------------------------
+
+/// A header's value, trimmed. A value that is present but not visible ASCII reads as `""`, so it
+/// fails every later check instead of looking absent.
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .map(|value| value.to_str().map_or("", str::trim))
+}
+
+/// The event name from `name`, or [`ParseError::MissingEvent`] when absent or empty.
+fn event_header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, ParseError> {
+    header(headers, name)
+        .filter(|event| !event.is_empty())
+        .ok_or(ParseError::MissingEvent(name))
+}
+
+/// `Event::Ignored` for an event this module does not handle.
+fn ignored(what: &str, event: &str) -> Event {
+    Event::Ignored(format!("{what} {} is not handled", printable(event)))
+}
+
+/// At most 64 characters of `s` for a human message, anything but printable ASCII as `?`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+// ---- shared helpers: MACs and tokens -----------------------------------------------------------
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// True when `check` accepts any non-empty secret. Every secret is tried: no early exit.
+fn any_secret<'s>(
+    secrets: impl IntoIterator<Item = &'s Secret>,
+    mut check: impl FnMut(&str) -> bool,
+) -> bool {
+    secrets
+        .into_iter()
+        .filter(|secret| !secret.is_empty())
+        .fold(false, |found, secret| check(secret.expose()) | found)
+}
+
+/// True when the MAC of the concatenated `parts` under `key` equals any of `tags` (constant time;
+/// a tag of the wrong length only reveals that its length is wrong).
+fn mac_matches<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]], tags: &[Vec<u8>]) -> bool {
+    let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    let expected = mac.finalize().into_bytes();
+    tags.iter().fold(false, |found, tag| {
+        bool::from(expected.as_slice().ct_eq(tag)) | found
+    })
+}
+
+/// Verify `hex_mac` (lowercase hex, as GitHub, Gitea and Bitbucket send it) as the MAC of `body`
+/// under any of `secrets`. Uppercase, odd-length or non-hex input is [`VerifyError::Invalid`].
+fn verify_hex_mac<M: Mac + KeyInit>(
+    secrets: &[Secret],
+    body: &[u8],
+    hex_mac: &str,
+) -> Result<(), VerifyError> {
+    let tag = decode_lower_hex(hex_mac).ok_or(VerifyError::Invalid)?;
+    let tags = [tag];
+    if any_secret(secrets, |secret| {
+        mac_matches::<M>(secret.as_bytes(), &[body], &tags)
+    }) {
+        Ok(())
+    } else {
+        Err(VerifyError::Invalid)
+    }
+}
+
+fn decode_lower_hex(s: &str) -> Option<Vec<u8>> {
+    let lower = !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if lower { hex::decode(s).ok() } else { None }
+}
+
+/// Constant-time equality of a sent token and a secret. Both are hashed first so that not even
+/// their lengths are compared directly.
+fn token_matches(sent: &[u8], secret: &str) -> bool {
+    use sha2::Digest;
+    let sent = Sha256::digest(sent);
+    let expected = Sha256::digest(secret.as_bytes());
+    sent.as_slice().ct_eq(expected.as_slice()).into()
+}
+
+// ---- shared helpers: payload fields ------------------------------------------------------------
+
+/// The body as a JSON object. `serde_json`'s recursion limit (128) stays on, so deeply nested input
+/// is an error, not a stack overflow.
+fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::NotJson)?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(ParseError::NotObject)
+    }
+}
+
+/// `value[key]` when it is an object; `None` when absent; an error when present but anything
+/// else (`null` included).
+fn optional_object<'v>(
+    value: &'v Value,
+    key: &'static str,
+) -> Result<Option<&'v Value>, ParseError> {
+    match value.get(key) {
+        None => Ok(None),
+        Some(object @ Value::Object(_)) => Ok(Some(object)),
+        Some(_) => Err(ParseError::Field(key)),
+    }
+}
+
+/// `value[key]` as an array, or [`ParseError::Field`].
+fn array<'v>(value: &'v Value, key: &'static str) -> Result<&'v [Value], ParseError> {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .ok_or(ParseError::Field(key))
+}
+
+/// Append `value` to `urls` when it is a non-empty string not already there.
+fn push_url(urls: &mut Vec<String>, value: Option<&Value>) {
+    if let Some(url) = value.and_then(Value::as_str)
+        && !url.is_empty()
+        && !urls.iter().any(|known| known == url)
+    {
+        urls.push(url.to_owned());
+    }
+}
+
+/// Append the string values of `keys` in `object` to `urls` (see [`push_url`]).
+fn push_urls(urls: &mut Vec<String>, object: &Value, keys: &[&str]) {
+    for key in keys {
+        push_url(urls, object.get(*key));
+    }
+}
+
+/// A full ref from a payload: a string starting with `refs/` that git accepts as a ref name.
+fn git_ref(value: Option<&Value>, field: &'static str) -> Result<String, ParseError> {
+    let name = value
+        .and_then(Value::as_str)
+        .ok_or(ParseError::Field(field))?;
+    checked_ref(name.to_owned(), field)
+}
+
+/// `name` when it starts with `refs/` and is a valid ref name.
+fn checked_ref(name: String, field: &'static str) -> Result<String, ParseError> {
+    if name.starts_with("refs/") && refname::is_valid(&name) {
+        Ok(name)
+    } else {
+        Err(ParseError::BadRef(field))
+    }
+}
+
+/// A commit id as a payload carries it.
+#[derive(Debug, PartialEq, Eq)]
+enum Oid {
+    /// Absent, `null` or `""`.
+    Absent,
+    /// All zeros: the ref did not exist (before) or was deleted (after).
+    Zero,
+    /// 40 (SHA-1) or 64 (SHA-256) hex digits, lowercased.
+    Id(String),
+}
+
+impl Oid {
+    fn into_option(self) -> Option<String> {
+        match self {
+            Oid::Id(id) => Some(id),
+            Oid::Absent | Oid::Zero => None,
+        }
+    }
+}
+
+/// Read a commit id; anything but absent/null/empty or 40/64 hex digits is an error.
+fn oid(value: Option<&Value>, field: &'static str) -> Result<Oid, ParseError> {
+    match value {
+        None | Some(Value::Null) => Ok(Oid::Absent),
+        Some(Value::String(s)) if s.is_empty() => Ok(Oid::Absent),
+        Some(Value::String(s))
+            if matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            if s.bytes().all(|b| b == b'0') {
+                Ok(Oid::Zero)
+            } else {
+                Ok(Oid::Id(s.to_ascii_lowercase()))
+            }
+        }
+        Some(_) => Err(ParseError::BadCommit(field)),
+    }
+}
+
+/// A [`RefUpdate`]; `deleted` is also set when `after` is all zeros.
+fn ref_update(git_ref: String, before: Oid, after: Oid, deleted: bool) -> RefUpdate {
+    RefUpdate {
+        git_ref,
+        deleted: deleted || after == Oid::Zero,
+        before: before.into_option(),
+        after: after.into_option(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Helpers for the webhook tests: header maps, secrets, MACs computed independently.
+
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use crate::secret::Secret;
+
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        map
+    }
+
+    pub(crate) fn secrets(values: &[&str]) -> Vec<Secret> {
+        values.iter().map(|value| Secret::new(*value)).collect()
+    }
+
+    pub(crate) fn hmac_sha256_hex(key: &str, body: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = super::HmacSha256::new_from_slice(key.as_bytes()).expect("any key size");
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    pub(crate) fn json(bytes: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(bytes).expect("fixture is JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::headers;
+    use super::*;
+
+    const ZEROS: &str = "0000000000000000000000000000000000000000";
+
+    #[test]
+    fn detect_prefers_gitea_and_forgejo_over_their_github_copies() {
+        let gitea = headers(&[
+            ("X-GitHub-Event", "push"),
+            ("X-Gogs-Event", "push"),
+            ("X-Gitea-Event", "push"),
+            ("X-Hub-Signature-256", "sha256=00"),
+        ]);
+        assert_eq!(Provider::detect(&gitea), Some(Provider::Gitea));
+        let forgejo = headers(&[("X-GitHub-Event", "push"), ("X-Forgejo-Event", "push")]);
+        assert_eq!(Provider::detect(&forgejo), Some(Provider::Gitea));
+    }
+
+    #[test]
+    fn detect_each_forge_from_its_event_header() {
+        let cases = [
+            (
+                headers(&[("X-GitHub-Event", "push")]),
+                Some(Provider::Github),
+            ),
+            (
+                headers(&[("X-Gitlab-Event", "Push Hook")]),
+                Some(Provider::Gitlab),
+            ),
+            (
+                headers(&[("X-Event-Key", "repo:push")]),
+                Some(Provider::Bitbucket),
+            ),
+            (
+                headers(&[("webhook-id", "msg_1"), ("webhook-signature", "v1,AA==")]),
+                Some(Provider::Standard),
+            ),
+            // GitLab signing tokens send Standard Webhooks headers too: GitLab wins.
+            (
+                headers(&[
+                    ("X-Gitlab-Event", "Push Hook"),
+                    ("webhook-id", "msg_1"),
+                    ("webhook-signature", "v1,AA=="),
+                ]),
+                Some(Provider::Gitlab),
+            ),
+            (headers(&[("webhook-id", "msg_1")]), None),
+            (headers(&[("Content-Type", "application/json")]), None),
+        ];
+        for (map, expected) in cases {
+            assert_eq!(Provider::detect(&map), expected, "{map:?}");
+        }
+    }
+
+    #[test]
+    fn provider_from_str_and_serde_names() {
+        for (text, provider) in [
+            ("github", Provider::Github),
+            ("gitlab", Provider::Gitlab),
+            ("gitea", Provider::Gitea),
+            ("forgejo", Provider::Gitea),
+            ("Forgejo", Provider::Gitea),
+            ("bitbucket", Provider::Bitbucket),
+            ("standard", Provider::Standard),
+        ] {
+            assert_eq!(text.parse::<Provider>(), Ok(provider));
+        }
+        assert_eq!("gogs".parse::<Provider>(), Err(UnknownProvider));
+        assert_eq!("".parse::<Provider>(), Err(UnknownProvider));
+        assert_eq!(
+            serde_json::to_string(&Provider::Gitea).ok().as_deref(),
+            Some("\"gitea\"")
+        );
+        let forgejo: Provider = serde_json::from_str("\"forgejo\"").expect("alias");
+        assert_eq!(forgejo, Provider::Gitea);
+        for provider in [Provider::Github, Provider::Bitbucket, Provider::Standard] {
+            assert_eq!(provider.as_str().parse::<Provider>(), Ok(provider));
+        }
+    }
+
+    #[test]
+    fn delivery_id_takes_the_first_present_header() {
+        let gitea = headers(&[
+            ("X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473"),
+            ("X-GitHub-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473"),
+        ]);
+        assert_eq!(
+            delivery_id(&gitea).as_deref(),
+            Some("f6266f16-1bf3-46a5-9ea4-602e06ead473")
+        );
+        let gitlab = headers(&[("Idempotency-Key", " key-1 "), ("webhook-id", "msg_2")]);
+        assert_eq!(delivery_id(&gitlab).as_deref(), Some("key-1"));
+        let standard = headers(&[("webhook-id", "msg_2")]);
+        assert_eq!(delivery_id(&standard).as_deref(), Some("msg_2"));
+        let bitbucket = headers(&[("X-Request-UUID", "u-1"), ("X-Request-Id", "r-1")]);
+        assert_eq!(delivery_id(&bitbucket).as_deref(), Some("u-1"));
+    }
+
+    #[test]
+    fn delivery_id_none_when_absent_empty_or_too_long() {
+        assert_eq!(delivery_id(&headers(&[])), None);
+        assert_eq!(delivery_id(&headers(&[("X-GitHub-Delivery", "  ")])), None);
+        let long = "a".repeat(MAX_DELIVERY_ID + 1);
+        assert_eq!(delivery_id(&headers(&[("X-GitHub-Delivery", &long)])), None);
+        let max = "a".repeat(MAX_DELIVERY_ID);
+        assert_eq!(
+            delivery_id(&headers(&[("X-GitHub-Delivery", &max)])),
+            Some(max)
+        );
+    }
+
+    #[test]
+    fn verify_errors_never_print_secrets_or_macs() {
+        for error in [
+            VerifyError::Missing,
+            VerifyError::Invalid,
+            VerifyError::Stale,
+        ] {
+            let text = error.to_string();
+            assert!(text.len() < 40 && !text.contains('='), "{text}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "[".repeat(100_000);
+        let objects = "{\"a\":".repeat(100_000);
+        let cases = [
+            (Provider::Github, ("X-GitHub-Event", "push")),
+            (Provider::Gitlab, ("X-Gitlab-Event", "Push Hook")),
+            (Provider::Gitlab, ("X-Gitlab-Event", "System Hook")),
+            (Provider::Gitea, ("X-Gitea-Event", "push")),
+            (Provider::Bitbucket, ("X-Event-Key", "repo:push")),
+            (Provider::Bitbucket, ("X-Event-Key", "repo:refs_changed")),
+            (Provider::Standard, ("webhook-id", "msg_1")),
+        ];
+        for (provider, event) in cases {
+            let map = headers(&[event]);
+            for body in [&deep, &objects] {
+                assert_eq!(
+                    parse(provider, &map, body.as_bytes()),
+                    Err(ParseError::NotJson)
+                );
+            }
+        }
+    }
+
+    /// A GitHub-style push body with `ref` set to the raw JSON `ref_json`.
+    fn push_with_ref(ref_json: &str) -> String {
+        format!(
+            r#"{{"ref": {ref_json}, "before": "{ZEROS}", "after": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+               "repository": {{"clone_url": "https://example.com/a/b.git"}}}}"#
+        )
+    }
+
+    #[test]
+    fn hostile_bodies_are_parse_errors_for_github_style_forges() {
+        let bad_refs = [
+            r#""--upload-pack=x""#,
+            r#""refs/heads/../x""#,
+            r#""refs/heads/a\u0000b""#,
+            r#""refs/heads/a\nb""#,
+            r#""refs/heads/main.lock""#,
+            r#""refs/heads/""#,
+            r#""main""#,
+            r#""""#,
+        ];
+        let forges = [
+            (Provider::Github, ("X-GitHub-Event", "push")),
+            (Provider::Gitea, ("X-Gitea-Event", "push")),
+            (Provider::Standard, ("webhook-id", "msg_1")),
+        ];
+        for (provider, event) in forges {
+            let map = headers(&[event]);
+            let run = |body: &str| parse(provider, &map, body.as_bytes());
+            assert_eq!(run("not json"), Err(ParseError::NotJson), "{provider:?}");
+            assert_eq!(run(""), Err(ParseError::NotJson));
+            assert_eq!(run("[1, 2]"), Err(ParseError::NotObject));
+            assert_eq!(run(&push_with_ref("7")), Err(ParseError::Field("ref")));
+            assert_eq!(run(&push_with_ref("null")), Err(ParseError::Field("ref")));
+            for bad in bad_refs {
+                assert_eq!(
+                    run(&push_with_ref(bad)),
+                    Err(ParseError::BadRef("ref")),
+                    "{bad}"
+                );
+            }
+            let null_repo = r#"{"ref": "refs/heads/main", "after": "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "repository": null}"#;
+            assert_eq!(run(null_repo), Err(ParseError::Field("repository")));
+            let bad_after =
+                r#"{"ref": "refs/heads/main", "after": "xyz", "repository": {"url": "u"}}"#;
+            assert_eq!(run(bad_after), Err(ParseError::BadCommit("after")));
+            let numeric_after =
+                r#"{"ref": "refs/heads/main", "after": 5, "repository": {"url": "u"}}"#;
+            assert_eq!(run(numeric_after), Err(ParseError::BadCommit("after")));
+        }
+    }
+
+    #[test]
+    fn parse_errors_are_short_and_do_not_echo_input() {
+        let map = headers(&[("X-GitHub-Event", "push")]);
+        let secret_looking = format!(r#"{{"ref": "--upload-pack={}"}}"#, "x".repeat(10_000));
+        let error = parse(Provider::Github, &map, secret_looking.as_bytes()).expect_err("bad ref");
+        let text = error.to_string();
+        assert!(text.len() < 60 && !text.contains("upload-pack"), "{text}");
+    }
+
+    /// Truncated and byte-flipped fixtures, under every provider and event header, never panic.
+    #[test]
+    fn mangled_fixtures_never_panic() {
+        const FIXTURES: [&[u8]; 10] = [
+            include_bytes!("../../tests/fixtures/webhooks/github/push_branch_created.json"),
+            include_bytes!("../../tests/fixtures/webhooks/github/push_tag_deleted.json"),
+            include_bytes!("../../tests/fixtures/webhooks/github/ping.json"),
+            include_bytes!("../../tests/fixtures/webhooks/gitlab/push_hook.json"),
+            include_bytes!("../../tests/fixtures/webhooks/gitlab/tag_push_hook.json"),
+            include_bytes!("../../tests/fixtures/webhooks/gitlab/system_hook_push.json"),
+            include_bytes!(
+                "../../tests/fixtures/webhooks/gitlab/system_hook_repository_update.json"
+            ),
+            include_bytes!("../../tests/fixtures/webhooks/gitea/push.json"),
+            include_bytes!("../../tests/fixtures/webhooks/bitbucket/cloud_repo_push.json"),
+            include_bytes!("../../tests/fixtures/webhooks/bitbucket/dc_repo_refs_changed.json"),
+        ];
+        let deliveries = [
+            (Provider::Github, headers(&[("X-GitHub-Event", "push")])),
+            (
+                Provider::Gitlab,
+                headers(&[("X-Gitlab-Event", "Push Hook")]),
+            ),
+            (
+                Provider::Gitlab,
+                headers(&[("X-Gitlab-Event", "System Hook")]),
+            ),
+            (Provider::Gitea, headers(&[("X-Gitea-Event", "push")])),
+            (
+                Provider::Bitbucket,
+                headers(&[("X-Event-Key", "repo:push")]),
+            ),
+            (
+                Provider::Bitbucket,
+                headers(&[("X-Event-Key", "repo:refs_changed")]),
+            ),
+            (Provider::Standard, headers(&[])),
+        ];
+        let mut pushes = 0;
+        for fixture in FIXTURES {
+            let mut bodies: Vec<Vec<u8>> = (0..fixture.len())
+                .step_by(97)
+                .map(|end| fixture[..end].to_vec())
+                .collect();
+            for at in (0..fixture.len()).step_by(41) {
+                for byte in [0, b'"', b'\\', b'[', b'{', b'0', 0xff] {
+                    let mut mangled = fixture.to_vec();
+                    mangled[at] = byte;
+                    bodies.push(mangled);
+                }
+            }
+            bodies.push(fixture.to_vec());
+            for (provider, map) in &deliveries {
+                for body in &bodies {
+                    if let Ok(Event::Push(push)) = parse(*provider, map, body) {
+                        pushes += 1;
+                        assert!(push.updates.iter().all(|update| {
+                            update.git_ref.starts_with("refs/")
+                                && refname::is_valid(&update.git_ref)
+                        }));
+                    }
+                }
+            }
+        }
+        assert!(
+            pushes > 100,
+            "the mangled bodies should still parse sometimes: {pushes}"
+        );
+    }
+
+    #[test]
+    fn oid_accepts_sha1_and_sha256_ids_only() {
+        let v = |s: &str| Value::String(s.to_owned());
+        assert_eq!(oid(None, "f"), Ok(Oid::Absent));
+        assert_eq!(oid(Some(&Value::Null), "f"), Ok(Oid::Absent));
+        assert_eq!(oid(Some(&v(ZEROS)), "f"), Ok(Oid::Zero));
+        assert_eq!(oid(Some(&v(&"0".repeat(64))), "f"), Ok(Oid::Zero));
+        let upper = "6113728F27AE82C7B1A177C8D03F9E96E0ADF246";
+        assert_eq!(
+            oid(Some(&v(upper)), "f"),
+            Ok(Oid::Id(upper.to_ascii_lowercase()))
+        );
+        let sha256 = "ab".repeat(32);
+        assert_eq!(oid(Some(&v(&sha256)), "f"), Ok(Oid::Id(sha256.clone())));
+        for bad in [
+            "6113728",
+            &"g".repeat(40),
+            &"a".repeat(41),
+            "--upload-pack=x",
+        ] {
+            assert_eq!(
+                oid(Some(&v(bad)), "f"),
+                Err(ParseError::BadCommit("f")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            oid(Some(&Value::Bool(true)), "f"),
+            Err(ParseError::BadCommit("f"))
+        );
+    }
+
+    #[test]
+    fn token_matches_only_the_same_bytes() {
+        assert!(token_matches(b"s3cret", "s3cret"));
+        assert!(!token_matches(b"s3cret", "s3cre"));
+        assert!(!token_matches(b"s3cret", "s3cret "));
+        assert!(!token_matches(b"", "s3cret"));
+    }
+
+    #[test]
+    fn ignored_reasons_are_printable_and_short() {
+        let Event::Ignored(reason) = ignored("event", &format!("a\nb{}", "x".repeat(500))) else {
+            panic!("not ignored");
+        };
+        assert!(
+            reason.starts_with("event a?b") && reason.len() < 100,
+            "{reason}"
+        );
+    }
+}
