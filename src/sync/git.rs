@@ -521,9 +521,16 @@ fn checkout(git: &Repository, repo: &Repo, remote_ref: &str, commit: Oid) -> Res
     }
     let object = git.find_object(commit, None).map_err(err)?;
     let mut co = CheckoutBuilder::new();
-    co.force().remove_untracked(repo.clean);
+    co.force();
     git.reset(&object, ResetType::Hard, Some(&mut co))
         .map_err(err)?;
+    if repo.clean {
+        // reset ignores REMOVE_UNTRACKED; a forced checkout of HEAD honours it (ignored files stay,
+        // as with `git clean -fd`).
+        let mut co = CheckoutBuilder::new();
+        co.force().remove_untracked(true);
+        git.checkout_head(Some(&mut co)).map_err(err)?;
+    }
     if repo.submodules {
         update_submodules(git, repo)?;
     }
@@ -668,6 +675,8 @@ fn classify(e: git2::Error, state: &AuthState) -> SyncError {
     let lower = m.to_ascii_lowercase();
     let kind = if e.code() == ErrorCode::Auth
         || lower.contains("authentication")
+        || lower.contains("failed to authenticate")
+        || lower.contains("private key")
         || lower.contains("401")
         || lower.contains("403")
         || lower.contains("permission denied")
@@ -683,6 +692,7 @@ fn classify(e: git2::Error, state: &AuthState) -> SyncError {
         || lower.contains("404")
         || lower.contains("not found")
         || lower.contains("does not appear to be a git repository")
+        || lower.contains("no such repository")
         || lower.contains("repository not exported")
         || lower.contains("no such file or directory") && e.class() == ErrorClass::Ssh
         || lower.contains("could not find repository")
