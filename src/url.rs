@@ -86,24 +86,26 @@ pub fn parse(url: &str) -> Option<Parsed> {
         return None;
     }
     // scp-like: [user@]host:path, where the part before ':' has no '/'.
-    if let Some((before, path)) = url.split_once(':') {
-        if !before.contains('/') && !before.is_empty() && !path.is_empty() {
-            let (user, host) = match before.rsplit_once('@') {
-                Some((u, h)) => (Some(u.to_string()), h),
-                None => (None, before),
-            };
-            if host.is_empty() {
-                return None;
-            }
-            return Some(Parsed {
-                scheme: Scheme::Ssh,
-                user,
-                has_password: false,
-                host: host.to_ascii_lowercase(),
-                port: None,
-                path: path.to_string(),
-            });
+    if let Some((before, path)) = url.split_once(':')
+        && !before.contains('/')
+        && !before.is_empty()
+        && !path.is_empty()
+    {
+        let (user, host) = match before.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h),
+            None => (None, before),
+        };
+        if host.is_empty() {
+            return None;
         }
+        return Some(Parsed {
+            scheme: Scheme::Ssh,
+            user,
+            has_password: false,
+            host: host.to_ascii_lowercase(),
+            port: None,
+            path: path.to_string(),
+        });
     }
     Some(Parsed {
         scheme: Scheme::File,

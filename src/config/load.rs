@@ -152,15 +152,15 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
                 )),
             }
         }
-        if let Some(path) = &repo.auth.known_hosts {
-            if let Err(e) = std::fs::File::open(path) {
-                unreadable.push(problem(
-                    &file,
-                    Some(&name),
-                    "auth.known_hosts",
-                    format!("cannot read {}: {e}", path.display()),
-                ));
-            }
+        if let Some(path) = &repo.auth.known_hosts
+            && let Err(e) = std::fs::File::open(path)
+        {
+            unreadable.push(problem(
+                &file,
+                Some(&name),
+                "auth.known_hosts",
+                format!("cannot read {}: {e}", path.display()),
+            ));
         }
     }
     problems.extend(unreadable);

@@ -284,17 +284,17 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
         .and_then(|h| h.target())
         .map(|o| o.to_string());
 
-    if let (Some(hint), Some(old)) = (&opts.hint, &old) {
-        if contains(&git, old, hint) {
-            return Ok(Synced {
-                old: Some(old.clone()),
-                new: old.clone(),
-                remote_ref: repo.target.remote_ref().unwrap_or_else(|| "HEAD".into()),
-                cloned: false,
-                fetched: false,
-                notes,
-            });
-        }
+    if let (Some(hint), Some(old)) = (&opts.hint, &old)
+        && contains(&git, old, hint)
+    {
+        return Ok(Synced {
+            old: Some(old.clone()),
+            new: old.clone(),
+            remote_ref: repo.target.remote_ref().unwrap_or_else(|| "HEAD".into()),
+            cloned: false,
+            fetched: false,
+            notes,
+        });
     }
 
     let (remote_ref, commit) = match fetch(&git, repo) {
@@ -672,6 +672,12 @@ fn classify(e: git2::Error, state: &AuthState) -> SyncError {
         return SyncError::new(ErrorKind::Auth, format!("authentication failed: {msg}"));
     }
     let m = e.message().to_string();
+    if m.contains("Unable to extract public key from private key") {
+        return SyncError::new(
+            ErrorKind::Auth,
+            "cannot use the SSH key: wrong passphrase, or a key format libssh2 does not read",
+        );
+    }
     let lower = m.to_ascii_lowercase();
     let kind = if e.code() == ErrorCode::Auth
         || lower.contains("authentication")

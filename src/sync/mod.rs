@@ -73,19 +73,19 @@ pub fn sync_with_retry(
         command: None,
         touch_error: None,
     };
-    if let Ok(s) = outcome.result.clone() {
-        if s.changed() {
-            run_actions(repo, &s, &mut outcome);
-        }
+    if let Ok(s) = outcome.result.clone()
+        && s.changed()
+    {
+        run_actions(repo, &s, &mut outcome);
     }
     outcome
 }
 
 fn run_actions(repo: &Repo, s: &Synced, outcome: &mut Outcome) {
-    if let Some(path) = &repo.on_success.touch {
-        if let Err(e) = actions::touch(path) {
-            outcome.touch_error = Some(format!("cannot touch {}: {e}", path.display()));
-        }
+    if let Some(path) = &repo.on_success.touch
+        && let Err(e) = actions::touch(path)
+    {
+        outcome.touch_error = Some(format!("cannot touch {}: {e}", path.display()));
     }
     if !repo.on_success.command.is_empty() {
         let env = [
