@@ -42,6 +42,9 @@ pub enum Command {
         /// Repository names (see `hookmirror check`).
         names: Vec<String>,
     },
+    /// Run the daemon: receive webhooks on `listen`, serve the API, sync on request. Stops
+    /// gracefully on SIGTERM or SIGINT.
+    Serve,
 }
 
 const AFTER_HELP: &str = "\
@@ -49,5 +52,6 @@ Examples:
   hookmirror check --config /etc/hookmirror/config.yaml
   hookmirror sync                 # sync every repository once
   hookmirror sync site docs       # sync two repositories
+  hookmirror serve                # run the daemon
 
 Exit codes: 0 success, 1 a sync failed, 2 invalid config or usage.";

@@ -173,3 +173,38 @@ pub fn outcome_line(repo: &Repo, o: &Outcome) -> String {
         ),
     }
 }
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Blocking threads run git; `workers` bounds how many sync at once.
+        .max_blocking_threads(config.workers + 8)
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let addr = (config.listen.host.clone(), config.listen.port);
+        let listener = tokio::net::TcpListener::bind((addr.0.as_str(), addr.1))
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        crate::daemon::run(config, listener, shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Cannot install handlers: never resolve; the process is stopped by SIGKILL.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -12,14 +12,22 @@
 //! - [`sync`]: the git engine (git2: clone, fetch, reset, credentials, host keys, recovery),
 //!   retry/backoff, post-sync actions.
 //! - [`url`], [`refname`], [`secret`]: small pure helpers shared by the above.
+//! - [`queue`]: the per-repository coalescing state machine and delivery dedupe. Pure.
+//! - [`daemon`]: shared state, sync workers bounded by `workers`, status, start-up and shutdown;
+//!   `run(config, listener, shutdown)`.
+//! - [`server`]: the HTTP edge (axum on hyper): webhook routes, the API, limits and timeouts.
+//! - [`logging`]: tracing setup (text/JSON, stdout/stderr/file, journald-aware timestamps).
 //! - [`cli`]: clap definitions; [`commands`]: what `check` and `sync` do.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod logging;
+pub mod queue;
 pub mod refname;
 pub mod secret;
+pub mod server;
 pub mod sync;
 pub mod url;
 pub mod webhook;

@@ -2,6 +2,7 @@
 //! (off by default under systemd, where journald stamps each line). The level comes from
 //! `--log-level`, else `RUST_LOG`, else the config's `log.level`.
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
@@ -43,8 +44,14 @@ pub fn init(config: &LogConfig, override_level: Option<&str>) -> Result<(), Stri
         }};
     }
     match &config.output {
-        LogOutput::Stdout => finish!(builder.with_writer(std::io::stdout)),
-        LogOutput::Stderr => finish!(builder.with_writer(std::io::stderr)),
+        LogOutput::Stdout => {
+            let ansi = std::io::stdout().is_terminal();
+            finish!(builder.with_ansi(ansi).with_writer(std::io::stdout))
+        }
+        LogOutput::Stderr => {
+            let ansi = std::io::stderr().is_terminal();
+            finish!(builder.with_ansi(ansi).with_writer(std::io::stderr))
+        }
         LogOutput::File(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)

@@ -21,6 +21,20 @@ fn main() {
             logging::init_cli(&config.log, cli.log_level.as_deref());
             commands::sync(&config, &names, &mut std::io::stdout())
         }
+        Command::Serve => {
+            if let Err(e) = logging::init(&config.log, cli.log_level.as_deref()) {
+                eprintln!("hookmirror: {e}");
+                std::process::exit(commands::EXIT_CONFIG);
+            }
+            match commands::serve(config) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("hookmirror: {e:#}");
+                    1
+                }
+            }
+        }
     };
     std::process::exit(code);
 }

@@ -555,7 +555,7 @@ fn a_hint_already_checked_out_skips_the_fetch() {
     let s = sync_once(
         &r,
         &SyncOptions {
-            hint: Some(first.clone()),
+            hints: Some(vec![first.clone()]),
         },
     )
     .unwrap();
@@ -563,9 +563,23 @@ fn a_hint_already_checked_out_skips_the_fetch() {
     let s = sync_once(
         &r,
         &SyncOptions {
-            hint: Some(second.clone()),
+            hints: Some(vec![second.clone()]),
         },
     )
     .unwrap();
-    assert!(s.fetched && s.new == second);
+    assert!(s.fetched && s.new == second && s.missing_hints.is_empty());
+    let unknown = "0123456789abcdef0123456789abcdef01234567".to_string();
+    let s = sync_once(
+        &r,
+        &SyncOptions {
+            hints: Some(vec![unknown.clone()]),
+        },
+    )
+    .unwrap();
+    assert!(s.fetched, "an unknown commit needs a fetch");
+    assert_eq!(
+        s.missing_hints,
+        vec![unknown],
+        "and is reported when the remote lacks it"
+    );
 }

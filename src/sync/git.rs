@@ -88,6 +88,9 @@ pub struct Synced {
     pub fetched: bool,
     /// What recovery did on the way (stale locks removed, a corrupt repository moved aside).
     pub notes: Vec<String>,
+    /// Hinted commits the fetched tip does not contain (a forge replica lagging behind its
+    /// webhook): the daemon fetches again shortly.
+    pub missing_hints: Vec<String>,
 }
 
 impl Synced {
@@ -99,9 +102,9 @@ impl Synced {
 /// Options for one sync.
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
-    /// A commit the remote should have (a webhook's `after`). When the checkout already contains
-    /// it, nothing is fetched.
-    pub hint: Option<String>,
+    /// Commits the remote should have (webhooks' `after`). When the checkout already contains
+    /// all of them (a late or replayed delivery), nothing is fetched. `None`: always fetch.
+    pub hints: Option<Vec<String>>,
 }
 
 /// The directory's state before a sync.
@@ -276,7 +279,7 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
             }
         }
     };
-    let _lock = lock_dir(git.path())?;
+    let lock = lock_dir(git.path())?;
     check_remote(&git, repo)?;
     let old = git
         .head()
@@ -284,24 +287,29 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
         .and_then(|h| h.target())
         .map(|o| o.to_string());
 
-    if let (Some(hint), Some(old)) = (&opts.hint, &old)
-        && contains(&git, old, hint)
+    let remote_ref_guess = || repo.target.remote_ref().unwrap_or_else(|| "HEAD".into());
+    if let (Some(hints), Some(old)) = (&opts.hints, &old)
+        && !hints.is_empty()
+        && hints.iter().all(|h| contains(&git, old, h))
     {
         return Ok(Synced {
             old: Some(old.clone()),
             new: old.clone(),
-            remote_ref: repo.target.remote_ref().unwrap_or_else(|| "HEAD".into()),
+            remote_ref: remote_ref_guess(),
             cloned: false,
             fetched: false,
             notes,
+            missing_hints: Vec::new(),
         });
     }
 
+    let mut git = git;
+    let mut lock = lock;
     let (remote_ref, commit) = match fetch(&git, repo) {
         Ok(r) => r,
         Err(e) if e.kind == ErrorKind::Other && !cloned && is_corruption(&e.message) => {
             // The odb is damaged in a way the open check did not see (a missing pack).
-            drop(_lock);
+            drop(lock);
             drop(git);
             let aside = move_aside(dir)?;
             notes.push(format!(
@@ -310,29 +318,30 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
                 aside.display()
             ));
             cloned = true;
-            let git = init(dir, repo)?;
-            let _lock = lock_dir(git.path())?;
-            let (remote_ref, commit) = fetch(&git, repo)?;
-            checkout(&git, repo, &remote_ref, commit)?;
-            return Ok(Synced {
-                old,
-                new: commit.to_string(),
-                remote_ref,
-                cloned,
-                fetched: true,
-                notes,
-            });
+            git = init(dir, repo)?;
+            lock = lock_dir(git.path())?;
+            fetch(&git, repo)?
         }
         Err(e) => return Err(e),
     };
     checkout(&git, repo, &remote_ref, commit)?;
+    let new = commit.to_string();
+    let missing_hints = opts
+        .hints
+        .iter()
+        .flatten()
+        .filter(|h| !contains(&git, &new, h))
+        .cloned()
+        .collect();
+    drop(lock);
     Ok(Synced {
         old,
-        new: commit.to_string(),
+        new,
         remote_ref,
         cloned,
         fetched: true,
         notes,
+        missing_hints,
     })
 }
 
@@ -752,4 +761,16 @@ pub fn init_libgit2() {
         let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
         let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
     }
+}
+
+/// The commit checked out in `dir`, if it is a readable checkout.
+pub fn current_commit(dir: &Path) -> Option<String> {
+    let repo = Repository::open_ext(
+        dir,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&str>(),
+    )
+    .ok()?;
+    let head = repo.head().ok()?;
+    head.target().map(|o| o.to_string())
 }

@@ -1,0 +1,524 @@
+//! The daemon: shared state behind a cheap-to-clone handle, the sync queue's workers (one task
+//! per busy repository, `workers` syncs at once), status, start-up and graceful shutdown.
+//! `run(config, listener, shutdown)` wires it to the HTTP server so tests start it on port 0.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::config::{Config, Repo};
+use crate::queue::{Action, Coalescer, Dedupe, Delivery, Started, State};
+use crate::sync::{self, ErrorKind, Outcome, SyncOptions};
+
+/// How long shutdown waits for running syncs before exiting anyway (systemd's default stop
+/// timeout is 90 s; a fetch that takes longer is retried after the restart).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Delivery ids remembered for dedupe.
+pub const DEDUPE_CAPACITY: usize = 4096;
+/// When a fetched tip lacks a webhook's `after` (a forge replica lagging), fetch again after
+/// this delay, doubled each time, at most [`LAG_RETRIES`] times.
+pub const LAG_DELAY: Duration = Duration::from_millis(500);
+pub const LAG_RETRIES: u32 = 3;
+
+/// What caused a sync request; shown in logs and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Webhook {
+        delivery: Option<String>,
+    },
+    Api,
+    Startup,
+    Schedule,
+    /// A re-fetch because the forge's replica had not caught up with its webhook.
+    Lag,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Webhook { delivery: Some(id) } => write!(f, "webhook {id}"),
+            Trigger::Webhook { delivery: None } => f.write_str("webhook"),
+            Trigger::Api => f.write_str("api"),
+            Trigger::Startup => f.write_str("startup"),
+            Trigger::Schedule => f.write_str("schedule"),
+            Trigger::Lag => f.write_str("replica-lag retry"),
+        }
+    }
+}
+
+/// A failed sync as status shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ErrorInfo {
+    pub kind: String,
+    pub message: String,
+}
+
+/// The result of one sync, as the API's `?wait=true` answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub name: String,
+    pub ok: bool,
+    pub changed: bool,
+    pub old: Option<String>,
+    pub commit: Option<String>,
+    pub fetched: bool,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    pub error: Option<ErrorInfo>,
+}
+
+/// What is known about one repository.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepoStatus {
+    /// The checked-out commit.
+    pub commit: Option<String>,
+    /// The remote ref last followed (`refs/heads/main`).
+    pub remote_ref: Option<String>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub last_error: Option<ErrorInfo>,
+    pub last_duration_ms: Option<u64>,
+    pub last_trigger: Option<String>,
+    pub syncs: u64,
+    pub failures: u64,
+    /// Syncs that fetched from the remote (the rest were answered from the checkout).
+    pub fetches: u64,
+    #[serde(skip)]
+    lag_retries: u32,
+}
+
+/// Someone waiting for the sync that covers request number `seq`.
+enum Waiter {
+    Delivery(String),
+    Report(oneshot::Sender<SyncReport>),
+}
+
+#[derive(Default)]
+struct Book {
+    queue: Coalescer,
+    status: HashMap<String, RepoStatus>,
+    waiters: HashMap<String, Vec<(u64, Waiter)>>,
+    dedupe: Option<Dedupe>,
+    triggers: HashMap<String, String>,
+}
+
+struct Shared {
+    config: RwLock<Arc<Config>>,
+    book: Mutex<Book>,
+    workers: Arc<Semaphore>,
+    /// False once shutdown began: webhooks and the API answer 503.
+    intake: AtomicBool,
+    /// Set at shutdown: retry back-off sleeps end early.
+    stopping: AtomicBool,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Why a sync request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    UnknownRepo,
+    ShuttingDown,
+}
+
+/// A handle on the running daemon; clones share it.
+#[derive(Clone)]
+pub struct Daemon(Arc<Shared>);
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+impl Daemon {
+    pub fn new(config: Config) -> Daemon {
+        let book = Book {
+            dedupe: Some(Dedupe::new(DEDUPE_CAPACITY)),
+            ..Default::default()
+        };
+        Daemon(Arc::new(Shared {
+            workers: Arc::new(Semaphore::new(config.workers)),
+            config: RwLock::new(Arc::new(config)),
+            book: Mutex::new(book),
+            intake: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }))
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        match self.0.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        self.0.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn intake_open(&self) -> bool {
+        self.0.intake.load(Ordering::SeqCst)
+    }
+
+    /// Reads each checkout's current commit so status shows it before the first sync.
+    pub async fn load_commits(&self) {
+        let dirs: Vec<(String, std::path::PathBuf)> = self
+            .config()
+            .repos
+            .iter()
+            .map(|r| (r.name.clone(), r.directory.clone()))
+            .collect();
+        let found = tokio::task::spawn_blocking(move || {
+            dirs.into_iter()
+                .map(|(n, d)| (n, sync::git::current_commit(&d)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut book = self.book();
+        for (name, commit) in found {
+            book.status.entry(name).or_default().commit = commit;
+        }
+    }
+
+    /// Admits a webhook delivery id; `Some` when it was seen before (and did not fail).
+    pub fn admit_delivery(&self, id: &str) -> Option<Delivery> {
+        self.book().dedupe.as_mut().and_then(|d| d.admit(id))
+    }
+
+    /// Queues a sync of `name`. `hint` is a commit the remote should have (a webhook's
+    /// `after`). With `report`, the returned receiver gets the outcome of the sync that covers
+    /// this request.
+    pub fn request_sync(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        hint: Option<&str>,
+        report: bool,
+    ) -> Result<Option<oneshot::Receiver<SyncReport>>, RequestError> {
+        if !self.intake_open() {
+            return Err(RequestError::ShuttingDown);
+        }
+        if self.config().repo(name).is_none() {
+            return Err(RequestError::UnknownRepo);
+        }
+        let mut book = self.book();
+        let (action, seq) = book.queue.request(name, hint);
+        let waiters = book.waiters.entry(name.to_string()).or_default();
+        if let Trigger::Webhook { delivery: Some(id) } = &trigger {
+            waiters.push((seq, Waiter::Delivery(id.clone())));
+        }
+        let rx = report.then(|| {
+            let (tx, rx) = oneshot::channel();
+            waiters.push((seq, Waiter::Report(tx)));
+            rx
+        });
+        book.triggers.insert(name.to_string(), trigger.to_string());
+        drop(book);
+        tracing::debug!(repo = name, %trigger, seq, coalesced = (action == Action::Coalesced), "sync requested");
+        if action == Action::Start {
+            let d = self.clone();
+            let name = name.to_string();
+            d.0.active.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                d.worker(&name).await;
+                if d.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    d.0.idle.notify_waiters();
+                }
+            });
+        }
+        Ok(rx)
+    }
+
+    /// Runs syncs of `name` until no request is pending.
+    async fn worker(&self, name: &str) {
+        loop {
+            let Ok(permit) = self.0.workers.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(Started { hints, covers }) = self.book().queue.start(name) else {
+                return;
+            };
+            let Some(repo) = self.config().repo(name).cloned() else {
+                self.book().queue.remove(name);
+                return;
+            };
+            let trigger = self.book().triggers.get(name).cloned().unwrap_or_default();
+            self.book()
+                .status
+                .entry(name.to_string())
+                .or_default()
+                .last_attempt = Some(now());
+            let shared = self.0.clone();
+            let opts = SyncOptions { hints };
+            let repo2 = repo.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                sync::sync_with_retry(&repo2, &opts, |d| interruptible_sleep(&shared.stopping, d))
+            })
+            .await;
+            drop(permit);
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => Outcome {
+                    result: Err(sync::SyncError {
+                        kind: ErrorKind::Other,
+                        message: format!("sync task failed: {e}"),
+                    }),
+                    attempts: 1,
+                    duration: Duration::ZERO,
+                    command: None,
+                    touch_error: None,
+                },
+            };
+            self.record(&repo, &trigger, covers, &outcome);
+            if !self.book().queue.finish(name) {
+                return;
+            }
+        }
+    }
+
+    /// Updates status, logs the sync line, answers waiters and schedules a replica-lag retry.
+    fn record(&self, repo: &Repo, trigger: &str, covers: u64, o: &Outcome) {
+        let ms = o.duration.as_millis() as u64;
+        let report = SyncReport {
+            name: repo.name.clone(),
+            ok: o.ok(),
+            changed: o.result.as_ref().is_ok_and(|s| s.changed()),
+            old: o.result.as_ref().ok().and_then(|s| s.old.clone()),
+            commit: o.result.as_ref().ok().map(|s| s.new.clone()),
+            fetched: o.result.as_ref().is_ok_and(|s| s.fetched),
+            attempts: o.attempts,
+            duration_ms: ms,
+            error: outcome_error(o),
+        };
+        match &o.result {
+            Ok(s) => tracing::info!(
+                repo = %repo.name,
+                r#ref = %s.remote_ref,
+                old = %s.old.as_deref().unwrap_or("none"),
+                new = %s.new,
+                changed = s.changed(),
+                fetched = s.fetched,
+                duration_ms = ms,
+                trigger,
+                result = if o.ok() { "ok" } else { "action failed" },
+                "sync"
+            ),
+            Err(e) => tracing::warn!(
+                repo = %repo.name,
+                r#ref = %repo.target,
+                duration_ms = ms,
+                attempts = o.attempts,
+                trigger,
+                result = "failed",
+                kind = e.kind.as_str(),
+                error = %e.message,
+                "sync"
+            ),
+        }
+        let mut lag_retry = None;
+        let mut book = self.book();
+        let st = book.status.entry(repo.name.clone()).or_default();
+        st.syncs += 1;
+        st.last_duration_ms = Some(ms);
+        st.last_trigger = Some(trigger.to_string());
+        if let Ok(s) = &o.result {
+            st.commit = Some(s.new.clone());
+            st.remote_ref = Some(s.remote_ref.clone());
+            st.fetches += u64::from(s.fetched);
+            if s.missing_hints.is_empty() {
+                st.lag_retries = 0;
+            } else if st.lag_retries < LAG_RETRIES {
+                st.lag_retries += 1;
+                lag_retry = Some((st.lag_retries, s.missing_hints[0].clone()));
+            }
+        }
+        if o.ok() {
+            st.last_success = Some(now());
+            st.last_error = None;
+        } else {
+            st.failures += 1;
+            st.last_error = report.error.clone();
+        }
+        let waiters = book.waiters.remove(&repo.name).unwrap_or_default();
+        let (done, later): (Vec<_>, Vec<_>) =
+            waiters.into_iter().partition(|(seq, _)| *seq <= covers);
+        if !later.is_empty() {
+            book.waiters.insert(repo.name.clone(), later);
+        }
+        for (_, w) in done {
+            match w {
+                Waiter::Delivery(id) => {
+                    if let Some(d) = book.dedupe.as_mut() {
+                        d.settle(&id, report.ok);
+                    }
+                }
+                Waiter::Report(tx) => {
+                    let _ = tx.send(report.clone());
+                }
+            }
+        }
+        drop(book);
+        if let Some((n, hint)) = lag_retry {
+            let d = self.clone();
+            let name = repo.name.clone();
+            let delay = LAG_DELAY * 2u32.pow(n - 1);
+            tracing::info!(repo = %name, missing = %hint, retry_in = ?delay, "fetched tip lacks the pushed commit (forge replica lagging?); fetching again");
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = d.request_sync(&name, Trigger::Lag, Some(&hint), false);
+            });
+        }
+    }
+
+    /// Status of every repository in config order, for the API.
+    pub fn statuses(&self) -> Vec<RepoView> {
+        let config = self.config();
+        let book = self.book();
+        config.repos.iter().map(|r| view(r, &book)).collect()
+    }
+
+    pub fn status(&self, name: &str) -> Option<RepoView> {
+        let config = self.config();
+        let repo = config.repo(name)?;
+        Some(view(repo, &self.book()))
+    }
+
+    /// The remote ref last followed, for matching pushes to a repo that tracks the default branch.
+    pub fn remote_ref(&self, name: &str) -> Option<String> {
+        self.book()
+            .status
+            .get(name)
+            .and_then(|s| s.remote_ref.clone())
+    }
+
+    /// Stops intake (webhooks and the API answer 503) and ends retry back-off early.
+    pub fn close_intake(&self) {
+        self.0.intake.store(false, Ordering::SeqCst);
+        self.0.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until no sync runs, at most `limit`. Returns true when all finished.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.0.idle.notified();
+            if self.0.active.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.0.active.load(Ordering::SeqCst) == 0;
+            }
+        }
+    }
+}
+
+fn outcome_error(o: &Outcome) -> Option<ErrorInfo> {
+    match (&o.result, &o.touch_error, &o.command) {
+        (Err(e), _, _) => Some(ErrorInfo {
+            kind: e.kind.as_str().into(),
+            message: e.message.clone(),
+        }),
+        (Ok(_), Some(t), _) => Some(ErrorInfo {
+            kind: "on_success".into(),
+            message: t.clone(),
+        }),
+        (Ok(_), None, Some(Err(e))) => Some(ErrorInfo {
+            kind: "on_success".into(),
+            message: e.clone(),
+        }),
+        (Ok(_), None, Some(Ok(c))) if !c.success() => Some(ErrorInfo {
+            kind: "on_success".into(),
+            message: if c.timed_out {
+                format!("on_success command timed out after {:?}", c.duration)
+            } else {
+                format!("on_success command exited with {:?}", c.code)
+            },
+        }),
+        _ => None,
+    }
+}
+
+/// A repository as the API shows it. Holds no credential: the URL is redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoView {
+    pub name: String,
+    pub url: String,
+    #[serde(rename = "ref")]
+    pub target: String,
+    pub directory: String,
+    pub path: String,
+    pub state: State,
+    pub pending: bool,
+    #[serde(flatten)]
+    pub status: RepoStatus,
+}
+
+fn view(repo: &Repo, book: &Book) -> RepoView {
+    RepoView {
+        name: repo.name.clone(),
+        url: crate::url::redact(&repo.url),
+        target: repo.target.to_string(),
+        directory: repo.directory.display().to_string(),
+        path: repo.path.clone(),
+        state: book.queue.state(&repo.name),
+        pending: book.queue.pending(&repo.name),
+        status: book.status.get(&repo.name).cloned().unwrap_or_default(),
+    }
+}
+
+/// Sleeps `d` in short steps; returns false as soon as shutdown began.
+fn interruptible_sleep(stopping: &AtomicBool, d: Duration) -> bool {
+    let step = Duration::from_millis(50);
+    let mut left = d;
+    while !left.is_zero() {
+        if stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left -= s;
+    }
+    !stopping.load(Ordering::SeqCst)
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves: start-up syncs (with `initialise`),
+/// the HTTP server, then a graceful stop — intake answers 503, running syncs get
+/// [`SHUTDOWN_GRACE`] to finish, connections close.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let daemon = Daemon::new(config);
+    daemon.load_commits().await;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::server::serve(listener, daemon.clone(), stop_rx));
+    let config = daemon.config();
+    tracing::info!(%addr, repos = config.repos.len(), workers = config.workers, "hookmirror listening");
+    if config.initialise {
+        for r in &config.repos {
+            let _ = daemon.request_sync(&r.name, Trigger::Startup, None, false);
+        }
+    }
+    shutdown.await;
+    tracing::info!("shutting down: intake closed, waiting for running syncs");
+    daemon.close_intake();
+    if !daemon.drain(SHUTDOWN_GRACE).await {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "syncs still running at shutdown; exiting anyway");
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
