@@ -68,13 +68,13 @@ pub fn check(config: &Config, out: &mut dyn Write) -> i32 {
 }
 
 /// Syncs the named repositories (all when `names` is empty), `config.workers` at a time; prints
-/// one line per repository in config order.
-pub fn sync(config: &Config, names: &[String], out: &mut dyn Write) -> i32 {
+/// one line per repository in config order to `out`; usage errors go to `err`.
+pub fn sync(config: &Config, names: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let unknown: Vec<&String> = names.iter().filter(|n| config.repo(n).is_none()).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = config.repos.iter().map(|r| r.name.as_str()).collect();
         let _ = writeln!(
-            out,
+            err,
             "unknown repositor{}: {}; known: {}",
             if unknown.len() == 1 { "y" } else { "ies" },
             unknown

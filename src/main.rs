@@ -19,7 +19,12 @@ fn main() {
         Command::Check => commands::check(&config, &mut std::io::stdout()),
         Command::Sync { names } => {
             logging::init_cli(&config.log, cli.log_level.as_deref());
-            commands::sync(&config, &names, &mut std::io::stdout())
+            commands::sync(
+                &config,
+                &names,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
         }
         Command::Serve => {
             if let Err(e) = logging::init(&config.log, cli.log_level.as_deref()) {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::raw::{Format, parse_str};
+use super::raw::{Format, parse_lenient};
 use super::validate::{Context, validate};
 use super::{Config, Credential, Problem};
 use crate::secret::Secret;
@@ -73,7 +73,7 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
         }
         LoadError::Invalid(ps)
     };
-    let raw = parse_str(&text, format).map_err(in_file)?;
+    let (raw, mut problems) = parse_lenient(&text, format).map_err(in_file)?;
     let env = |name: &str| std::env::var(name).ok();
     let ctx = Context {
         file: Some(path.clone()),
@@ -84,7 +84,15 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
         home: std::env::var_os("HOME").map(PathBuf::from),
         env: &env,
     };
-    let mut config = validate(raw, &ctx).map_err(in_file)?;
+    let mut config = match validate(raw, &ctx) {
+        Ok(c) if problems.is_empty() => c,
+        Ok(_) => return Err(in_file(problems)),
+        Err(more) => {
+            problems.extend(more);
+            problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+            return Err(in_file(problems));
+        }
+    };
     resolve_files(&mut config).map_err(in_file)?;
     Ok(config)
 }

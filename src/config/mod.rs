@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
-pub use raw::{Format, RawConfig, parse_str};
+pub use raw::{Format, RawConfig, parse_lenient, parse_str};
 pub use validate::{Context, validate};
 
 use crate::secret::Secret;

@@ -203,6 +203,19 @@ impl RawRepo {
 /// silently), each with the line it stands on where it can be found; a syntax or type error is
 /// reported with the parser's line.
 pub fn parse_str(text: &str, format: Format) -> Result<RawConfig, Vec<Problem>> {
+    match parse_lenient(text, format)? {
+        (raw, unknown) if unknown.is_empty() => Ok(raw),
+        (_, unknown) => Err(unknown),
+    }
+}
+
+/// Like [`parse_str`], but a file whose only fault is unknown keys still yields its
+/// [`RawConfig`], with the unknown keys as problems beside it, so that validation can report
+/// every other problem too.
+pub fn parse_lenient(
+    text: &str,
+    format: Format,
+) -> Result<(RawConfig, Vec<Problem>), Vec<Problem>> {
     let mut unknown: Vec<String> = Vec::new();
     let result = match format {
         Format::Yaml => {
@@ -230,14 +243,12 @@ pub fn parse_str(text: &str, format: Format) -> Result<RawConfig, Vec<Problem>> 
     };
     // Keys that start with `//` are comments (JSON has no other kind).
     unknown.retain(|path| !path.rsplit('.').next().unwrap_or(path).starts_with("//"));
-    match result {
-        Err(p) => Err(vec![p]),
-        Ok(raw) if unknown.is_empty() => Ok(raw),
-        Ok(_) => Err(unknown
-            .iter()
-            .map(|path| unknown_key_problem(text, format, path))
-            .collect()),
-    }
+    let raw = result.map_err(|p| vec![p])?;
+    let unknown = unknown
+        .iter()
+        .map(|path| unknown_key_problem(text, format, path))
+        .collect();
+    Ok((raw, unknown))
 }
 
 fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
@@ -260,6 +271,13 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
 /// Turns serde_ignored's path (`repos.1.brnach`, `?.x` for enum-ish) into a problem naming the
 /// repo index, the key and the line it was found on.
 fn unknown_key_problem(text: &str, format: Format, path: &str) -> Problem {
+    // serde_ignored writes `?` for an `Option` layer (`repos.?.1.brnach`); drop those.
+    let path = path
+        .split('.')
+        .filter(|p| *p != "?")
+        .collect::<Vec<_>>()
+        .join(".");
+    let path = path.as_str();
     let parts: Vec<&str> = path.split('.').collect();
     let key = parts.last().copied().unwrap_or(path);
     let repo_index = match parts.as_slice() {

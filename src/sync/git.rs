@@ -614,6 +614,10 @@ fn callbacks<'a>(repo: &'a Repo, state: &'a RefCell<AuthState>) -> RemoteCallbac
             }
             st.tried.push(CredentialType::USER_PASS_PLAINTEXT);
             let Some(token) = &auth.token else {
+                if crate::url::parse(&repo.url).is_some_and(|p| p.has_password) {
+                    st.auth_failed = Some("the credentials in the URL were refused".into());
+                    return Err(git2::Error::from_str("authentication failed"));
+                }
                 st.auth_failed = Some(
                     "the remote wants a username and token and none is configured (auth.token)"
                         .into(),
