@@ -60,7 +60,7 @@ pub fn check(config: &Config, out: &mut dyn Write) -> i32 {
             r.path,
             r.schedule
                 .as_ref()
-                .map(|s| format!("schedule {}", s.expr))
+                .map(|s| s.to_string())
                 .unwrap_or_else(|| "no schedule".into()),
         );
     }

@@ -16,6 +16,8 @@
 //! - [`daemon`]: shared state, sync workers bounded by `workers`, status, start-up and shutdown;
 //!   `run(config, listener, shutdown)`.
 //! - [`server`]: the HTTP edge (axum on hyper): webhook routes, the API, limits and timeouts.
+//! - [`schedule`]: next-run arithmetic for cron/interval schedules (pure) and the tick loop that
+//!   only enqueues sync requests.
 //! - [`logging`]: tracing setup (text/JSON, stdout/stderr/file, journald-aware timestamps).
 //! - [`cli`]: clap definitions; [`commands`]: what `check` and `sync` do.
 
@@ -26,6 +28,7 @@ pub mod daemon;
 pub mod logging;
 pub mod queue;
 pub mod refname;
+pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod sync;

@@ -15,7 +15,10 @@ fn config_dir() -> PathBuf {
 /// Parses and validates `text` with no environment, relative paths against /base.
 fn validate_text(text: &str, format: Format) -> Result<config::Config, Vec<Problem>> {
     let raw = parse_str(text, format)?;
-    let ctx = Context { text: Some(text), ..Context::bare(format, "/base") };
+    let ctx = Context {
+        text: Some(text),
+        ..Context::bare(format, "/base")
+    };
     validate(raw, &ctx)
 }
 
@@ -25,7 +28,9 @@ fn problems(text: &str) -> Vec<Problem> {
 
 fn assert_problem(problems: &[Problem], field: &str, needle: &str) {
     assert!(
-        problems.iter().any(|p| p.field.as_deref() == Some(field) && p.message.contains(needle)),
+        problems
+            .iter()
+            .any(|p| p.field.as_deref() == Some(field) && p.message.contains(needle)),
         "no problem on `{field}` containing {needle:?} in {problems:#?}"
     );
 }
@@ -35,7 +40,13 @@ const MINIMAL: &str = "repos:\n  - url: /srv/origin.git\n    directory: /srv/sit
 #[test]
 fn minimal_config_gets_the_documented_defaults() {
     let c = validate_text(MINIMAL, Format::Yaml).unwrap();
-    assert_eq!(c.listen, ListenAddr { host: "127.0.0.1".into(), port: 8080 });
+    assert_eq!(
+        c.listen,
+        ListenAddr {
+            host: "127.0.0.1".into(),
+            port: 8080
+        }
+    );
     assert_eq!(c.workers, 4);
     assert!(c.initialise);
     assert_eq!(c.log.format, LogFormat::Text);
@@ -67,14 +78,23 @@ fn the_three_formats_mean_the_same() {
     assert_eq!(r.target, Target::Tag("v1".into()));
     assert_eq!(r.retry.initial_delay, Duration::from_secs(2));
     assert_eq!(r.retry.max_delay, Duration::from_secs(60));
-    assert_eq!(r.schedule.as_ref().unwrap().expr, "0 22 * * 1-5");
+    assert_eq!(
+        r.schedule.as_ref().unwrap().to_string(),
+        "schedule 0 22 * * 1-5"
+    );
 }
 
 #[test]
 fn gwg_readme_sample_loads_unchanged_and_means_the_same() {
     let text = include_str!("fixtures/config/gwg-readme-sample.yaml");
     let c = validate_text(text, Format::Yaml).expect("gwg's sample must load unchanged");
-    assert_eq!(c.listen, ListenAddr { host: "localhost".into(), port: 5555 });
+    assert_eq!(
+        c.listen,
+        ListenAddr {
+            host: "localhost".into(),
+            port: 5555
+        }
+    );
     assert_eq!(c.workers, 5, "threads");
     assert!(c.initialise);
     assert_eq!(c.log.format, LogFormat::Text);
@@ -88,12 +108,25 @@ fn gwg_readme_sample_loads_unchanged_and_means_the_same() {
     assert_eq!(r1.directory, PathBuf::from("/path/to/local/repo"));
     assert_eq!(r1.target, Target::Branch("master".into()));
     assert_eq!(r1.remote, "origin");
-    assert_eq!(r1.on_success.touch.as_deref(), Some(Path::new("/path/to/trigger/file")));
+    assert_eq!(
+        r1.on_success.touch.as_deref(),
+        Some(Path::new("/path/to/trigger/file"))
+    );
     assert_eq!(r1.secrets[0].value.expose(), "webhookPassword");
-    assert_eq!(r1.auth.ssh_key.as_deref(), Some(Path::new("/path/to/private/key")));
-    assert_eq!(r1.auth.ssh_key_passphrase.as_ref().unwrap().value.expose(), "sshPassPhrase-123");
+    assert_eq!(
+        r1.auth.ssh_key.as_deref(),
+        Some(Path::new("/path/to/private/key"))
+    );
+    assert_eq!(
+        r1.auth.ssh_key_passphrase.as_ref().unwrap().value.expose(),
+        "sshPassPhrase-123"
+    );
     assert_eq!(r1.retry.attempts, 10, "retry_count");
-    assert_eq!(r1.retry.initial_delay, Duration::from_secs(1), "retry_delay in seconds");
+    assert_eq!(
+        r1.retry.initial_delay,
+        Duration::from_secs(1),
+        "retry_delay in seconds"
+    );
     let r2 = &c.repos[1];
     assert_eq!(r2.name, "repo-2");
     assert_eq!(r2.target, Target::Branch("master".into()));
@@ -108,7 +141,13 @@ fn gwg_label_type_tag_and_listen_without_host() {
         Format::Yaml,
     )
     .unwrap();
-    assert_eq!(c.listen, ListenAddr { host: "0.0.0.0".into(), port: 5555 });
+    assert_eq!(
+        c.listen,
+        ListenAddr {
+            host: "0.0.0.0".into(),
+            port: 5555
+        }
+    );
     assert_eq!(c.repos[0].target, Target::Tag("v2".into()));
 }
 
@@ -124,17 +163,30 @@ fn every_shipped_config_loads_from_disk() {
         assert!(!c.repos.is_empty(), "{}", path.display());
         seen += 1;
     }
-    assert!(seen >= 5, "expected demo, example.{{yaml,toml,json}} and gwg-compatible, saw {seen}");
+    assert!(
+        seen >= 5,
+        "expected demo, example.{{yaml,toml,json}} and gwg-compatible, saw {seen}"
+    );
 }
 
 #[test]
 fn shipped_examples_mean_what_they_say() {
     let demo = config::load_file(&config_dir().join("demo.yaml")).unwrap();
     let repo = &demo.repos[0];
-    assert_eq!(repo.url, env!("CARGO_MANIFEST_DIR"), "`..` is this repository, resolved against config/");
-    assert_eq!(repo.directory, Path::new(env!("CARGO_MANIFEST_DIR")).join("target/demo/hookmirror"));
+    assert_eq!(
+        repo.url,
+        env!("CARGO_MANIFEST_DIR"),
+        "`..` is this repository, resolved against config/"
+    );
+    assert_eq!(
+        repo.directory,
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/demo/hookmirror")
+    );
     let gwg = config::load_file(&config_dir().join("gwg-compatible.yaml")).unwrap();
-    assert_eq!(gwg.repos[0].auth.ssh_key.as_deref(), Some(config_dir().join("gwg-keys/repo-1").as_path()));
+    assert_eq!(
+        gwg.repos[0].auth.ssh_key.as_deref(),
+        Some(config_dir().join("gwg-keys/repo-1").as_path())
+    );
     let json = config::load_file(&config_dir().join("example.json")).unwrap();
     assert_eq!(json.repos[0].provider, Some(Provider::Github));
     let toml = config::load_file(&config_dir().join("example.toml")).unwrap();
@@ -144,7 +196,9 @@ fn shipped_examples_mean_what_they_say() {
 
 #[test]
 fn unknown_keys_are_all_reported_with_lines() {
-    let p = problems("listen: 127.0.0.1:1\nrepos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    brnach: main\n    on_succes:\n      touch: /t\n");
+    let p = problems(
+        "listen: 127.0.0.1:1\nrepos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    brnach: main\n    on_succes:\n      touch: /t\n",
+    );
     assert_eq!(p.len(), 2, "{p:#?}");
     assert_eq!(p[0].line, Some(6));
     assert!(p[0].message.contains("unknown key `brnach`"));
@@ -153,7 +207,9 @@ fn unknown_keys_are_all_reported_with_lines() {
 
 #[test]
 fn branch_and_tag_together_are_refused() {
-    let p = problems("repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    branch: main\n    tag: v1\n");
+    let p = problems(
+        "repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    branch: main\n    tag: v1\n",
+    );
     assert_problem(&p, "tag", "not both");
     assert_eq!(p[0].line, Some(6));
     assert_eq!(p[0].repo.as_deref(), Some("`d`"));
@@ -171,26 +227,56 @@ fn duplicates_are_refused() {
 
 #[test]
 fn nested_directories_are_refused() {
-    let p = problems("repos:\n  - {name: a, url: /o.git, directory: /srv/a, secret: s}\n  - {name: b, url: /o.git, directory: /srv/a/b, secret: s}\n");
+    let p = problems(
+        "repos:\n  - {name: a, url: /o.git, directory: /srv/a, secret: s}\n  - {name: b, url: /o.git, directory: /srv/a/b, secret: s}\n",
+    );
     assert_problem(&p, "directory", "inside repo `a`");
 }
 
 #[test]
 fn invalid_refnames_are_refused() {
     for bad in ["'main..x'", "'-x'", "'x.lock'", "'a b'", "refs/heads/main"] {
-        let p = problems(&format!("repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    branch: {bad}\n"));
-        assert!(p.iter().any(|p| p.field.as_deref() == Some("branch")), "{bad}: {p:#?}");
+        let p = problems(&format!(
+            "repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    branch: {bad}\n"
+        ));
+        assert!(
+            p.iter().any(|p| p.field.as_deref() == Some("branch")),
+            "{bad}: {p:#?}"
+        );
     }
 }
 
 #[test]
 fn cron_expressions_are_validated_with_crontab_syntax() {
-    for good in ["* * * * *", "45 23 * * 6", "0 9 * * 1", "5 4 * * SUN", "0 22 * * 1-5", "*/10 * * * * *", "@hourly", "@daily", "@weekly"] {
-        let c = validate_text(&format!("repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    schedule: \"{good}\"\n"), Format::Yaml);
+    for good in [
+        "* * * * *",
+        "45 23 * * 6",
+        "0 9 * * 1",
+        "5 4 * * SUN",
+        "0 22 * * 1-5",
+        "*/10 * * * * *",
+        "@hourly",
+        "@daily",
+        "@weekly",
+    ] {
+        let c = validate_text(
+            &format!(
+                "repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    schedule: \"{good}\"\n"
+            ),
+            Format::Yaml,
+        );
         assert!(c.is_ok(), "{good}: {:?}", c.err());
     }
-    for bad in ["* * * *", "61 * * * *", "* * * * FOO", "every day", "0 0 * * * * * *"] {
-        let p = problems(&format!("repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    schedule: \"{bad}\"\n"));
+    for bad in [
+        "* * * *",
+        "61 * * * *",
+        "* * * * FOO",
+        "every day",
+        "0 0 * * * * * *",
+    ] {
+        let p = problems(&format!(
+            "repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n    schedule: \"{bad}\"\n"
+        ));
         assert_problem(&p, "schedule", "is not a cron expression");
     }
 }
@@ -199,7 +285,13 @@ fn cron_expressions_are_validated_with_crontab_syntax() {
 fn a_repo_without_a_secret_needs_the_explicit_opt_out() {
     let p = problems("repos:\n  - url: /o.git\n    directory: /d\n");
     assert_problem(&p, "secret", "insecure_no_secret");
-    assert!(validate_text("repos:\n  - url: /o.git\n    directory: /d\n    insecure_no_secret: true\n", Format::Yaml).is_ok());
+    assert!(
+        validate_text(
+            "repos:\n  - url: /o.git\n    directory: /d\n    insecure_no_secret: true\n",
+            Format::Yaml
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -231,7 +323,11 @@ fn env_variables_expand_and_missing_ones_are_named() {
         _ => None,
     };
     let raw = parse_str(text, Format::Yaml).unwrap();
-    let ctx = Context { text: Some(text), env: &env, ..Context::bare(Format::Yaml, "/base") };
+    let ctx = Context {
+        text: Some(text),
+        env: &env,
+        ..Context::bare(Format::Yaml, "/base")
+    };
     let p = validate(raw, &ctx).unwrap_err();
     assert_eq!(p.len(), 1, "{p:#?}");
     assert_problem(&p, "auth.token", "`MISSING` is not set");
@@ -239,12 +335,25 @@ fn env_variables_expand_and_missing_ones_are_named() {
 
     let text = text.replace("${MISSING}", "$${literal}");
     let raw = parse_str(&text, Format::Yaml).unwrap();
-    let ctx = Context { text: Some(&text), env: &env, ..Context::bare(Format::Yaml, "/base") };
+    let ctx = Context {
+        text: Some(&text),
+        env: &env,
+        ..Context::bare(Format::Yaml, "/base")
+    };
     let c = validate(raw, &ctx).unwrap();
-    assert_eq!(c.listen, ListenAddr { host: "0.0.0.0".into(), port: 9999 });
+    assert_eq!(
+        c.listen,
+        ListenAddr {
+            host: "0.0.0.0".into(),
+            port: 9999
+        }
+    );
     assert_eq!(c.repos[0].url, "https://h.example/site.git");
     assert_eq!(c.repos[0].secrets[0].value.expose(), "from-env");
-    assert_eq!(c.repos[0].auth.token.as_ref().unwrap().value.expose(), "${literal}");
+    assert_eq!(
+        c.repos[0].auth.token.as_ref().unwrap().value.expose(),
+        "${literal}"
+    );
 }
 
 #[test]
@@ -256,16 +365,35 @@ fn file_paths_resolve_against_credentials_directory_or_the_config_folder() {
     let r = &c.repos[0];
     assert_eq!(r.url, "/etc/origin.git");
     assert_eq!(r.directory, PathBuf::from("/etc/hookmirror/site"));
-    assert_eq!(r.secrets[0].file.as_deref(), Some(Path::new("/etc/hookmirror/hook.secret")));
-    assert_eq!(r.auth.token.as_ref().unwrap().file.as_deref(), Some(Path::new("/abs/token")));
-    assert_eq!(r.auth.known_hosts.as_deref(), Some(Path::new("/etc/hookmirror/kh")));
-    assert_eq!(r.on_success.touch.as_deref(), Some(Path::new("/etc/hookmirror/t")));
+    assert_eq!(
+        r.secrets[0].file.as_deref(),
+        Some(Path::new("/etc/hookmirror/hook.secret"))
+    );
+    assert_eq!(
+        r.auth.token.as_ref().unwrap().file.as_deref(),
+        Some(Path::new("/abs/token"))
+    );
+    assert_eq!(
+        r.auth.known_hosts.as_deref(),
+        Some(Path::new("/etc/hookmirror/kh"))
+    );
+    assert_eq!(
+        r.on_success.touch.as_deref(),
+        Some(Path::new("/etc/hookmirror/t"))
+    );
 
     ctx.credentials_dir = Some(PathBuf::from("/run/credentials/hookmirror.service"));
     let c = validate(parse_str(text, Format::Yaml).unwrap(), &ctx).unwrap();
     let r = &c.repos[0];
-    assert_eq!(r.secrets[0].file.as_deref(), Some(Path::new("/run/credentials/hookmirror.service/hook.secret")));
-    assert_eq!(r.directory, PathBuf::from("/etc/hookmirror/site"), "only secret files move");
+    assert_eq!(
+        r.secrets[0].file.as_deref(),
+        Some(Path::new("/run/credentials/hookmirror.service/hook.secret"))
+    );
+    assert_eq!(
+        r.directory,
+        PathBuf::from("/etc/hookmirror/site"),
+        "only secret files move"
+    );
 }
 
 #[test]
@@ -286,9 +414,17 @@ fn load_reads_secret_files_and_reports_unreadable_ones() {
     assert_problem(p, "auth.ssh_key", "not a private key");
     assert!(p.iter().all(|p| p.file.as_deref() == Some(cfg.as_path())));
 
-    std::fs::write(&cfg, "repos:\n  - name: a\n    url: /o.git\n    directory: a\n    secret_file: hook.secret\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "repos:\n  - name: a\n    url: /o.git\n    directory: a\n    secret_file: hook.secret\n",
+    )
+    .unwrap();
     let c = config::load_file(&cfg).unwrap();
-    assert_eq!(c.repos[0].secrets[0].value.expose(), "s3cret", "trailing newline trimmed");
+    assert_eq!(
+        c.repos[0].secrets[0].value.expose(),
+        "s3cret",
+        "trailing newline trimmed"
+    );
 }
 
 #[test]
@@ -298,5 +434,11 @@ fn problems_display_file_line_repo_and_field() {
     std::fs::write(&cfg, "[[repos]]\nname = \"x\"\nurl = \"/o.git\"\ndirectory = \"/d\"\nsecret = \"s\"\nbranch = \"a\"\ntag = \"b\"\n").unwrap();
     let err = config::load_file(&cfg).unwrap_err();
     let shown = err.to_string();
-    assert!(shown.contains(&format!("{}:7: repo `x`: `tag`: set `branch` or `tag`, not both", cfg.display())), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "{}:7: repo `x`: `tag`: set `branch` or `tag`, not both",
+            cfg.display()
+        )),
+        "{shown}"
+    );
 }

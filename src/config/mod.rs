@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
 pub use raw::{Format, RawConfig, parse_lenient, parse_str};
-pub use validate::{Context, validate};
+pub use validate::{Context, parse_cron, validate};
 
 use crate::secret::Secret;
 use crate::webhook::Provider;
@@ -184,11 +184,46 @@ pub struct OnSuccess {
     pub timeout: Duration,
 }
 
-/// A parsed cron schedule.
+/// When scheduled syncs run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
-    pub expr: String,
-    pub cron: croner::Cron,
+    pub timing: Timing,
+    /// Each tick is delayed by a random duration up to this, so many repositories on one
+    /// schedule do not fetch in the same second.
+    pub jitter: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timing {
+    /// Crontab syntax, in `timezone` (`None`: the system's local time).
+    Cron {
+        expr: String,
+        cron: croner::Cron,
+        timezone: Option<chrono_tz::Tz>,
+    },
+    /// `interval: 5m`: every so often, counted from start-up.
+    Interval(Duration),
+}
+
+/// Default [`Schedule::jitter`]; never more than half an interval.
+pub const DEFAULT_JITTER: Duration = Duration::from_secs(5);
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.timing {
+            Timing::Cron {
+                expr,
+                timezone: Some(tz),
+                ..
+            } => write!(f, "schedule {expr} ({tz})"),
+            Timing::Cron {
+                expr,
+                timezone: None,
+                ..
+            } => write!(f, "schedule {expr}"),
+            Timing::Interval(d) => write!(f, "every {}", humantime::format_duration(*d)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

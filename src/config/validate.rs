@@ -540,18 +540,7 @@ impl Validator<'_, '_> {
             }
             parsed
         });
-        let schedule = self
-            .opt("schedule", &r.schedule)
-            .and_then(|expr| match parse_cron(&expr) {
-                Ok(cron) => Some(Schedule { expr, cron }),
-                Err(e) => {
-                    self.problem(
-                        "schedule",
-                        format!("`{expr}` is not a cron expression: {e}"),
-                    );
-                    None
-                }
-            });
+        let schedule = self.schedule(&r);
         let depth = match r.depth {
             None | Some(0) => None,
             Some(d) if (1..=i64::from(i32::MAX)).contains(&d) => Some(d as u32),
@@ -684,6 +673,65 @@ impl Validator<'_, '_> {
             }
         }
         out
+    }
+
+    fn schedule(&mut self, r: &RawRepo) -> Option<Schedule> {
+        let timezone = self.opt("timezone", &r.timezone).and_then(|tz| {
+            let parsed = chrono_tz::Tz::from_str(tz.trim()).ok();
+            if parsed.is_none() {
+                self.problem(
+                    "timezone",
+                    format!("`{tz}` is not an IANA time zone (e.g. Europe/Berlin, UTC)"),
+                );
+            }
+            parsed
+        });
+        let timing = match (self.opt("schedule", &r.schedule), &r.interval) {
+            (Some(_), Some(_)) => {
+                self.problem("interval", "set `schedule` or `interval`, not both");
+                return None;
+            }
+            (Some(expr), None) => match parse_cron(&expr) {
+                Ok(cron) => Timing::Cron {
+                    expr,
+                    cron,
+                    timezone,
+                },
+                Err(e) => {
+                    self.problem(
+                        "schedule",
+                        format!("`{expr}` is not a cron expression: {e}"),
+                    );
+                    return None;
+                }
+            },
+            (None, Some(_)) => {
+                let d = self.duration("interval", &r.interval, Duration::ZERO);
+                if d < Duration::from_secs(1) {
+                    self.problem("interval", "must be at least 1s");
+                    return None;
+                }
+                if r.timezone.is_some() {
+                    self.problem("timezone", "only applies to `schedule`");
+                }
+                Timing::Interval(d)
+            }
+            (None, None) => {
+                if r.timezone.is_some() || r.jitter.is_some() {
+                    self.problem(
+                        "schedule",
+                        "`timezone` and `jitter` need a `schedule` or `interval`",
+                    );
+                }
+                return None;
+            }
+        };
+        let default_jitter = match timing {
+            Timing::Interval(d) => DEFAULT_JITTER.min(d / 2),
+            Timing::Cron { .. } => DEFAULT_JITTER,
+        };
+        let jitter = self.duration("jitter", &r.jitter, default_jitter);
+        Some(Schedule { timing, jitter })
     }
 
     fn auth(&mut self, r: &RawRepo) -> Auth {
