@@ -105,7 +105,7 @@ mod tests {
         Schedule {
             timing: Timing::Cron {
                 expr: expr.into(),
-                cron: parse_cron(expr).unwrap(),
+                cron: Box::new(parse_cron(expr).unwrap()),
                 timezone: tz,
             },
             jitter: Duration::ZERO,

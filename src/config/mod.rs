@@ -198,7 +198,7 @@ pub enum Timing {
     /// Crontab syntax, in `timezone` (`None`: the system's local time).
     Cron {
         expr: String,
-        cron: croner::Cron,
+        cron: Box<croner::Cron>,
         timezone: Option<chrono_tz::Tz>,
     },
     /// `interval: 5m`: every so often, counted from start-up.

@@ -694,7 +694,7 @@ impl Validator<'_, '_> {
             (Some(expr), None) => match parse_cron(&expr) {
                 Ok(cron) => Timing::Cron {
                     expr,
-                    cron,
+                    cron: Box::new(cron),
                     timezone,
                 },
                 Err(e) => {
