@@ -184,10 +184,16 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let addr = (config.listen.host.clone(), config.listen.port);
-        let listener = tokio::net::TcpListener::bind((addr.0.as_str(), addr.1))
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        // Socket activation (hookmirror.socket) wins over `listen`.
+        let listener = match crate::systemd::activated_listener() {
+            Some(l) => tokio::net::TcpListener::from_std(l)
+                .context("cannot use the socket systemd passed")?,
+            None => {
+                tokio::net::TcpListener::bind((config.listen.host.as_str(), config.listen.port))
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?
+            }
+        };
         crate::daemon::run(config, listener, shutdown_signal()).await
     })
 }

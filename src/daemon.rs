@@ -38,6 +38,8 @@ pub enum Trigger {
     Schedule,
     /// A re-fetch because the forge's replica had not caught up with its webhook.
     Lag,
+    /// The repo was added, or its URL or ref changed, by a config reload.
+    Reload,
 }
 
 impl fmt::Display for Trigger {
@@ -49,6 +51,7 @@ impl fmt::Display for Trigger {
             Trigger::Startup => f.write_str("startup"),
             Trigger::Schedule => f.write_str("schedule"),
             Trigger::Lag => f.write_str("replica-lag retry"),
+            Trigger::Reload => f.write_str("reload"),
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct RepoStatus {
     pub failures: u64,
     /// Syncs that fetched from the remote (the rest were answered from the checkout).
     pub fetches: u64,
+    /// When the schedule next enqueues a sync (before jitter).
+    pub next_run: Option<DateTime<Utc>>,
     #[serde(skip)]
     lag_retries: u32,
 }
@@ -107,6 +112,28 @@ struct Book {
     waiters: HashMap<String, Vec<(u64, Waiter)>>,
     dedupe: Option<Dedupe>,
     triggers: HashMap<String, String>,
+    reload: ReloadStatus,
+    /// Running schedule loops: the schedule and the sender that stops its loop.
+    schedules: HashMap<String, (crate::config::Schedule, tokio::sync::watch::Sender<bool>)>,
+}
+
+/// Config reloads, as status shows them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    pub reloads: u64,
+    pub failures: u64,
+    pub last_reload: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// The listen address changed: the caller binds the new one and retires the old.
+    pub listen_changed: bool,
 }
 
 struct Shared {
@@ -401,10 +428,179 @@ impl Daemon {
             .and_then(|s| s.remote_ref.clone())
     }
 
+    /// Reload history, for status.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.book().reload.clone()
+    }
+
+    /// Starts, restarts or stops schedule loops so they match the config in force.
+    pub fn sync_schedules(&self) {
+        let config = self.config();
+        let mut book = self.book();
+        let wanted: HashMap<&str, &crate::config::Schedule> = config
+            .repos
+            .iter()
+            .filter_map(|r| r.schedule.as_ref().map(|s| (r.name.as_str(), s)))
+            .collect();
+        book.schedules.retain(|name, (schedule, stop)| {
+            let keep = wanted.get(name.as_str()).is_some_and(|w| *w == schedule);
+            if !keep {
+                let _ = stop.send(true);
+            }
+            keep
+        });
+        for (name, schedule) in wanted {
+            if book.schedules.contains_key(name) {
+                continue;
+            }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            book.schedules
+                .insert(name.to_string(), (schedule.clone(), stop_tx));
+            let (d1, d2, n1, n2) = (
+                self.clone(),
+                self.clone(),
+                name.to_string(),
+                name.to_string(),
+            );
+            tokio::spawn(crate::schedule::tick_loop(
+                schedule.clone(),
+                std::sync::Arc::new(crate::schedule::SystemClock),
+                stop_rx,
+                move |next| d1.book().status.entry(n1.clone()).or_default().next_run = next,
+                move || {
+                    if let Err(e) = d2.request_sync(&n2, Trigger::Schedule, None, false) {
+                        tracing::debug!(repo = %n2, error = ?e, "scheduled sync not queued");
+                    }
+                },
+            ));
+        }
+    }
+
+    /// Re-reads the config file (and the secret files it names). An invalid config is logged
+    /// with file and line, counted, and changes nothing.
+    pub async fn reload(&self) -> Result<ReloadSummary, String> {
+        let Some(path) = self.config().source.clone() else {
+            return Err("the config was not loaded from a file".into());
+        };
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load_file(&path)).await;
+        let result = match loaded {
+            Ok(Ok(new)) => Ok(self.apply(new)),
+            Ok(Err(e)) => {
+                for p in e.problems() {
+                    tracing::error!(problem = %p, "config reload refused; the running config stays");
+                }
+                if e.problems().is_empty() {
+                    tracing::error!(error = %e, "config reload refused; the running config stays");
+                }
+                Err(e.to_string())
+            }
+            Err(e) => Err(format!("reload task failed: {e}")),
+        };
+        let mut book = self.book();
+        book.reload.last_reload = Some(now());
+        match &result {
+            Ok(_) => {
+                book.reload.reloads += 1;
+                book.reload.last_error = None;
+            }
+            Err(e) => {
+                book.reload.failures += 1;
+                book.reload.last_error = Some(e.clone());
+            }
+        }
+        result
+    }
+
+    /// Puts `new` in force at once: removed repos stop receiving webhooks and ticks (their
+    /// directories stay); added repos get an initial sync (with `initialise`); repos whose URL,
+    /// ref, remote or directory changed resync; `workers` resizes the pool.
+    pub fn apply(&self, new: Config) -> ReloadSummary {
+        let old = self.config();
+        let mut summary = ReloadSummary {
+            listen_changed: old.listen != new.listen,
+            ..Default::default()
+        };
+        let mut resync = Vec::new();
+        for r in &new.repos {
+            match old.repo(&r.name) {
+                None => {
+                    summary.added.push(r.name.clone());
+                    if new.initialise {
+                        resync.push(r.name.clone());
+                    }
+                }
+                Some(o) if o != r => {
+                    summary.changed.push(r.name.clone());
+                    if o.url != r.url
+                        || o.target != r.target
+                        || o.remote != r.remote
+                        || o.directory != r.directory
+                    {
+                        resync.push(r.name.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        summary.removed = old
+            .repos
+            .iter()
+            .filter(|o| new.repo(&o.name).is_none())
+            .map(|o| o.name.clone())
+            .collect();
+        if new.workers > old.workers {
+            self.0.workers.add_permits(new.workers - old.workers);
+        } else if new.workers < old.workers {
+            // Take the surplus permits as they come free and drop them.
+            let surplus = (old.workers - new.workers) as u32;
+            let sem = self.0.workers.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        match self.0.config.write() {
+            Ok(mut c) => *c = Arc::new(new),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
+        }
+        {
+            let mut book = self.book();
+            for name in &summary.removed {
+                book.queue.remove(name);
+                book.status.remove(name);
+                book.waiters.remove(name);
+            }
+        }
+        self.sync_schedules();
+        for name in &resync {
+            let _ = self.request_sync(name, Trigger::Reload, None, false);
+        }
+        tracing::info!(added = ?summary.added, removed = ?summary.removed, changed = ?summary.changed, listen_changed = summary.listen_changed, "config reloaded");
+        summary
+    }
+
+    /// A one-line summary for systemd's STATUS=.
+    pub fn summary_line(&self) -> String {
+        let views = self.statuses();
+        let failing = views
+            .iter()
+            .filter(|v| v.status.last_error.is_some())
+            .count();
+        let syncing = views.iter().filter(|v| v.state == State::Syncing).count();
+        format!(
+            "{} repos, {syncing} syncing, {failing} failing",
+            views.len()
+        )
+    }
+
     /// Stops intake (webhooks and the API answer 503) and ends retry back-off early.
     pub fn close_intake(&self) {
         self.0.intake.store(false, Ordering::SeqCst);
         self.0.stopping.store(true, Ordering::SeqCst);
+        for (_, (_, stop)) in self.book().schedules.drain() {
+            let _ = stop.send(true);
+        }
     }
 
     /// Waits until no sync runs, at most `limit`. Returns true when all finished.
@@ -491,9 +687,33 @@ fn interruptible_sleep(stopping: &AtomicBool, d: Duration) -> bool {
     !stopping.load(Ordering::SeqCst)
 }
 
+/// A running HTTP server on one listener.
+struct Server {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    fn start(listener: tokio::net::TcpListener, daemon: &Daemon) -> Server {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(crate::server::serve(listener, daemon.clone(), stop_rx));
+        Server { stop, task }
+    }
+
+    /// Stops accepting; requests in flight finish.
+    async fn retire(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// How long the config may keep changing before a reload happens (editors write in bursts).
+pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
+
 /// Runs the daemon on `listener` until `shutdown` resolves: start-up syncs (with `initialise`),
-/// the HTTP server, then a graceful stop — intake answers 503, running syncs get
-/// [`SHUTDOWN_GRACE`] to finish, connections close.
+/// schedules, the HTTP server, hot reload (file watcher and SIGHUP), systemd notifications,
+/// then a graceful stop — intake answers 503, running syncs get [`SHUTDOWN_GRACE`] to finish,
+/// connections close.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -502,23 +722,64 @@ pub async fn run(
     let daemon = Daemon::new(config);
     daemon.load_commits().await;
     let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::server::serve(listener, daemon.clone(), stop_rx));
+    let mut server = Server::start(listener, &daemon);
     let config = daemon.config();
     tracing::info!(%addr, repos = config.repos.len(), workers = config.workers, "hookmirror listening");
+    daemon.sync_schedules();
     if config.initialise {
         for r in &config.repos {
             let _ = daemon.request_sync(&r.name, Trigger::Startup, None, false);
         }
     }
-    shutdown.await;
+
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(16);
+    let mut watcher = crate::reload::Watcher::start(&config, reload_tx.clone());
+    crate::reload::on_sighup(reload_tx);
+    crate::systemd::ready(&format!("listening on {addr}; {}", daemon.summary_line()));
+    let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = async { match watchdog.as_mut() { Some(w) => { w.tick().await; } None => std::future::pending().await } } => {
+                crate::systemd::watchdog();
+                crate::systemd::status(&daemon.summary_line());
+            }
+            Some(why) = reload_rx.recv() => {
+                // Debounce: wait until the changes stop.
+                while let Ok(Some(_)) = tokio::time::timeout(RELOAD_DEBOUNCE, reload_rx.recv()).await {}
+                tracing::info!(cause = why, "reloading the config");
+                crate::systemd::reloading();
+                if let Ok(summary) = daemon.reload().await {
+                    let new = daemon.config();
+                    if let Some(w) = watcher.as_mut() {
+                        w.rewatch(&new);
+                    }
+                    if summary.listen_changed {
+                        // Bind the new address before releasing the old one.
+                        match tokio::net::TcpListener::bind((new.listen.host.as_str(), new.listen.port)).await {
+                            Ok(l) => {
+                                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                                let old = std::mem::replace(&mut server, Server::start(l, &daemon));
+                                old.retire().await;
+                                tracing::info!(%addr, "now listening on the new address");
+                            }
+                            Err(e) => tracing::error!(listen = %new.listen, error = %e, "cannot bind the new listen address; still serving on the old one"),
+                        }
+                    }
+                }
+                crate::systemd::reloaded(&daemon.summary_line());
+            }
+        }
+    }
     tracing::info!("shutting down: intake closed, waiting for running syncs");
+    crate::systemd::stopping();
     daemon.close_intake();
     if !daemon.drain(SHUTDOWN_GRACE).await {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "syncs still running at shutdown; exiting anyway");
     }
-    let _ = stop_tx.send(true);
-    let _ = server.await;
+    server.retire().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,6 +18,8 @@
 //! - [`server`]: the HTTP edge (axum on hyper): webhook routes, the API, limits and timeouts.
 //! - [`schedule`]: next-run arithmetic for cron/interval schedules (pure) and the tick loop that
 //!   only enqueues sync requests.
+//! - [`reload`]: config file watcher and SIGHUP, feeding the daemon's validate-then-swap reload.
+//! - [`systemd`]: READY/WATCHDOG/STATUS/STOPPING notifications and socket activation.
 //! - [`logging`]: tracing setup (text/JSON, stdout/stderr/file, journald-aware timestamps).
 //! - [`cli`]: clap definitions; [`commands`]: what `check` and `sync` do.
 
@@ -28,9 +30,11 @@ pub mod daemon;
 pub mod logging;
 pub mod queue;
 pub mod refname;
+pub mod reload;
 pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod sync;
+pub mod systemd;
 pub mod url;
 pub mod webhook;

@@ -51,7 +51,7 @@ pub async fn list(State(d): State<Daemon>, headers: HeaderMap) -> Response {
     if let Some(r) = refusal(&d, &headers, false) {
         return r;
     }
-    Json(json!({ "repos": d.statuses() })).into_response()
+    Json(json!({ "repos": d.statuses(), "reload": d.reload_status() })).into_response()
 }
 
 pub async fn show(

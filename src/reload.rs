@@ -1,0 +1,107 @@
+//! What triggers a config reload: a file watcher on the config file's parent directory (editors
+//! and `git pull` replace files by rename, which a watch on the file itself would miss) and on the
+//! folders of the secret files it names, and SIGHUP. Both only send a cause on a channel; the
+//! daemon debounces, validates and applies (see `daemon::run`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+
+/// The files whose change means a reload: the config and every file it reads.
+pub fn watched_files(config: &Config) -> HashSet<PathBuf> {
+    let mut files = HashSet::new();
+    files.extend(config.source.clone());
+    files.extend(config.api_token.as_ref().and_then(|c| c.file.clone()));
+    for r in &config.repos {
+        files.extend(r.secrets.iter().filter_map(|c| c.file.clone()));
+        files.extend(r.auth.token.as_ref().and_then(|c| c.file.clone()));
+        files.extend(
+            r.auth
+                .ssh_key_passphrase
+                .as_ref()
+                .and_then(|c| c.file.clone()),
+        );
+    }
+    files
+}
+
+/// Watches the folders of [`watched_files`].
+pub struct Watcher {
+    inner: notify::RecommendedWatcher,
+    dirs: HashSet<PathBuf>,
+    files: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Watcher {
+    /// `None` when the config has no file, or the platform's watcher cannot start (SIGHUP still
+    /// works; the reason is logged).
+    pub fn start(config: &Config, tx: mpsc::Sender<&'static str>) -> Option<Watcher> {
+        config.source.as_ref()?;
+        let files: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
+        let seen = files.clone();
+        let handler = move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else { return };
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            let files = seen.lock().unwrap_or_else(|p| p.into_inner());
+            if event.paths.iter().any(|p| files.contains(p)) {
+                let _ = tx.try_send("file changed");
+            }
+        };
+        let inner = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config for changes; reload with SIGHUP");
+                return None;
+            }
+        };
+        let mut w = Watcher {
+            inner,
+            dirs: HashSet::new(),
+            files,
+        };
+        w.rewatch(config);
+        Some(w)
+    }
+
+    /// Follows the files a (re)loaded config names.
+    pub fn rewatch(&mut self, config: &Config) {
+        let files = watched_files(config);
+        let dirs: HashSet<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        for d in dirs.difference(&self.dirs.clone()) {
+            match self.inner.watch(d, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(d.clone());
+                }
+                Err(e) => tracing::warn!(dir = %d.display(), error = %e, "cannot watch folder"),
+            }
+        }
+        *self.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+    }
+}
+
+/// Sends a reload cause on every SIGHUP (`systemctl reload`).
+pub fn on_sighup(tx: mpsc::Sender<&'static str>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send("SIGHUP").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
+    }
+}
