@@ -177,9 +177,11 @@ pub fn redact_in_text(text: &str) -> String {
     out
 }
 
-/// The key two URLs of the same repository share: host (lower-cased) and path without a leading
-/// `/` or `~`, a trailing `/` or `.git`. Scheme, user, credentials and port are ignored, so the
-/// https, ssh, scp-like and git:// forms a forge sends all map to one key.
+/// The key two URLs of the same repository share: host and path, lower-cased (forges treat
+/// owner and repository names case-insensitively and send their canonical case), without a
+/// leading `/`, a trailing `/` or `.git`. Scheme, user, credentials and port are ignored, so the
+/// https, ssh, scp-like and git:// forms a forge sends all map to one key. Local paths keep
+/// their case.
 pub fn match_key(url: &str) -> Option<String> {
     let p = parse(url)?;
     let mut path = p.path.as_str();
@@ -192,7 +194,7 @@ pub fn match_key(url: &str) -> Option<String> {
     if p.scheme == Scheme::File {
         return Some(format!("file:{path}"));
     }
-    Some(format!("{}/{}", p.host, path))
+    Some(format!("{}/{}", p.host, path.to_lowercase()))
 }
 
 #[cfg(test)]
@@ -258,7 +260,7 @@ mod tests {
         for f in forms {
             assert_eq!(
                 match_key(f).as_deref(),
-                Some("github.com/Octo/Hello"),
+                Some("github.com/octo/hello"),
                 "{f}"
             );
         }

@@ -33,7 +33,9 @@ fn refusal(d: &Daemon, headers: &HeaderMap, write: bool) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or("");
     let expected = token.value.expose().as_bytes();
     if !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected)) {

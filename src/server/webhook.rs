@@ -121,6 +121,7 @@ fn one_repo(
                 "cannot tell which forge sent this delivery",
             )
         } else {
+            tracing::warn!(repo = %repo.name, "webhook refused: no forge signature headers");
             unauthorized()
         };
     };
@@ -147,6 +148,7 @@ fn shared_endpoint(
     opts: VerifyOptions,
 ) -> Response {
     let Some(provider) = Provider::detect(headers) else {
+        tracing::warn!("webhook on /hooks refused: no forge signature headers");
         return unauthorized();
     };
     let verified: Vec<&Repo> = config
@@ -191,6 +193,20 @@ fn deliver(
         Event::Ignored(reason) => return ignored(&reason),
         Event::Push(p) => p,
     };
+    // Which repos this push is for; nothing is recorded for a delivery we ignore, so a
+    // redelivery after fixing the config is processed.
+    let mut targets = Vec::new();
+    let mut reasons = Vec::new();
+    for repo in repos {
+        match wanted(d, repo, &push) {
+            Ok(after) => targets.push((repo, after)),
+            Err(why) if repos.len() == 1 => reasons.push(why),
+            Err(why) => reasons.push(format!("{}: {why}", repo.name)),
+        }
+    }
+    if targets.is_empty() {
+        return ignored(&reasons.join("; "));
+    }
     if let Some(id) = &delivery
         && let Some(earlier) = d.admit_delivery(id)
     {
@@ -206,30 +222,18 @@ fn deliver(
             .into_response();
     }
     let mut queued = Vec::new();
-    let mut reasons = Vec::new();
-    for repo in repos {
-        match wanted(d, repo, &push) {
-            Ok(after) => match d.request_sync(
-                &repo.name,
-                Trigger::Webhook {
-                    delivery: delivery.clone(),
-                },
-                after.as_deref(),
-                false,
-            ) {
-                Ok(_) => queued.push(repo.name.clone()),
-                Err(RequestError::ShuttingDown) => {
-                    return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-                }
-                Err(RequestError::UnknownRepo) => {
-                    reasons.push(format!("{}: removed from the config", repo.name))
-                }
-            },
-            Err(why) => reasons.push(if repos.len() == 1 {
-                why
-            } else {
-                format!("{}: {why}", repo.name)
-            }),
+    for (repo, after) in targets {
+        let trigger = Trigger::Webhook {
+            delivery: delivery.clone(),
+        };
+        match d.request_sync(&repo.name, trigger, after.as_deref(), false) {
+            Ok(_) => queued.push(repo.name.clone()),
+            Err(RequestError::ShuttingDown) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+            }
+            Err(RequestError::UnknownRepo) => {
+                reasons.push(format!("{}: removed from the config", repo.name))
+            }
         }
     }
     if queued.is_empty() {

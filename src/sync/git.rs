@@ -346,13 +346,18 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
 }
 
 /// True when `commit` (hex) is `head` or an ancestor of it. Unknown ids are not contained.
+/// An annotated tag's id (forges send it as a tag push's `after`) counts as the commit it tags.
 fn contains(git: &Repository, head: &str, commit: &str) -> bool {
-    let (Ok(head), Ok(commit)) = (Oid::from_str(head), Oid::from_str(commit)) else {
+    let (Ok(head), Ok(hinted)) = (Oid::from_str(head), Oid::from_str(commit)) else {
         return false;
     };
-    if git.find_commit(commit).is_err() {
+    let Ok(commit) = git
+        .find_object(hinted, None)
+        .and_then(|o| o.peel_to_commit())
+        .map(|c| c.id())
+    else {
         return false;
-    }
+    };
     head == commit || git.graph_descendant_of(head, commit).unwrap_or(false)
 }
 
