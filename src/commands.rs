@@ -185,7 +185,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         // Socket activation (hookmirror.socket) wins over `listen`.
-        let listener = match crate::systemd::activated_listener() {
+        let activated = crate::systemd::activated_listener();
+        let socket_activated = activated.is_some();
+        let listener = match activated {
             Some(l) => tokio::net::TcpListener::from_std(l)
                 .context("cannot use the socket systemd passed")?,
             None => {
@@ -194,7 +196,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot listen on {}", config.listen))?
             }
         };
-        crate::daemon::run(config, listener, shutdown_signal()).await
+        crate::daemon::run_on(config, listener, socket_activated, shutdown_signal()).await
     })
 }
 

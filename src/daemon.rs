@@ -360,7 +360,9 @@ impl Daemon {
         st.last_trigger = Some(trigger.to_string());
         if let Ok(s) = &o.result {
             st.commit = Some(s.new.clone());
-            st.remote_ref = Some(s.remote_ref.clone());
+            if s.fetched {
+                st.remote_ref = Some(s.remote_ref.clone());
+            }
             st.fetches += u64::from(s.fetched);
             if s.missing_hints.is_empty() {
                 st.lag_retries = 0;
@@ -442,13 +444,20 @@ impl Daemon {
             .iter()
             .filter_map(|r| r.schedule.as_ref().map(|s| (r.name.as_str(), s)))
             .collect();
+        let mut stopped = Vec::new();
         book.schedules.retain(|name, (schedule, stop)| {
             let keep = wanted.get(name.as_str()).is_some_and(|w| *w == schedule);
             if !keep {
                 let _ = stop.send(true);
+                stopped.push(name.clone());
             }
             keep
         });
+        for name in stopped {
+            if let Some(st) = book.status.get_mut(&name) {
+                st.next_run = None;
+            }
+        }
         for (name, schedule) in wanted {
             if book.schedules.contains_key(name) {
                 continue;
@@ -578,6 +587,21 @@ impl Daemon {
         }
         tracing::info!(added = ?summary.added, removed = ?summary.removed, changed = ?summary.changed, listen_changed = summary.listen_changed, "config reloaded");
         summary
+    }
+
+    /// Puts `listen` back after the new address could not be bound, and counts the reload as
+    /// failed, so the status says so and the next reload tries the new address again.
+    pub fn restore_listen(&self, listen: crate::config::ListenAddr, why: String) {
+        let mut config = (*self.config()).clone();
+        config.listen = listen;
+        match self.0.config.write() {
+            Ok(mut c) => *c = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+        let mut book = self.book();
+        book.reload.reloads = book.reload.reloads.saturating_sub(1);
+        book.reload.failures += 1;
+        book.reload.last_error = Some(why);
     }
 
     /// A one-line summary for systemd's STATUS=.
@@ -719,6 +743,19 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_on(config, listener, false, shutdown).await
+}
+
+/// [`run`], where `socket_activated` says the listener came from systemd: then `listen` is
+/// ignored, also when a reload changes it.
+pub async fn run_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    socket_activated: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(16);
+    crate::reload::on_sighup(reload_tx.clone());
     let daemon = Daemon::new(config);
     daemon.load_commits().await;
     let addr = listener.local_addr()?;
@@ -732,9 +769,7 @@ pub async fn run(
         }
     }
 
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(16);
-    let mut watcher = crate::reload::Watcher::start(&config, reload_tx.clone());
-    crate::reload::on_sighup(reload_tx);
+    let mut watcher = crate::reload::Watcher::start(&config, reload_tx);
     crate::systemd::ready(&format!("listening on {addr}; {}", daemon.summary_line()));
     let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
 
@@ -751,12 +786,15 @@ pub async fn run(
                 while let Ok(Some(_)) = tokio::time::timeout(RELOAD_DEBOUNCE, reload_rx.recv()).await {}
                 tracing::info!(cause = why, "reloading the config");
                 crate::systemd::reloading();
+                let before = daemon.config().listen.clone();
                 if let Ok(summary) = daemon.reload().await {
                     let new = daemon.config();
                     if let Some(w) = watcher.as_mut() {
                         w.rewatch(&new);
                     }
-                    if summary.listen_changed {
+                    if summary.listen_changed && socket_activated {
+                        tracing::warn!(listen = %new.listen, "`listen` changed, but the socket comes from systemd (hookmirror.socket): change ListenStream= there");
+                    } else if summary.listen_changed {
                         // Bind the new address before releasing the old one.
                         match tokio::net::TcpListener::bind((new.listen.host.as_str(), new.listen.port)).await {
                             Ok(l) => {
@@ -765,7 +803,10 @@ pub async fn run(
                                 old.retire().await;
                                 tracing::info!(%addr, "now listening on the new address");
                             }
-                            Err(e) => tracing::error!(listen = %new.listen, error = %e, "cannot bind the new listen address; still serving on the old one"),
+                            Err(e) => {
+                                tracing::error!(listen = %new.listen, error = %e, "cannot bind the new listen address; still serving on the old one");
+                                daemon.restore_listen(before, format!("cannot listen on {}: {e}", new.listen));
+                            }
                         }
                     }
                 }

@@ -11,10 +11,27 @@ use crate::config::{LogConfig, LogFormat, LogOutput};
 
 /// The filter: `override_level` (from `--log-level`), else `RUST_LOG`, else `config.level`.
 fn filter(config: &LogConfig, override_level: Option<&str>) -> EnvFilter {
-    if let Some(level) = override_level {
-        return EnvFilter::new(level);
+    let directives = match override_level {
+        Some(level) => level.to_string(),
+        None => std::env::var("RUST_LOG")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| config.level.clone()),
+    };
+    EnvFilter::new(with_quiet_watchers(&directives))
+}
+
+/// The file watcher's crates log every filesystem event at trace level; with a log file in the
+/// config's folder each line written would be logged again, without end. They stay at info
+/// unless a directive names them.
+fn with_quiet_watchers(directives: &str) -> String {
+    let mut out = directives.to_string();
+    for noisy in ["notify", "inotify", "mio"] {
+        if !directives.contains(noisy) {
+            out.push_str(&format!(",{noisy}=info"));
+        }
     }
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level))
+    out
 }
 
 /// Whether lines carry a timestamp: the config's choice, else off under journald.

@@ -34,7 +34,27 @@ pub fn watched_files(config: &Config) -> HashSet<PathBuf> {
 pub struct Watcher {
     inner: notify::RecommendedWatcher,
     dirs: HashSet<PathBuf>,
-    files: Arc<Mutex<HashSet<PathBuf>>>,
+    files: Arc<Mutex<Watched>>,
+}
+
+#[derive(Default)]
+struct Watched {
+    files: HashSet<PathBuf>,
+    fingerprint: Vec<Option<(PathBuf, std::time::SystemTime, u64)>>,
+}
+
+/// What each file resolves to (through symlinks), its modification time and size.
+fn fingerprint(files: &HashSet<PathBuf>) -> Vec<Option<(PathBuf, std::time::SystemTime, u64)>> {
+    let mut sorted: Vec<&PathBuf> = files.iter().collect();
+    sorted.sort();
+    sorted
+        .into_iter()
+        .map(|f| {
+            let real = std::fs::canonicalize(f).ok()?;
+            let meta = std::fs::metadata(&real).ok()?;
+            Some((real, meta.modified().ok()?, meta.len()))
+        })
+        .collect()
 }
 
 impl Watcher {
@@ -42,15 +62,20 @@ impl Watcher {
     /// works; the reason is logged).
     pub fn start(config: &Config, tx: mpsc::Sender<&'static str>) -> Option<Watcher> {
         config.source.as_ref()?;
-        let files: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
+        let files: Arc<Mutex<Watched>> = Arc::default();
         let seen = files.clone();
         let handler = move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
             if matches!(event.kind, EventKind::Access(_)) {
                 return;
             }
-            let files = seen.lock().unwrap_or_else(|p| p.into_inner());
-            if event.paths.iter().any(|p| files.contains(p)) {
+            let mut w = seen.lock().unwrap_or_else(|p| p.into_inner());
+            let named = event.paths.iter().any(|p| w.files.contains(p));
+            // A file can change without an event naming it: a symlink whose target folder was
+            // swapped (Kubernetes ConfigMaps, release directories). Compare what the files are.
+            let now = fingerprint(&w.files);
+            if named || now != w.fingerprint {
+                w.fingerprint = now;
                 let _ = tx.try_send("file changed");
             }
         };
@@ -85,7 +110,9 @@ impl Watcher {
                 Err(e) => tracing::warn!(dir = %d.display(), error = %e, "cannot watch folder"),
             }
         }
-        *self.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+        let mut w = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        w.fingerprint = fingerprint(&files);
+        w.files = files;
     }
 }
 

@@ -133,43 +133,67 @@ fn split_host_port(hostport: &str) -> Option<(String, Option<u16>)> {
     }
 }
 
-/// `url` with any password or token removed (`https://user:tok@h/x` → `https://user:***@h/x`).
-/// Safe to log and to show in the API.
-pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let end = rest.find('/').unwrap_or(rest.len());
-        let authority = &rest[..end];
-        if let Some((userinfo, host)) = authority.rsplit_once('@') {
-            let user = match userinfo.split_once(':') {
-                Some((name, _)) => format!("{name}:***"),
-                None => userinfo.to_string(),
-            };
-            return format!("{scheme}://{user}@{host}{}", &rest[end..]);
-        }
+/// How userinfo is shown: a password or token becomes `***`. Over http(s) a user name alone is
+/// hidden too, since forges take a token there (`https://TOKEN@github.com/…`); over ssh it is
+/// the login (`git@`) and stays.
+fn shown_userinfo(scheme: &str, userinfo: &str) -> String {
+    match userinfo.split_once(':') {
+        Some((name, _)) => format!("{name}:***"),
+        None if is_http(scheme) => "***".to_string(),
+        None => userinfo.to_string(),
     }
-    url.to_string()
 }
 
-/// Removes `user:token@` credentials from any URL that appears inside `text` (for error messages
-/// that quote a URL back, such as libgit2's).
+fn is_http(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+}
+
+/// `url` with any password or token removed (`https://user:tok@h/x` → `https://user:***@h/x`,
+/// `https://TOKEN@h/x` → `https://***@h/x`). Safe to log and to show in the API.
+pub fn redact(url: &str) -> String {
+    redact_in_text(url)
+}
+
+/// `url` with no credentials at all, for `.git/config`: http(s) URLs lose their userinfo, other
+/// schemes their password.
+pub fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((_, host)) if is_http(scheme) => format!("{scheme}://{host}{}", &rest[end..]),
+        Some((userinfo, host)) => {
+            let name = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}@{host}{}", &rest[end..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Redacts credentials (see [`redact`]) in every URL inside `text` (for error messages that
+/// quote a URL back, such as libgit2's).
 pub fn redact_in_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
+        let scheme = head[..i]
+            .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '+')
+            .next()
+            .unwrap_or("");
         let end = tail
             .find(|c: char| c.is_whitespace() || c == '/' || c == '\'' || c == '"')
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rsplit_once('@') {
-            Some((userinfo, host)) if userinfo.contains(':') => {
-                let name = userinfo.split(':').next().unwrap_or("");
-                out.push_str(name);
-                out.push_str(":***@");
+            Some((userinfo, host)) => {
+                out.push_str(&shown_userinfo(scheme, userinfo));
+                out.push('@');
                 out.push_str(host);
             }
-            _ => out.push_str(authority),
+            None => out.push_str(authority),
         }
         rest = &tail[end..];
     }

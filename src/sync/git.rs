@@ -287,7 +287,16 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
         .and_then(|h| h.target())
         .map(|o| o.to_string());
 
-    let remote_ref_guess = || repo.target.remote_ref().unwrap_or_else(|| "HEAD".into());
+    // The ref HEAD follows, for a default-branch repo: the branch it checked out last time.
+    let remote_ref_guess = || {
+        repo.target.remote_ref().unwrap_or_else(|| {
+            git.head()
+                .ok()
+                .and_then(|h| h.name().ok().map(str::to_string))
+                .filter(|n| n.starts_with("refs/heads/"))
+                .unwrap_or_else(|| "HEAD".into())
+        })
+    };
     if let (Some(hints), Some(old)) = (&opts.hints, &old)
         && !hints.is_empty()
         && hints.iter().all(|h| contains(&git, old, h))
@@ -393,13 +402,7 @@ fn init(dir: &Path, repo: &Repo) -> Result<Repository, SyncError> {
 
 /// The URL written to `.git/config`: the configured one without any password or token.
 fn stored_url(url: &str) -> String {
-    match crate::url::parse(url) {
-        Some(p) if p.has_password => {
-            let redacted = redact(url);
-            redacted.replacen(":***@", "@", 1)
-        }
-        _ => url.to_string(),
-    }
+    crate::url::without_credentials(url)
 }
 
 /// Refuses a checkout of another repository; follows a URL change of the same repository (for
