@@ -340,12 +340,60 @@ fn token_matches(sent: &[u8], secret: &str) -> bool {
 
 /// The body as a JSON object. `serde_json`'s recursion limit (128) stays on, so deeply nested input
 /// is an error, not a stack overflow.
+/// The top-level keys any forge's parser reads. Everything else (the `commits` list, sender,
+/// pusher, …: most of a push payload) is checked for syntax and skipped without being built,
+/// which makes parsing several times cheaper on the intake path.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "ref",
+    "before",
+    "after",
+    "deleted",
+    "repository",
+    "project",
+    "object_kind",
+    "event_name",
+    "changes",
+    "push",
+    "type",
+    "data",
+];
+
+/// Parses a JSON object, keeping only [`TOP_LEVEL_KEYS`] (the rest is validated and dropped).
 fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::NotJson)?;
-    if value.is_object() {
-        Ok(value)
-    } else {
-        Err(ParseError::NotObject)
+    struct Shallow;
+    impl<'de> serde::de::Visitor<'de> for Shallow {
+        type Value = serde_json::Map<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if TOP_LEVEL_KEYS.contains(&key.as_ref()) {
+                    out.insert(key.into_owned(), map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed =
+        serde::Deserializer::deserialize_map(&mut de, Shallow).and_then(|m| de.end().map(|()| m));
+    match parsed {
+        Ok(map) => Ok(Value::Object(map)),
+        // Valid JSON of another type is "not an object"; anything else is "not JSON".
+        Err(e)
+            if e.classify() == serde_json::error::Category::Data
+                && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
+        {
+            Err(ParseError::NotObject)
+        }
+        Err(_) => Err(ParseError::NotJson),
     }
 }
 
