@@ -583,3 +583,36 @@ fn a_hint_already_checked_out_skips_the_fetch() {
         "and is reported when the remote lacks it"
     );
 }
+
+#[test]
+fn pack_files_are_consolidated_before_they_pile_up() {
+    let origin = Origin::new();
+    let daemon = GitDaemon::start(origin.root.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let r = repo(&daemon.url("origin.git"), &dir, "    branch: main\n");
+    sync(&r).result.unwrap();
+    let packs = || {
+        std::fs::read_dir(dir.join(".git/objects/pack"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+            .count()
+    };
+    let limit = hookmirror::sync::git::PACK_LIMIT;
+    let mut noted = false;
+    for i in 0..limit + 5 {
+        origin.commit("n", &format!("{i}\n"));
+        let s = sync(&r).result.unwrap();
+        noted |= s.notes.iter().any(|n| n.contains("git gc"));
+    }
+    assert!(noted, "a sync past the limit started git gc");
+    assert!(
+        support::wait_until(Duration::from_secs(30), || packs() <= limit),
+        "{} packs remain",
+        packs()
+    );
+    assert_eq!(head(&dir), origin.head("main"));
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    git(&dir, &["fsck", "--no-progress"]);
+}

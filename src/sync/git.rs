@@ -334,6 +334,9 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
         Err(e) => return Err(e),
     };
     checkout(&git, repo, &remote_ref, commit)?;
+    if let Some(note) = maintain(git.path()) {
+        notes.push(note);
+    }
     let new = commit.to_string();
     let missing_hints = opts
         .hints
@@ -785,4 +788,46 @@ pub fn current_commit(dir: &Path) -> Option<String> {
     .ok()?;
     let head = repo.head().ok()?;
     head.target().map(|o| o.to_string())
+}
+
+/// Pack files a checkout may gather before it is repacked. libgit2 stores every fetch as a pack
+/// of its own and never repacks; left alone, a daemon's checkout gathers thousands and every
+/// sync slows down reading them. 50 is git's own `gc.autoPackLimit`.
+pub const PACK_LIMIT: usize = 50;
+
+/// Repacks with `git gc --auto` (no shell; git detaches it and it runs in the background) once
+/// the checkout holds more than [`PACK_LIMIT`] packs. Returns a note when it started one.
+/// Without a `git` binary nothing happens (logged at debug).
+fn maintain(git_dir: &Path) -> Option<String> {
+    let packs = std::fs::read_dir(git_dir.join("objects/pack"))
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    if packs <= PACK_LIMIT {
+        return None;
+    }
+    let argv: Vec<String> = [
+        "git",
+        "-c",
+        &format!("gc.autoPackLimit={PACK_LIMIT}"),
+        "gc",
+        "--auto",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let dir = git_dir.parent().unwrap_or(git_dir);
+    match super::actions::run_command(&argv, &[], dir, Duration::from_secs(600)) {
+        Ok(r) if r.success() => Some(format!("{packs} pack files: started git gc --auto")),
+        Ok(r) => {
+            tracing::warn!(dir = %dir.display(), code = ?r.code, stderr = %r.stderr.trim_end(), "git gc --auto failed");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot run git gc; pack files are not consolidated");
+            None
+        }
+    }
 }

@@ -340,55 +340,83 @@ fn token_matches(sent: &[u8], secret: &str) -> bool {
 
 /// The body as a JSON object. `serde_json`'s recursion limit (128) stays on, so deeply nested input
 /// is an error, not a stack overflow.
-/// The top-level keys any forge's parser reads. Everything else (the `commits` list, sender,
-/// pusher, …: most of a push payload) is checked for syntax and skipped without being built,
-/// which makes parsing several times cheaper on the intake path.
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "ref",
-    "before",
-    "after",
-    "deleted",
-    "repository",
-    "project",
-    "object_kind",
-    "event_name",
-    "changes",
-    "push",
-    "type",
-    "data",
-];
+/// What the parsers read of a payload: top-level keys, and inside `repository`/`project` only
+/// the URL fields and `links`. Everything else (the `commits` list, sender, pusher, owner, …: most
+/// of a push payload) is checked for syntax and skipped without being built, which makes parsing
+/// several times cheaper on the intake path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Drop,
+    Whole,
+    /// An object whose URL fields alone are kept (anything else: kept whole).
+    Urls,
+}
 
-/// Parses a JSON object, keeping only [`TOP_LEVEL_KEYS`] (the rest is validated and dropped).
-fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
-    struct Shallow;
-    impl<'de> serde::de::Visitor<'de> for Shallow {
-        type Value = serde_json::Map<String, Value>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut out = serde_json::Map::new();
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if TOP_LEVEL_KEYS.contains(&key.as_ref()) {
-                    out.insert(key.into_owned(), map.next_value::<Value>()?);
-                } else {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-            Ok(out)
-        }
+fn top_level(key: &str) -> Keep {
+    match key {
+        "repository" | "project" => Keep::Urls,
+        "ref" | "before" | "after" | "deleted" | "object_kind" | "event_name" | "changes"
+        | "push" | "type" | "data" => Keep::Whole,
+        _ => Keep::Drop,
     }
+}
+
+fn url_fields(key: &str) -> Keep {
+    if key == "url" || key.ends_with("_url") || key == "homepage" || key == "links" {
+        Keep::Whole
+    } else {
+        Keep::Drop
+    }
+}
+
+/// Deserializes a JSON object keeping only the keys `keep` selects.
+struct Filtered(fn(&str) -> Keep);
+
+impl<'de> serde::de::Visitor<'de> for Filtered {
+    type Value = serde_json::Map<String, Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let value = match (self.0)(&key) {
+                Keep::Drop => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                Keep::Whole => map.next_value::<Value>()?,
+                Keep::Urls => {
+                    let raw = map.next_value::<&'de serde_json::value::RawValue>()?;
+                    let text = raw.get();
+                    if text.starts_with('{') {
+                        let mut de = serde_json::Deserializer::from_str(text);
+                        let inner =
+                            serde::Deserializer::deserialize_map(&mut de, Filtered(url_fields))
+                                .map_err(A::Error::custom)?;
+                        Value::Object(inner)
+                    } else {
+                        serde_json::from_str(text).map_err(A::Error::custom)?
+                    }
+                }
+            };
+            out.insert(key.into_owned(), value);
+        }
+        Ok(out)
+    }
+}
+
+/// Parses a JSON object, keeping what the parsers read (see [`Keep`]).
+fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed =
-        serde::Deserializer::deserialize_map(&mut de, Shallow).and_then(|m| de.end().map(|()| m));
+    let parsed = serde::Deserializer::deserialize_map(&mut de, Filtered(top_level))
+        .and_then(|m| de.end().map(|()| m));
     match parsed {
         Ok(map) => Ok(Value::Object(map)),
         // Valid JSON of another type is "not an object"; anything else is "not JSON".
-        Err(e)
-            if e.classify() == serde_json::error::Category::Data
+        Err(_)
+            if !body.trim_ascii_start().starts_with(b"{")
                 && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
         {
             Err(ParseError::NotObject)
@@ -397,8 +425,6 @@ fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
     }
 }
 
-/// `value[key]` when it is an object; `None` when absent; an error when present but anything
-/// else (`null` included).
 fn optional_object<'v>(
     value: &'v Value,
     key: &'static str,
