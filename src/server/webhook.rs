@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
@@ -21,15 +22,12 @@ use crate::webhook::{self, Event, Provider, Push, VerifyOptions};
 
 /// Handles every request no other route took: webhook paths (per repo and the shared `/hooks`),
 /// and 404 for the rest.
-pub async fn handle(
-    State(d): State<Daemon>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn handle(State(d): State<Daemon>, request: Request) -> Response {
+    // Taken apart rather than extracted: the `HeaderMap` extractor would copy the headers.
+    let (parts, body) = request.into_parts();
+    let (method, headers) = (&parts.method, &parts.headers);
     let config = d.config();
-    let path = uri.path();
+    let path = parts.uri.path();
     let shared = path == "/hooks" || path == "/hooks/";
     let repo = if shared {
         None
@@ -48,7 +46,7 @@ pub async fn handle(
     if !d.intake_open() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let body = match read_body(&config, &headers, body).await {
+    let body = match read_body(&config, headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -57,8 +55,8 @@ pub async fn handle(
         now_unix: unix_now(),
     };
     match repo {
-        Some(repo) => one_repo(&d, repo, &headers, &body, opts),
-        None => shared_endpoint(&d, &config, &headers, &body, opts),
+        Some(repo) => one_repo(&d, repo, headers, &body, opts),
+        None => shared_endpoint(&d, &config, headers, &body, opts),
     }
 }
 
@@ -258,7 +256,7 @@ fn wanted(d: &Daemon, repo: &Repo, push: &Push) -> Result<Option<String>, String
         if !push
             .repo_urls
             .iter()
-            .any(|u| match_key(u).is_some() && match_key(u) == want)
+            .any(|u| want.is_some() && match_key(u) == want)
         {
             return Err("the payload names another repository".into());
         }
