@@ -672,7 +672,10 @@ fn secrets_and_url_credentials_never_reach_the_logs_even_at_trace() {
         let all = out.all();
         // hookmirror itself logs nothing at trace (the watcher crates that do are capped at
         // info); debug lines prove the level took effect.
-        assert!(all.contains("DEBUG"), "{args:?} {env:?}: trace level is on\n{all}");
+        assert!(
+            all.contains("DEBUG"),
+            "{args:?} {env:?}: trace level is on\n{all}"
+        );
         assert!(
             all.contains("alice:***@127.0.0.1"),
             "the URL is logged, redacted:\n{all}"

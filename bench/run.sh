@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# hookmirror benchmark: one command, one run, results as ratios against floors measured in the
+# same run (absolute times drift on shared machines; ratios hold).
+#
+#   bench/run.sh [driver options]        e.g. bench/run.sh --iterations 50 --requests 50000
+#
+# It builds hookmirror (`cargo build --release`) and the driver (bench/, a standalone cargo
+# project with its own workspace and Cargo.lock, built --locked into target/bench), makes a temp
+# folder, runs everything on 127.0.0.1, prints a summary table to stdout (progress to stderr),
+# stops every process it started and removes the temp folder. About 15-30 s after the builds.
+# HOOKMIRROR_BIN=path skips the main build and uses that binary.
+#
+# Setup: a bare "origin" repository (201 files of ~2 KiB in 10 folders, 300 commits of history
+# written with `git fast-import`) served by `git daemon --listen=127.0.0.1` over git://;
+# hookmirror (release, `serve`, text logs at info to a file, workers 4) tracking `main` of
+# git://127.0.0.1:PORT/origin.git with a GitHub secret, its checkout cloned at start-up; and a
+# separate `git clone` of the same URL for raw git. A change is one new commit that rewrites one
+# existing file, made with plumbing in the bare repository (hash-object, update-index on a
+# scratch index, write-tree, commit-tree, update-ref). The history matters: with a short history
+# (under ~16 commits here) libgit2's fetch negotiation needs no extra round trip, and a ~40 ms
+# TCP delayed-ACK stall that every sync of a real repository pays does not show.
+#
+# (a) push -> synced latency. Per iteration (3 warm-up + 30 timed): make a change and move `main`,
+#     then, in alternating order so neither side always goes first:
+#     - hookmirror: send the GitHub push delivery for it (POST /hooks/bench on a keep-alive
+#       connection; X-GitHub-Event: push, unique X-GitHub-Delivery, X-Hub-Signature-256 =
+#       HMAC-SHA256 over the exact body, plus the SHA-1 header GitHub also sends; body = the
+#       fixture tests/fixtures/webhooks/github/push_branch_created.json with ref refs/heads/main,
+#       before/after and repository.clone_url/git_url set, compact JSON as GitHub sends it), then
+#       poll GET /api/repos/bench every 1 ms until its `commit` is the new commit. The status
+#       commit is set after fetch, reset --hard and the post-sync actions, i.e. when the checkout
+#       is really synced (the ref file is written earlier, before the reset, so it is not used).
+#       Timed from just before sending to the poll that sees it: includes up to ~1 ms of polling
+#       granularity plus one API round trip (~0.1 ms). The daemon's own `last_duration_ms` is
+#       shown as the sync's share, and its trend (first vs last third) with the pack count.
+#     - raw git: `git fetch -q origin main` then `git reset -q --hard origin/main` as two
+#       subprocesses in the separate clone (default git config, no global/system config, so
+#       fetch's auto-maintenance check runs as it would for a user), timed around both.
+#     Median, p90, min, max; ratio hookmirror/raw (target <= 0.5).
+# (b) burst. 5 times: prepare 50 commits, wait until hookmirror is idle, then 50 times move
+#     `main` (writing the loose ref like git does) and send that move's signed delivery (waiting
+#     only for the 202, not for the sync); time from the first move until the API shows the last
+#     commit; the status API's `fetches` and `syncs` before/after give the fetches the burst
+#     cost (coalescing: ideally 1-2). For scale, one raw fetch+reset over the same 50 commits.
+# (c) intake throughput. The same signed delivery (~7.6 KB) to an UNTRACKED branch
+#     (refs/heads/untracked, right repository URL), so hookmirror verifies, parses and answers
+#     200 {"ignored": ...} without git work; versus the driver's `minimal-server` (axum, same
+#     axum/hyper/tokio versions as hookmirror: reads the body, answers 200 with a JSON body of
+#     the same size, no verification). One server at a time, each started fresh per round
+#     (hookmirror with initialise: false), 5 rounds alternating which goes first; per round
+#     3,000 warm-up then 20,000 timed requests over 32 keep-alive HTTP/1.1 connections (hyper
+#     client, TCP_NODELAY, each connection sends back-to-back; fresh delivery id per request).
+#     Median req/s of the rounds; ratio hookmirror/minimal of the medians (target >= 0.85), and
+#     the median of the per-round ratios (each round runs both servers back to back, which
+#     cancels slow drifts in background load). Also server CPU per request (utime+stime from
+#     /proc) and client CPU per request: client and server share the 2 cores, so the req/s
+#     ratio understates the server-side cost difference that the CPU ratio shows. Finally the in-process cost of HMAC-SHA256 and of JSON parsing of the same
+#     body, measured in the driver with the same crates, to attribute the difference.
+#
+# Driver options (after run.sh): --iterations N --warmup N --bursts N --burst-size N
+# --requests N --warm-requests N --rounds N --concurrency N --depth N (hookmirror `depth:`).
+# The driver also has `load PORT FIXTURE URL REQUESTS CONCURRENCY` to load a running server by
+# hand (e.g. under `perf record`).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+if [[ -z "${HOOKMIRROR_BIN:-}" ]]; then
+  echo "[bench] cargo build --release (hookmirror)" >&2
+  cargo build --release --quiet
+  HOOKMIRROR_BIN="$ROOT/target/release/hookmirror"
+fi
+echo "[bench] cargo build --release --locked (bench driver)" >&2
+CARGO_TARGET_DIR="$ROOT/target/bench" cargo build --release --locked --quiet \
+  --manifest-path "$ROOT/bench/Cargo.toml"
+DRIVER="$ROOT/target/bench/release/hookmirror-bench"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/hookmirror-bench.XXXXXX")"
+BPID=""
+cleanup() {
+  # The driver stops what it started; this also covers a driver killed by a signal: it runs in
+  # its own process group (setsid), so the group (git daemon, servers) goes with it.
+  if [[ -n "$BPID" ]]; then
+    kill -TERM -- "-$BPID" 2>/dev/null || true
+    sleep 0.2
+    kill -KILL -- "-$BPID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+setsid -w "$DRIVER" run \
+  --hookmirror "$HOOKMIRROR_BIN" \
+  --fixture "$ROOT/tests/fixtures/webhooks/github/push_branch_created.json" \
+  --work "$WORK" \
+  "$@" &
+BPID=$!
+wait "$BPID"
