@@ -42,8 +42,8 @@ pub enum Command {
         /// Repository names (see `hookmirror check`).
         names: Vec<String>,
     },
-    /// Run the daemon: receive webhooks on `listen`, serve the API, sync on request. Stops
-    /// gracefully on SIGTERM or SIGINT.
+    /// Run the daemon: receive webhooks on `listen`, serve the API, run schedules. Reloads the
+    /// config when it changes or on SIGHUP; stops gracefully on SIGTERM or SIGINT.
     Serve,
 }
 

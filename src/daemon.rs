@@ -105,12 +105,11 @@ enum Waiter {
     Report(oneshot::Sender<SyncReport>),
 }
 
-#[derive(Default)]
 struct Book {
     queue: Coalescer,
     status: HashMap<String, RepoStatus>,
     waiters: HashMap<String, Vec<(u64, Waiter)>>,
-    dedupe: Option<Dedupe>,
+    dedupe: Dedupe,
     triggers: HashMap<String, String>,
     reload: ReloadStatus,
     /// Running schedule loops: the schedule and the sender that stops its loop.
@@ -166,8 +165,13 @@ fn now() -> DateTime<Utc> {
 impl Daemon {
     pub fn new(config: Config) -> Daemon {
         let book = Book {
-            dedupe: Some(Dedupe::new(DEDUPE_CAPACITY)),
-            ..Default::default()
+            queue: Coalescer::default(),
+            status: HashMap::new(),
+            waiters: HashMap::new(),
+            dedupe: Dedupe::new(DEDUPE_CAPACITY),
+            triggers: HashMap::new(),
+            reload: ReloadStatus::default(),
+            schedules: HashMap::new(),
         };
         Daemon(Arc::new(Shared {
             workers: Arc::new(Semaphore::new(config.workers)),
@@ -219,7 +223,7 @@ impl Daemon {
 
     /// Admits a webhook delivery id; `Some` when it was seen before (and did not fail).
     pub fn admit_delivery(&self, id: &str) -> Option<Delivery> {
-        self.book().dedupe.as_mut().and_then(|d| d.admit(id))
+        self.book().dedupe.admit(id)
     }
 
     /// Queues a sync of `name`. `hint` is a commit the remote should have (a webhook's
@@ -387,9 +391,7 @@ impl Daemon {
         for (_, w) in done {
             match w {
                 Waiter::Delivery(id) => {
-                    if let Some(d) = book.dedupe.as_mut() {
-                        d.settle(&id, report.ok);
-                    }
+                    book.dedupe.settle(&id, report.ok);
                 }
                 Waiter::Report(tx) => {
                     let _ = tx.send(report.clone());

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use git2::build::CheckoutBuilder;
 use git2::{
@@ -741,24 +741,6 @@ fn classify(e: git2::Error, state: &AuthState) -> SyncError {
         ErrorKind::Other
     };
     SyncError::new(kind, m)
-}
-
-/// Timing of one sync attempt loop, for logs and status.
-#[derive(Debug, Clone)]
-pub struct Attempted<T> {
-    pub result: T,
-    pub attempts: u32,
-    pub duration: Duration,
-}
-
-pub(super) fn timed<T>(f: impl FnOnce() -> (T, u32)) -> Attempted<T> {
-    let start = Instant::now();
-    let (result, attempts) = f();
-    Attempted {
-        result,
-        attempts,
-        duration: start.elapsed(),
-    }
 }
 
 /// How long connecting to a remote may take before the attempt fails (and is retried).

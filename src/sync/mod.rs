@@ -44,32 +44,31 @@ pub fn sync_with_retry(
     opts: &SyncOptions,
     mut sleep: impl FnMut(Duration) -> bool,
 ) -> Outcome {
-    let attempted = git::timed(|| {
-        let mut attempt = 1;
-        loop {
-            let r = sync_once(repo, opts);
-            match &r {
-                Err(e) if e.kind.is_transient() && attempt < repo.retry.attempts => {
-                    let d = backoff::delay(
-                        attempt,
-                        repo.retry.initial_delay,
-                        repo.retry.max_delay,
-                        fastrand::f64(),
-                    );
-                    tracing::warn!(repo = %repo.name, attempt, error = %e, retry_in = ?d, "sync failed, retrying");
-                    if !sleep(d) {
-                        return (r, attempt);
-                    }
-                    attempt += 1;
+    let start = std::time::Instant::now();
+    let mut attempts = 1;
+    let result = loop {
+        let r = sync_once(repo, opts);
+        match &r {
+            Err(e) if e.kind.is_transient() && attempts < repo.retry.attempts => {
+                let d = backoff::delay(
+                    attempts,
+                    repo.retry.initial_delay,
+                    repo.retry.max_delay,
+                    fastrand::f64(),
+                );
+                tracing::warn!(repo = %repo.name, attempt = attempts, error = %e, retry_in = ?d, "sync failed, retrying");
+                if !sleep(d) {
+                    break r;
                 }
-                _ => return (r, attempt),
+                attempts += 1;
             }
+            _ => break r,
         }
-    });
+    };
     let mut outcome = Outcome {
-        result: attempted.result,
-        attempts: attempted.attempts,
-        duration: attempted.duration,
+        result,
+        attempts,
+        duration: start.elapsed(),
         command: None,
         touch_error: None,
     };
