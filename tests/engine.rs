@@ -26,6 +26,8 @@ fn repo(url: &str, dir: &Path, extra: &str) -> Repo {
 }
 
 fn sync(r: &Repo) -> Outcome {
+    // As `main` does: timeouts and hookmirror's own git:// transport.
+    hookmirror::sync::git::init_libgit2();
     sync_with_retry(r, &SyncOptions::default(), |_| true)
 }
 
@@ -615,4 +617,43 @@ fn pack_files_are_consolidated_before_they_pile_up() {
     assert_eq!(head(&dir), origin.head("main"));
     assert_eq!(git(&dir, &["status", "--porcelain"]), "");
     git(&dir, &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn git_urls_go_through_hookmirrors_own_transport() {
+    hookmirror::sync::git::init_libgit2();
+    let origin = Origin::new();
+    let daemon = GitDaemon::start(origin.root.path());
+    let url = daemon.url("origin.git");
+    // Fetching works over it (ref advertisement, then negotiation and pack on the same stream)…
+    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    remote.connect(git2::Direction::Fetch).unwrap();
+    let heads: Vec<String> = remote
+        .list()
+        .unwrap()
+        .iter()
+        .map(|h| h.name().to_string())
+        .collect();
+    assert!(heads.contains(&"refs/heads/main".to_string()), "{heads:?}");
+    remote.disconnect().unwrap();
+    // A clone, then an update after a longer history: more than one round of `have` lines.
+    for i in 0..40 {
+        origin.commit("n", &format!("{i}\n"));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let r = repo(&url, &dir, "    branch: main\n");
+    let o = sync(&r);
+    assert_eq!(head(&dir), origin.head("main"), "{o:?}");
+    let next = origin.commit("n", "next\n");
+    let s = sync(&r).result.unwrap();
+    assert_eq!(
+        (s.new.as_str(), head(&dir).as_str()),
+        (next.as_str(), next.as_str())
+    );
+    assert_eq!(read(&dir, "n"), "next\n");
+    // …and it is ours: libgit2's built-in git:// transport would try to push.
+    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    let e = remote.connect(git2::Direction::Push).unwrap_err();
+    assert!(e.message().contains("hookmirror only fetches"), "{e}");
 }

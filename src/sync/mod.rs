@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod git;
+pub mod git_proto;
 pub mod known_hosts;
 
 use std::time::Duration;

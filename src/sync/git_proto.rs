@@ -1,0 +1,225 @@
+//! hookmirror's own `git://` transport for libgit2, replacing libgit2's built-in one.
+//!
+//! Why: `git daemon`'s upload-pack writes its negotiation answers (`ACK … common`, then `NAK`)
+//! as separate small segments with Nagle's algorithm on, so the second waits for the client's
+//! ACK of the first, and Linux delays that ACK by ~40 ms because the client has nothing to send.
+//! Every fetch of a repository with more than a few commits of history pays that stall once (the
+//! git CLI pays it twice). This transport is the same protocol over a plain TCP socket that sets
+//! `TCP_QUICKACK` again after every read (Linux clears it on its own), so ACKs leave at once and
+//! the stall disappears. The git CLI, libgit2's own transport and this one send the same bytes.
+//!
+//! Same limits as libgit2's transports: [`CONNECT_TIMEOUT_MS`] to connect (per resolved
+//! address), [`IO_TIMEOUT_MS`] of silence mid-transfer. Fetch only: pushing is refused.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
+use git2::{Error, ErrorClass, ErrorCode, Remote};
+
+use super::git::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
+
+/// git's registered port for `git://`.
+pub const DEFAULT_PORT: u16 = 9418;
+
+/// The transport factory to register for the `git` scheme.
+pub fn factory(remote: &Remote<'_>) -> Result<Transport, Error> {
+    // `rpc: false`: the protocol is stateful; libgit2 reuses the stream opened for the ref
+    // advertisement for the negotiation and the pack.
+    Transport::smart(remote, false, GitProto)
+}
+
+struct GitProto;
+
+impl SmartSubtransport for GitProto {
+    fn action(
+        &self,
+        url: &str,
+        action: Service,
+    ) -> Result<Box<dyn SmartSubtransportStream>, Error> {
+        match action {
+            Service::UploadPackLs => Ok(Box::new(connect(url)?)),
+            // Only reached with rpc: true; git2 hands out the stream from UploadPackLs instead.
+            Service::UploadPack => Err(net_error("git://: no connection to continue")),
+            Service::ReceivePackLs | Service::ReceivePack => {
+                Err(net_error("git://: hookmirror only fetches"))
+            }
+        }
+    }
+
+    fn close(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+fn net_error(message: &str) -> Error {
+    Error::new(ErrorCode::GenericError, ErrorClass::Net, message)
+}
+
+/// Where a `git://` URL points, and the request line that asks its daemon for upload-pack.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// The pkt-line `git-upload-pack <path>\0host=<host>[:<port>]\0`.
+    pub request: Vec<u8>,
+}
+
+/// Parses a `git://host[:port]/path` URL into where to connect and what to send, as the git CLI
+/// does (`~user` paths lose their leading `/`; `host=` carries the port when the URL has one).
+pub fn target(url: &str) -> Result<Target, String> {
+    let parsed = crate::url::parse(url)
+        .filter(|p| p.scheme == crate::url::Scheme::Git)
+        .ok_or_else(|| "git://: malformed URL".to_string())?;
+    let path = parsed.path.as_str();
+    if path.is_empty() || path == "/" {
+        return Err("git://: the URL names no repository".into());
+    }
+    if path.contains('\0') {
+        return Err("git://: malformed URL".into());
+    }
+    let path = if path.starts_with("/~") {
+        &path[1..]
+    } else {
+        path
+    };
+    let shown_host = if parsed.host.contains(':') {
+        format!("[{}]", parsed.host)
+    } else {
+        parsed.host.clone()
+    };
+    let host_param = match parsed.port {
+        Some(p) => format!("{shown_host}:{p}"),
+        None => shown_host,
+    };
+    let payload = format!("git-upload-pack {path}\0host={host_param}\0");
+    let len = payload.len() + 4;
+    if len > 65520 {
+        return Err("git://: URL too long".into());
+    }
+    let mut request = format!("{len:04x}").into_bytes();
+    request.extend_from_slice(payload.as_bytes());
+    Ok(Target {
+        host: parsed.host,
+        port: parsed.port.unwrap_or(DEFAULT_PORT),
+        request,
+    })
+}
+
+fn connect(url: &str) -> Result<QuickAckStream, Error> {
+    let t = target(url).map_err(|m| net_error(&m))?;
+    let addrs = (t.host.as_str(), t.port)
+        .to_socket_addrs()
+        .map_err(|e| net_error(&format!("git://: cannot resolve {}: {e}", t.host)))?;
+    let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS as u64);
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, connect_timeout) {
+            Ok(stream) => {
+                let io_timeout = Some(Duration::from_millis(IO_TIMEOUT_MS as u64));
+                let setup = stream
+                    .set_read_timeout(io_timeout)
+                    .and_then(|_| stream.set_write_timeout(io_timeout))
+                    .and_then(|_| stream.set_nodelay(true));
+                if let Err(e) = setup {
+                    return Err(io_error(&e));
+                }
+                let mut s = QuickAckStream { stream };
+                s.write_all(&t.request).map_err(|e| io_error(&e))?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => net_error(&format!(
+            "git://: failed to connect to {}:{}: {e}",
+            t.host, t.port
+        )),
+        None => net_error(&format!("git://: {} has no address", t.host)),
+    })
+}
+
+fn io_error(e: &io::Error) -> Error {
+    net_error(&format!("git://: {e}"))
+}
+
+/// A TCP stream that keeps the socket in quick-ACK mode.
+struct QuickAckStream {
+    stream: TcpStream,
+}
+
+impl QuickAckStream {
+    fn quickack(&self) {
+        // Best effort: without it the transfer is only slower.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = socket2::SockRef::from(&self.stream).set_tcp_quickack(true);
+    }
+}
+
+impl Read for QuickAckStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.quickack();
+        Ok(n)
+    }
+}
+
+impl Write for QuickAckStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_match_what_git_sends() {
+        let t = target("git://example.org/project.git").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("example.org", 9418));
+        assert_eq!(
+            t.request,
+            b"0032git-upload-pack /project.git\0host=example.org\0".to_vec()
+        );
+        let t = target("git://127.0.0.1:9419/a/b.git").unwrap();
+        assert_eq!(t.port, 9419);
+        assert_eq!(
+            t.request,
+            b"0031git-upload-pack /a/b.git\0host=127.0.0.1:9419\0".to_vec()
+        );
+        let t = target("git://Example.org/~alice/r.git").unwrap();
+        assert_eq!(t.host, "example.org");
+        assert!(t.request.starts_with(b"0032git-upload-pack ~alice/r.git\0"));
+        let t = target("git://[::1]:9000/r").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
+        assert!(t.request.ends_with(b"\0host=[::1]:9000\0"));
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for url in [
+            "git://",
+            "git://host",
+            "git://host/",
+            "https://host/r.git",
+            "git://host:notaport/r",
+            "git://:9418/r",
+        ] {
+            assert!(target(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_length_prefix_counts_the_whole_line() {
+        let t = target("git://h/x").unwrap();
+        let len = usize::from_str_radix(std::str::from_utf8(&t.request[..4]).unwrap(), 16).unwrap();
+        assert_eq!(len, t.request.len());
+    }
+}
