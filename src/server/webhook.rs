@@ -62,7 +62,11 @@ pub async fn handle(State(d): State<Daemon>, request: Request) -> Response {
 
 /// Reads the body within the size limit and the read timeout: 413 when too large (announced or
 /// not), 408 when the sender is too slow.
-async fn read_body(config: &Config, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
+async fn read_body(
+    config: &Config,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, Response> {
     let max = config.limits.max_body;
     let announced = headers
         .get(header::CONTENT_LENGTH)
@@ -85,7 +89,7 @@ async fn read_body(config: &Config, headers: &HeaderMap, body: Body) -> Result<V
             Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"))
         }
         Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "body could not be read")),
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 

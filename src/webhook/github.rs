@@ -20,7 +20,7 @@ const SIGNATURE_SHA1: &str = "x-hub-signature";
 /// The repository URL forms of a GitHub-style `repository` object. `mirror_url` (the upstream of
 /// a mirror) and Gitea's `original_url` (where a repository was migrated from) name other
 /// repositories and are left out.
-const URL_KEYS: &[&str] = &[
+pub(super) const URL_KEYS: &[&str] = &[
     "clone_url",
     "ssh_url",
     "git_url",

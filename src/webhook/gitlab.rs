@@ -13,7 +13,7 @@ pub(super) const EVENT: &str = "x-gitlab-event";
 const TOKEN: &str = "x-gitlab-token";
 
 /// URL forms in `project` (`url`, `ssh_url`, `http_url` and `homepage` are older aliases).
-const PROJECT_URL_KEYS: &[&str] = &[
+pub(super) const PROJECT_URL_KEYS: &[&str] = &[
     "git_http_url",
     "git_ssh_url",
     "web_url",
@@ -23,7 +23,7 @@ const PROJECT_URL_KEYS: &[&str] = &[
     "homepage",
 ];
 /// URL forms in the older `repository` object.
-const REPOSITORY_URL_KEYS: &[&str] = &["url", "git_http_url", "git_ssh_url", "homepage"];
+pub(super) const REPOSITORY_URL_KEYS: &[&str] = &["url", "git_http_url", "git_ssh_url", "homepage"];
 
 /// A signing token (a `whsec_` secret) verifies `webhook-signature` as Standard Webhooks; any
 /// secret may equal `X-Gitlab-Token`. Either one verifying is enough.

@@ -361,12 +361,15 @@ fn top_level(key: &str) -> Keep {
     }
 }
 
+/// Inside `repository`/`project`: the URL fields some parser reads (GitHub's six of the ~45
+/// `*_url` keys, GitLab's, Bitbucket's `links`); building the others cost more than all the rest
+/// of parsing.
 fn url_fields(key: &str) -> Keep {
-    if key == "url" || key.ends_with("_url") || key == "homepage" || key == "links" {
-        Keep::Whole
-    } else {
-        Keep::Drop
-    }
+    let read = key == "links"
+        || github::URL_KEYS.contains(&key)
+        || gitlab::PROJECT_URL_KEYS.contains(&key)
+        || gitlab::REPOSITORY_URL_KEYS.contains(&key);
+    if read { Keep::Whole } else { Keep::Drop }
 }
 
 /// Deserializes a JSON object keeping only the keys `keep` selects.
@@ -378,7 +381,6 @@ impl<'de> serde::de::Visitor<'de> for Filtered {
         f.write_str("a JSON object")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error as _;
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let value = match (self.0)(&key) {
@@ -387,23 +389,55 @@ impl<'de> serde::de::Visitor<'de> for Filtered {
                     continue;
                 }
                 Keep::Whole => map.next_value::<Value>()?,
-                Keep::Urls => {
-                    let raw = map.next_value::<&'de serde_json::value::RawValue>()?;
-                    let text = raw.get();
-                    if text.starts_with('{') {
-                        let mut de = serde_json::Deserializer::from_str(text);
-                        let inner =
-                            serde::Deserializer::deserialize_map(&mut de, Filtered(url_fields))
-                                .map_err(A::Error::custom)?;
-                        Value::Object(inner)
-                    } else {
-                        serde_json::from_str(text).map_err(A::Error::custom)?
-                    }
-                }
+                Keep::Urls => map.next_value_seed(UrlsOf)?,
             };
             out.insert(key.into_owned(), value);
         }
         Ok(out)
+    }
+}
+
+/// A `repository`/`project` value in one pass: an object keeps its [`url_fields`]; any other
+/// JSON value is checked and becomes `null`, which the parsers refuse as "not an object" just
+/// as they refuse the value itself.
+struct UrlsOf;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UrlsOf {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UrlsOf {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        Filtered(url_fields).visit_map(map).map(Value::Object)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
