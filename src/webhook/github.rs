@@ -420,6 +420,25 @@ mod tests {
         assert_eq!(parse_push_event(body), Err(ParseError::Field("repository")));
         let body = br#"{"ref": "refs/heads/main", "repository": {"clone_url": 5, "mirror_url": "https://x"}}"#;
         assert_eq!(parse_push_event(body), Err(ParseError::Field("repository")));
+        // A repository that is not an object is refused, whatever JSON it is; broken JSON inside
+        // it is "not JSON".
+        for repository in [
+            "null",
+            "\"https://x\"",
+            "[{\"clone_url\": \"https://x\"}]",
+            "7",
+            "true",
+        ] {
+            let body = format!(r#"{{"ref": "refs/heads/main", "repository": {repository}}}"#);
+            assert_eq!(
+                parse_push_event(body.as_bytes()),
+                Err(ParseError::Field("repository")),
+                "{repository}"
+            );
+        }
+        let body =
+            br#"{"ref": "refs/heads/main", "repository": {"clone_url": "https://x", "a": [}}"#;
+        assert_eq!(parse_push_event(body), Err(ParseError::NotJson));
     }
 
     #[test]
