@@ -17,8 +17,12 @@
 # separate `git clone` of the same URL for raw git. A change is one new commit that rewrites one
 # existing file, made with plumbing in the bare repository (hash-object, update-index on a
 # scratch index, write-tree, commit-tree, update-ref). The history matters: with a short history
-# (under ~16 commits here) libgit2's fetch negotiation needs no extra round trip, and a ~40 ms
-# TCP delayed-ACK stall that every sync of a real repository pays does not show.
+# (under ~16 commits here) fetch negotiation needs no extra round trip, and the ~40 ms TCP
+# delayed-ACK stall `git daemon` causes in that round trip would not show (the git CLI pays it
+# twice per fetch; hookmirror's own git:// transport, src/sync/git_proto.rs, avoids it).
+#
+# Latency over the other transports (file://, smart HTTP, SSH) is measured separately by
+# `cargo bench --bench transports` (bench/transports.rs).
 #
 # (a) push -> synced latency. Per iteration (3 warm-up + 30 timed): make a change and move `main`,
 #     then, in alternating order so neither side always goes first:
@@ -41,7 +45,8 @@
 #     `main` (writing the loose ref like git does) and send that move's signed delivery (waiting
 #     only for the 202, not for the sync); time from the first move until the API shows the last
 #     commit; the status API's `fetches` and `syncs` before/after give the fetches the burst
-#     cost (coalescing: ideally 1-2). For scale, one raw fetch+reset over the same 50 commits.
+#     cost (coalescing: one running + one pending sync per repo, so about one fetch per
+#     sync-length of sending time, plus one). For scale, one raw fetch+reset over the same 50 commits.
 # (c) intake throughput. The same signed delivery (~7.6 KB) to an UNTRACKED branch
 #     (refs/heads/untracked, right repository URL), so hookmirror verifies, parses and answers
 #     200 {"ignored": ...} without git work; versus the driver's `minimal-server` (axum, same
