@@ -11,6 +11,7 @@
 //!   it, so no process start-up is counted;
 //! - git CLI: `git fetch -q origin main` and `git reset -q --hard FETCH_HEAD` as subprocesses
 //!   in a separate clone (no user/system config; `GIT_SSH_COMMAND` for SSH).
+//!
 //! Medians over the iterations and the ratio hookmirror/CLI, printed as a table.
 
 #[path = "../tests/support/mod.rs"]
