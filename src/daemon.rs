@@ -761,8 +761,11 @@ pub async fn run_on(
     let daemon = Daemon::new(config);
     daemon.load_commits().await;
     let addr = listener.local_addr()?;
-    let mut server = Server::start(listener, &daemon);
     let config = daemon.config();
+    // Watching starts before anything is served or synced: an edit made once the daemon answers
+    // (or once a start-up sync finished) is never missed.
+    let mut watcher = crate::reload::Watcher::start(&config, reload_tx);
+    let mut server = Server::start(listener, &daemon);
     tracing::info!(%addr, repos = config.repos.len(), workers = config.workers, "hookmirror listening");
     daemon.sync_schedules();
     if config.initialise {
@@ -771,7 +774,6 @@ pub async fn run_on(
         }
     }
 
-    let mut watcher = crate::reload::Watcher::start(&config, reload_tx);
     crate::systemd::ready(&format!("listening on {addr}; {}", daemon.summary_line()));
     let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
 

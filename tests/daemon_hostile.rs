@@ -604,6 +604,18 @@ fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
                 "]".repeat(50_000)
             )
             .into_bytes()),
+            // Valid JSON, only deep: skipped without recursion, then refused as not an object.
+            "missing or invalid field `repository`",
+        ),
+        (
+            "deeply nested inside repository",
+            gh(format!(
+                r#"{{"ref": "refs/heads/main", "repository": {{"links": {}1{}}}}}"#,
+                r#"{"a":"#.repeat(50_000),
+                "}".repeat(50_000)
+            )
+            .into_bytes()),
+            // A kept field is built as a value, under serde_json's recursion limit.
             "body is not valid JSON",
         ),
         (
