@@ -338,8 +338,6 @@ fn token_matches(sent: &[u8], secret: &str) -> bool {
 
 // ---- shared helpers: payload fields ------------------------------------------------------------
 
-/// The body as a JSON object. `serde_json`'s recursion limit (128) stays on, so deeply nested input
-/// is an error, not a stack overflow.
 /// What the parsers read of a payload: top-level keys, and inside `repository`/`project` only
 /// the URL fields and `links`. Everything else (the `commits` list, sender, pusher, owner, …: most
 /// of a push payload) is checked for syntax and skipped without being built, which makes parsing
@@ -348,7 +346,7 @@ fn token_matches(sent: &[u8], secret: &str) -> bool {
 enum Keep {
     Drop,
     Whole,
-    /// An object whose URL fields alone are kept (anything else: kept whole).
+    /// An object whose URL fields alone are kept (any other value becomes `null`: see [`UrlsOf`]).
     Urls,
 }
 
@@ -441,7 +439,9 @@ impl<'de> serde::de::Visitor<'de> for UrlsOf {
     }
 }
 
-/// Parses a JSON object, keeping what the parsers read (see [`Keep`]).
+/// Parses a JSON object, keeping what the parsers read (see [`Keep`]). Values that are built stay
+/// under `serde_json`'s recursion limit (128) and skipped ones are checked without recursion, so
+/// deeply nested input is never a stack overflow.
 fn parse_object(body: &[u8]) -> Result<Value, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = serde::Deserializer::deserialize_map(&mut de, Filtered(top_level))
