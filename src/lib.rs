@@ -13,9 +13,12 @@
 //!   retry/backoff, post-sync actions.
 //! - [`url`], [`refname`], [`secret`]: small pure helpers shared by the above.
 //! - [`queue`]: the per-repository coalescing state machine and delivery dedupe. Pure.
-//! - [`daemon`]: shared state, sync workers bounded by `workers`, status, start-up and shutdown;
-//!   `run(config, listener, shutdown)`.
-//! - [`server`]: the HTTP edge (axum on hyper): webhook routes, the API, limits and timeouts.
+//! - [`daemon`]: the domain: shared state, `deliver` (a verified push → which repositories are
+//!   queued, ignored or a duplicate), sync workers bounded by `workers`, status, `apply` (reload).
+//! - [`server`]: the HTTP edge (axum on hyper): extract, verify, parse, ask the daemon, map its
+//!   answer to a status code; the API; limits and timeouts.
+//! - [`run`]: the process lifecycle on top of it all: runtime, listener and rebind, watcher and
+//!   SIGHUP, systemd notifications, ordered shutdown; `run(config, listener, shutdown)`.
 //! - [`schedule`]: next-run arithmetic for cron/interval schedules (pure) and the tick loop that
 //!   only enqueues sync requests.
 //! - [`reload`]: config file watcher and SIGHUP, feeding the daemon's validate-then-swap reload.
@@ -31,6 +34,7 @@ pub mod logging;
 pub mod queue;
 pub mod refname;
 pub mod reload;
+pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod server;

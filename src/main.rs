@@ -31,7 +31,7 @@ fn main() {
                 eprintln!("hookmirror: {e}");
                 std::process::exit(commands::EXIT_CONFIG);
             }
-            match commands::serve(config) {
+            match hookmirror::run::serve(config) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -1,7 +1,7 @@
 //! What triggers a config reload: a file watcher on the config file's parent directory (editors
 //! and `git pull` replace files by rename, which a watch on the file itself would miss) and on the
 //! folders of the secret files it names, and SIGHUP. Both only send a cause on a channel; the
-//! daemon debounces, validates and applies (see `daemon::run`).
+//! daemon debounces, validates and applies (see `run::run_on`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

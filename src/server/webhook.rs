@@ -1,5 +1,6 @@
 //! Webhook intake over HTTP: route by path, enforce the body limit and read timeout, verify over
-//! the raw bytes, parse, dedupe, and queue syncs. Answers in milliseconds; never touches git.
+//! the raw bytes, parse, hand the push to the domain ([`Daemon::deliver`]) and map its answer to
+//! a status code. Answers in milliseconds; never touches git.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,12 +14,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::error;
-use crate::config::{Config, Repo, Target};
-use crate::daemon::{Daemon, RequestError, Trigger};
-use crate::queue::Delivery;
+use crate::config::{Config, Repo};
+use crate::daemon::{Daemon, Delivered};
+use crate::queue;
 use crate::secret::Secret;
-use crate::url::match_key;
-use crate::webhook::{self, Event, Provider, Push, VerifyOptions};
+use crate::webhook::{self, Event, Provider, VerifyOptions};
 
 /// Handles every request no other route took: webhook paths (per repo and the shared `/hooks`),
 /// and 404 for the rest.
@@ -175,7 +175,7 @@ fn shared_endpoint(
     deliver(d, &verified, provider, headers, body)
 }
 
-/// Parses an authentic delivery and queues a sync for each repo whose URL and ref it names.
+/// Parses an authentic delivery and hands a push to the domain; maps its answer to a status.
 fn deliver(
     d: &Daemon,
     repos: &[&Repo],
@@ -183,111 +183,38 @@ fn deliver(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let event = match webhook::parse(provider, headers, body) {
-        Ok(e) => e,
+    let push = match webhook::parse(provider, headers, body) {
+        Ok(Event::Push(p)) => p,
+        Ok(Event::Ping) => {
+            return (StatusCode::OK, Json(json!({ "ok": true, "event": "ping" }))).into_response();
+        }
+        Ok(Event::Ignored(reason)) => return ignored(&reason),
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let delivery = webhook::delivery_id(headers);
-    let push = match event {
-        Event::Ping => {
-            return (StatusCode::OK, Json(json!({ "ok": true, "event": "ping" }))).into_response();
-        }
-        Event::Ignored(reason) => return ignored(&reason),
-        Event::Push(p) => p,
-    };
-    // Which repos this push is for; nothing is recorded for a delivery we ignore, so a
-    // redelivery after fixing the config is processed.
-    let mut targets = Vec::new();
-    let mut reasons = Vec::new();
-    for repo in repos {
-        match wanted(d, repo, &push) {
-            Ok(after) => targets.push((repo, after)),
-            Err(why) if repos.len() == 1 => reasons.push(why),
-            Err(why) => reasons.push(format!("{}: {why}", repo.name)),
-        }
-    }
-    if targets.is_empty() {
-        return ignored(&reasons.join("; "));
-    }
-    if let Some(id) = &delivery
-        && let Some(earlier) = d.admit_delivery(id)
-    {
-        let state = match earlier {
-            Delivery::Accepted => "accepted",
-            Delivery::Succeeded => "succeeded",
-            Delivery::Failed => "failed",
-        };
-        return (
-            StatusCode::OK,
-            Json(json!({ "duplicate": true, "delivery": id, "state": state })),
+    match d.deliver(repos, &push, delivery.as_deref()) {
+        Delivered::Queued { repos, .. } => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "queued": repos, "delivery": delivery })),
         )
-            .into_response();
-    }
-    let mut queued = Vec::new();
-    for (repo, after) in targets {
-        let trigger = Trigger::Webhook {
-            delivery: delivery.clone(),
-        };
-        match d.request_sync(&repo.name, trigger, after.as_deref(), false) {
-            Ok(_) => queued.push(repo.name.clone()),
-            Err(RequestError::ShuttingDown) => {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-            }
-            Err(RequestError::UnknownRepo) => {
-                reasons.push(format!("{}: removed from the config", repo.name))
-            }
+            .into_response(),
+        Delivered::Ignored(reason) => ignored(&reason),
+        Delivered::Duplicate(earlier) => {
+            let state = match earlier {
+                queue::Delivery::Accepted => "accepted",
+                queue::Delivery::Succeeded => "succeeded",
+                queue::Delivery::Failed => "failed",
+            };
+            (
+                StatusCode::OK,
+                Json(json!({ "duplicate": true, "delivery": delivery, "state": state })),
+            )
+                .into_response()
         }
+        Delivered::ShuttingDown => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
-    if queued.is_empty() {
-        return ignored(&reasons.join("; "));
-    }
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "queued": queued, "delivery": delivery })),
-    )
-        .into_response()
 }
 
 fn ignored(reason: &str) -> Response {
     (StatusCode::OK, Json(json!({ "ignored": reason }))).into_response()
-}
-
-/// Whether `push` concerns `repo`: the payload names the repo's URL (when it names any) and
-/// updates its tracked ref. `Ok(after)` to sync (with the pushed commit as a hint), else why not.
-fn wanted(d: &Daemon, repo: &Repo, push: &Push) -> Result<Option<String>, String> {
-    if !push.repo_urls.is_empty() {
-        let want = match_key(&repo.url);
-        if !push
-            .repo_urls
-            .iter()
-            .any(|u| want.is_some() && match_key(u) == want)
-        {
-            return Err("the payload names another repository".into());
-        }
-    }
-    let tracked = match &repo.target {
-        Target::DefaultBranch => d.remote_ref(&repo.name),
-        t => t.remote_ref(),
-    };
-    let update = push.updates.iter().find(|u| match &tracked {
-        Some(r) => &u.git_ref == r,
-        // Default branch not known yet: any branch push may be it; a fetch settles it.
-        None => u.git_ref.starts_with("refs/heads/"),
-    });
-    let Some(update) = update else {
-        let refs: Vec<&str> = push.updates.iter().map(|u| u.git_ref.as_str()).collect();
-        return Err(format!(
-            "{} is not the tracked {}",
-            refs.join(", "),
-            repo.target
-        ));
-    };
-    if update.deleted {
-        tracing::info!(repo = %repo.name, r#ref = %update.git_ref, "tracked ref deleted upstream; checkout kept as it is");
-        return Err(format!(
-            "{} was deleted upstream; the checkout is kept",
-            update.git_ref
-        ));
-    }
-    Ok(update.after.clone())
 }

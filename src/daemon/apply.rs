@@ -1,0 +1,185 @@
+//! Reload: read the config file again and, only when it loads completely, put it in force and
+//! reconcile what depends on it (queues and status of removed repos, schedule loops, the worker
+//! pool, resyncs of repos whose remote or ref changed).
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+
+use super::{Daemon, Trigger};
+use crate::config::{Config, ListenAddr, Schedule};
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// The listen address changed: the caller binds the new one and retires the old.
+    pub listen_changed: bool,
+}
+
+impl Daemon {
+    /// Starts, restarts or stops schedule loops so they match the config in force.
+    pub fn sync_schedules(&self) {
+        let config = self.config();
+        let mut book = self.book();
+        let wanted: HashMap<&str, &Schedule> = config
+            .repos
+            .iter()
+            .filter_map(|r| r.schedule.as_ref().map(|s| (r.name.as_str(), s)))
+            .collect();
+        let mut stopped = Vec::new();
+        book.schedules.retain(|name, (schedule, stop)| {
+            let keep = wanted.get(name.as_str()).is_some_and(|w| *w == schedule);
+            if !keep {
+                let _ = stop.send(true);
+                stopped.push(name.clone());
+            }
+            keep
+        });
+        for name in stopped {
+            if let Some(st) = book.status.get_mut(&name) {
+                st.next_run = None;
+            }
+        }
+        for (name, schedule) in wanted {
+            if book.schedules.contains_key(name) {
+                continue;
+            }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            book.schedules
+                .insert(name.to_string(), (schedule.clone(), stop_tx));
+            let (d1, d2, n1, n2) = (
+                self.clone(),
+                self.clone(),
+                name.to_string(),
+                name.to_string(),
+            );
+            tokio::spawn(crate::schedule::tick_loop(
+                schedule.clone(),
+                std::sync::Arc::new(crate::schedule::SystemClock),
+                stop_rx,
+                move |next| d1.book().status.entry(n1.clone()).or_default().next_run = next,
+                move || {
+                    if let Err(e) = d2.request_sync(&n2, Trigger::Schedule, None, false) {
+                        tracing::debug!(repo = %n2, error = ?e, "scheduled sync not queued");
+                    }
+                },
+            ));
+        }
+    }
+
+    /// Re-reads the config file (and the secret files it names). An invalid config is logged
+    /// with file and line, counted, and changes nothing.
+    pub async fn reload(&self) -> Result<ReloadSummary, String> {
+        let Some(path) = self.config().source.clone() else {
+            return Err("the config was not loaded from a file".into());
+        };
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load_file(&path)).await;
+        let result = match loaded {
+            Ok(Ok(new)) => Ok(self.apply(new)),
+            Ok(Err(e)) => {
+                for p in e.problems() {
+                    tracing::error!(problem = %p, "config reload refused; the running config stays");
+                }
+                if e.problems().is_empty() {
+                    tracing::error!(error = %e, "config reload refused; the running config stays");
+                }
+                Err(e.to_string())
+            }
+            Err(e) => Err(format!("reload task failed: {e}")),
+        };
+        let mut book = self.book();
+        book.reload.last_reload = Some(Utc::now());
+        match &result {
+            Ok(_) => {
+                book.reload.reloads += 1;
+                book.reload.last_error = None;
+            }
+            Err(e) => {
+                book.reload.failures += 1;
+                book.reload.last_error = Some(e.clone());
+            }
+        }
+        result
+    }
+
+    /// Puts `new` in force at once: removed repos stop receiving webhooks and ticks (their
+    /// directories stay); added repos get an initial sync (with `initialise`); repos whose URL,
+    /// ref, remote or directory changed resync; `workers` resizes the pool.
+    pub fn apply(&self, new: Config) -> ReloadSummary {
+        let old = self.config();
+        let mut summary = ReloadSummary {
+            listen_changed: old.listen != new.listen,
+            ..Default::default()
+        };
+        let mut resync = Vec::new();
+        for r in &new.repos {
+            match old.repo(&r.name) {
+                None => {
+                    summary.added.push(r.name.clone());
+                    if new.initialise {
+                        resync.push(r.name.clone());
+                    }
+                }
+                Some(o) if o != r => {
+                    summary.changed.push(r.name.clone());
+                    if o.url != r.url
+                        || o.target != r.target
+                        || o.remote != r.remote
+                        || o.directory != r.directory
+                    {
+                        resync.push(r.name.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        summary.removed = old
+            .repos
+            .iter()
+            .filter(|o| new.repo(&o.name).is_none())
+            .map(|o| o.name.clone())
+            .collect();
+        if new.workers > old.workers {
+            self.0.workers.add_permits(new.workers - old.workers);
+        } else if new.workers < old.workers {
+            // Take the surplus permits as they come free and drop them.
+            let surplus = (old.workers - new.workers) as u32;
+            let sem = self.0.workers.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        self.set_config(new);
+        {
+            let mut book = self.book();
+            for name in &summary.removed {
+                book.queue.remove(name);
+                book.status.remove(name);
+                book.waiters.remove(name);
+            }
+        }
+        self.sync_schedules();
+        for name in &resync {
+            let _ = self.request_sync(name, Trigger::Reload, None, false);
+        }
+        tracing::info!(added = ?summary.added, removed = ?summary.removed, changed = ?summary.changed, listen_changed = summary.listen_changed, "config reloaded");
+        summary
+    }
+
+    /// Puts `listen` back after the new address could not be bound, and counts the reload as
+    /// failed, so the status says so and the next reload tries the new address again.
+    pub fn restore_listen(&self, listen: ListenAddr, why: String) {
+        let mut config = (*self.config()).clone();
+        config.listen = listen;
+        self.set_config(config);
+        let mut book = self.book();
+        book.reload.reloads = book.reload.reloads.saturating_sub(1);
+        book.reload.failures += 1;
+        book.reload.last_error = Some(why);
+    }
+}

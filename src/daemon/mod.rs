@@ -1,0 +1,242 @@
+//! The domain: the [`Daemon`] handle over shared state, and what happens to a sync request from
+//! the moment it is made until its outcome is recorded. Its parts:
+//! - [`deliver`](Daemon::deliver) (`deliver.rs`): a verified, parsed push → which repositories are
+//!   queued, which ignored and why, or a duplicate;
+//! - the workers (`worker.rs`): one task per busy repository, `workers` syncs at once, recording
+//!   the outcome;
+//! - status views (`status.rs`) for the API and systemd;
+//! - `apply` (`apply.rs`): reload a config and reconcile queues, schedules and the pool.
+//!
+//! The process lifecycle (listener, watcher, signals, shutdown) lives above it in [`crate::run`].
+
+mod apply;
+mod deliver;
+mod status;
+mod worker;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::config::Config;
+use crate::queue::{Action, Coalescer, Dedupe};
+
+pub use apply::ReloadSummary;
+pub use deliver::{Delivered, wanted};
+pub use status::{ErrorInfo, ReloadStatus, RepoStatus, RepoView, SyncReport};
+
+/// Delivery ids remembered for dedupe.
+pub const DEDUPE_CAPACITY: usize = 4096;
+/// When a fetched tip lacks a webhook's `after` (a forge replica lagging), fetch again after
+/// this delay, doubled each time, at most [`LAG_RETRIES`] times.
+pub const LAG_DELAY: Duration = Duration::from_millis(500);
+pub const LAG_RETRIES: u32 = 3;
+
+/// What caused a sync request; shown in logs and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Webhook {
+        delivery: Option<String>,
+    },
+    Api,
+    Startup,
+    Schedule,
+    /// A re-fetch because the forge's replica had not caught up with its webhook.
+    Lag,
+    /// The repo was added, or its URL or ref changed, by a config reload.
+    Reload,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Webhook { delivery: Some(id) } => write!(f, "webhook {id}"),
+            Trigger::Webhook { delivery: None } => f.write_str("webhook"),
+            Trigger::Api => f.write_str("api"),
+            Trigger::Startup => f.write_str("startup"),
+            Trigger::Schedule => f.write_str("schedule"),
+            Trigger::Lag => f.write_str("replica-lag retry"),
+            Trigger::Reload => f.write_str("reload"),
+        }
+    }
+}
+
+/// Someone waiting for the sync that covers request number `seq`.
+enum Waiter {
+    Delivery(String),
+    Report(oneshot::Sender<SyncReport>),
+}
+
+/// Everything that changes as requests come and syncs finish, under one lock.
+struct Book {
+    queue: Coalescer,
+    status: HashMap<String, RepoStatus>,
+    waiters: HashMap<String, Vec<(u64, Waiter)>>,
+    dedupe: Dedupe,
+    triggers: HashMap<String, String>,
+    reload: ReloadStatus,
+    /// Running schedule loops: the schedule and the sender that stops its loop.
+    schedules: HashMap<String, (crate::config::Schedule, tokio::sync::watch::Sender<bool>)>,
+}
+
+struct Shared {
+    config: RwLock<Arc<Config>>,
+    book: Mutex<Book>,
+    workers: Arc<Semaphore>,
+    /// False once shutdown began: webhooks and the API answer 503.
+    intake: AtomicBool,
+    /// Set at shutdown: retry back-off sleeps end early.
+    stopping: AtomicBool,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Why a sync request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    UnknownRepo,
+    ShuttingDown,
+}
+
+/// A handle on the running daemon; clones share it.
+#[derive(Clone)]
+pub struct Daemon(Arc<Shared>);
+
+impl Daemon {
+    pub fn new(config: Config) -> Daemon {
+        let book = Book {
+            queue: Coalescer::default(),
+            status: HashMap::new(),
+            waiters: HashMap::new(),
+            dedupe: Dedupe::new(DEDUPE_CAPACITY),
+            triggers: HashMap::new(),
+            reload: ReloadStatus::default(),
+            schedules: HashMap::new(),
+        };
+        Daemon(Arc::new(Shared {
+            workers: Arc::new(Semaphore::new(config.workers)),
+            config: RwLock::new(Arc::new(config)),
+            book: Mutex::new(book),
+            intake: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }))
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        match self.0.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `config` in force (one write; readers hold the old `Arc` until they are done).
+    fn set_config(&self, config: Config) {
+        match self.0.config.write() {
+            Ok(mut c) => *c = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        self.0.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn intake_open(&self) -> bool {
+        self.0.intake.load(Ordering::SeqCst)
+    }
+
+    /// Reads each checkout's current commit so status shows it before the first sync.
+    pub async fn load_commits(&self) {
+        let dirs: Vec<(String, std::path::PathBuf)> = self
+            .config()
+            .repos
+            .iter()
+            .map(|r| (r.name.clone(), r.directory.clone()))
+            .collect();
+        let found = tokio::task::spawn_blocking(move || {
+            dirs.into_iter()
+                .map(|(n, d)| (n, crate::sync::git::current_commit(&d)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut book = self.book();
+        for (name, commit) in found {
+            book.status.entry(name).or_default().commit = commit;
+        }
+    }
+
+    /// Queues a sync of `name`. `hint` is a commit the remote should have (a webhook's
+    /// `after`). With `report`, the returned receiver gets the outcome of the sync that covers
+    /// this request.
+    pub fn request_sync(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        hint: Option<&str>,
+        report: bool,
+    ) -> Result<Option<oneshot::Receiver<SyncReport>>, RequestError> {
+        if !self.intake_open() {
+            return Err(RequestError::ShuttingDown);
+        }
+        if self.config().repo(name).is_none() {
+            return Err(RequestError::UnknownRepo);
+        }
+        let mut book = self.book();
+        let (action, seq) = book.queue.request(name, hint);
+        let waiters = book.waiters.entry(name.to_string()).or_default();
+        if let Trigger::Webhook { delivery: Some(id) } = &trigger {
+            waiters.push((seq, Waiter::Delivery(id.clone())));
+        }
+        let rx = report.then(|| {
+            let (tx, rx) = oneshot::channel();
+            waiters.push((seq, Waiter::Report(tx)));
+            rx
+        });
+        book.triggers.insert(name.to_string(), trigger.to_string());
+        drop(book);
+        tracing::debug!(repo = name, %trigger, seq, coalesced = (action == Action::Coalesced), "sync requested");
+        if action == Action::Start {
+            self.spawn_worker(name);
+        }
+        Ok(rx)
+    }
+
+    /// The remote ref last followed, for matching pushes to a repo that tracks the default branch.
+    pub fn remote_ref(&self, name: &str) -> Option<String> {
+        self.book()
+            .status
+            .get(name)
+            .and_then(|s| s.remote_ref.clone())
+    }
+
+    /// Stops intake (webhooks and the API answer 503) and ends retry back-off early.
+    pub fn close_intake(&self) {
+        self.0.intake.store(false, Ordering::SeqCst);
+        self.0.stopping.store(true, Ordering::SeqCst);
+        for (_, (_, stop)) in self.book().schedules.drain() {
+            let _ = stop.send(true);
+        }
+    }
+
+    /// Waits until no sync runs, at most `limit`. Returns true when all finished.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.0.idle.notified();
+            if self.0.active.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.0.active.load(Ordering::SeqCst) == 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! What the daemon tells about itself: per-repository status, the report of one sync, reload
+//! history, and the views the API and systemd's STATUS= line are built from.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Book, Daemon};
+use crate::config::Repo;
+use crate::queue::State;
+use crate::sync::Outcome;
+
+/// A failed sync as status shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ErrorInfo {
+    pub kind: String,
+    pub message: String,
+}
+
+/// The result of one sync, as the API's `?wait=true` answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub name: String,
+    pub ok: bool,
+    pub changed: bool,
+    pub old: Option<String>,
+    pub commit: Option<String>,
+    pub fetched: bool,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    pub error: Option<ErrorInfo>,
+}
+
+/// What is known about one repository.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepoStatus {
+    /// The checked-out commit.
+    pub commit: Option<String>,
+    /// The remote ref last followed (`refs/heads/main`).
+    pub remote_ref: Option<String>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub last_error: Option<ErrorInfo>,
+    pub last_duration_ms: Option<u64>,
+    pub last_trigger: Option<String>,
+    pub syncs: u64,
+    pub failures: u64,
+    /// Syncs that fetched from the remote (the rest were answered from the checkout).
+    pub fetches: u64,
+    /// When the schedule next enqueues a sync (before jitter).
+    pub next_run: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub(super) lag_retries: u32,
+}
+
+/// Config reloads, as status shows them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    pub reloads: u64,
+    pub failures: u64,
+    pub last_reload: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// A repository as the API shows it. Holds no credential: the URL is redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoView {
+    pub name: String,
+    pub url: String,
+    #[serde(rename = "ref")]
+    pub target: String,
+    pub directory: String,
+    pub path: String,
+    pub state: State,
+    pub pending: bool,
+    #[serde(flatten)]
+    pub status: RepoStatus,
+}
+
+fn view(repo: &Repo, book: &Book) -> RepoView {
+    RepoView {
+        name: repo.name.clone(),
+        url: crate::url::redact(&repo.url),
+        target: repo.target.to_string(),
+        directory: repo.directory.display().to_string(),
+        path: repo.path.clone(),
+        state: book.queue.state(&repo.name),
+        pending: book.queue.pending(&repo.name),
+        status: book.status.get(&repo.name).cloned().unwrap_or_default(),
+    }
+}
+
+/// What status shows as a sync's error: git's, else the post-sync actions'.
+pub(super) fn outcome_error(o: &Outcome) -> Option<ErrorInfo> {
+    match (&o.result, &o.touch_error, &o.command) {
+        (Err(e), _, _) => Some(ErrorInfo {
+            kind: e.kind.as_str().into(),
+            message: e.message.clone(),
+        }),
+        (Ok(_), Some(t), _) => Some(ErrorInfo {
+            kind: "on_success".into(),
+            message: t.clone(),
+        }),
+        (Ok(_), None, Some(Err(e))) => Some(ErrorInfo {
+            kind: "on_success".into(),
+            message: e.clone(),
+        }),
+        (Ok(_), None, Some(Ok(c))) if !c.success() => Some(ErrorInfo {
+            kind: "on_success".into(),
+            message: if c.timed_out {
+                format!("on_success command timed out after {:?}", c.duration)
+            } else {
+                format!("on_success command exited with {:?}", c.code)
+            },
+        }),
+        _ => None,
+    }
+}
+
+impl Daemon {
+    /// Status of every repository in config order, for the API.
+    pub fn statuses(&self) -> Vec<RepoView> {
+        let config = self.config();
+        let book = self.book();
+        config.repos.iter().map(|r| view(r, &book)).collect()
+    }
+
+    pub fn status(&self, name: &str) -> Option<RepoView> {
+        let config = self.config();
+        let repo = config.repo(name)?;
+        Some(view(repo, &self.book()))
+    }
+
+    /// Reload history, for status.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.book().reload.clone()
+    }
+
+    /// A one-line summary for systemd's STATUS=.
+    pub fn summary_line(&self) -> String {
+        let views = self.statuses();
+        let failing = views
+            .iter()
+            .filter(|v| v.status.last_error.is_some())
+            .count();
+        let syncing = views.iter().filter(|v| v.state == State::Syncing).count();
+        format!(
+            "{} repos, {syncing} syncing, {failing} failing",
+            views.len()
+        )
+    }
+}
