@@ -2,6 +2,7 @@
 //! turns it into a [`Config`] while collecting every problem, and `load` finds the file and reads
 //! the secret and key files it names. Only `load` touches the filesystem.
 
+mod gwg;
 mod load;
 mod raw;
 mod validate;
