@@ -1,6 +1,7 @@
-//! The config model. `raw` reads text (YAML, TOML, JSON; hookmirror's keys and gwg's), `validate`
-//! turns it into a [`Config`] while collecting every problem, and `load` finds the file and reads
-//! the secret and key files it names. Only `load` touches the filesystem.
+//! The config model. `raw` reads text (YAML, TOML, JSON; hookmirror's keys and gwg's), `gwg`
+//! rewrites gwg's keys into hookmirror's, `validate` turns the result into a [`Config`] while
+//! collecting every problem, and `load` finds the file and reads the secret and key files it
+//! names. Only `load` touches the filesystem.
 
 mod gwg;
 mod load;
