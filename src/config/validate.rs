@@ -437,7 +437,12 @@ impl Validator<'_, '_> {
     }
 
     fn repo_config(&mut self, r: RawRepo) -> Repo {
+        let before = self.problems.len();
         let url = match self.opt("url", &r.url) {
+            Some(u) if u.is_empty() && self.problems.len() == before => {
+                self.problem("url", "is empty");
+                u
+            }
             Some(u) => u,
             None => {
                 self.problem("url", "is required");
@@ -863,4 +868,35 @@ fn normalise_path(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    fn check(text: &str) -> Result<Config, Vec<Problem>> {
+        let raw = parse_str(text, Format::Yaml).expect("parses");
+        validate(raw, &Context::bare(Format::Yaml, "/etc/hookmirror"))
+    }
+
+    fn repo_with_url(url: &str) -> String {
+        format!("repos:\n  - url: {url}\n    directory: /d\n    secret: s\n")
+    }
+
+    #[test]
+    fn an_empty_url_is_refused() {
+        let p = check(&repo_with_url("''")).unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            (p[0].field.as_deref(), p[0].message.as_str()),
+            (Some("url"), "is empty")
+        );
+        let p = check(&repo_with_url("${UNSET}")).unwrap_err();
+        assert_eq!(p.len(), 1, "one problem, the variable: {p:?}");
+        assert!(p[0].message.contains("`UNSET` is not set"), "{p:?}");
+        let p = check("repos:\n  - directory: /d\n    secret: s\n").unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].message, "is required");
+    }
 }
