@@ -17,6 +17,7 @@ pub use raw::{Format, RawConfig, parse_lenient, parse_str};
 pub use validate::{Context, parse_cron, validate};
 
 use crate::secret::Secret;
+use crate::url::RemoteUrl;
 use crate::webhook::Provider;
 
 /// A validated configuration.
@@ -231,7 +232,8 @@ impl fmt::Display for Schedule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     pub name: String,
-    pub url: String,
+    /// Checked and split once, here; shown redacted (see [`RemoteUrl`]).
+    pub url: RemoteUrl,
     pub directory: PathBuf,
     pub target: Target,
     pub remote: String,

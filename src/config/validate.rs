@@ -13,6 +13,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use super::gwg::{self, Notes, Rewritten};
 use super::raw::{Format, RawConfig, RawDuration, RawRepo, RawSize, find_key_line};
 use super::*;
+use crate::url::{RemoteUrl, Scheme};
 
 /// What validation needs from the world, passed in so it stays pure.
 pub struct Context<'a> {
@@ -437,19 +438,13 @@ impl Validator<'_, '_> {
     }
 
     fn repo_config(&mut self, r: RawRepo) -> Repo {
-        let before = self.problems.len();
-        let url = match self.opt("url", &r.url) {
-            Some(u) if u.is_empty() && self.problems.len() == before => {
-                self.problem("url", "is empty");
-                u
-            }
-            Some(u) => u,
+        let url = match &r.url {
+            Some(u) => self.url(u),
             None => {
                 self.problem("url", "is required");
-                String::new()
+                None
             }
         };
-        let url = self.url(url);
         let directory = match &r.directory {
             Some(d) => self.path("directory", d, false),
             None => {
@@ -542,7 +537,7 @@ impl Validator<'_, '_> {
         let on_success = self.on_success(&r);
         Repo {
             name,
-            url,
+            url: url.unwrap_or_else(RemoteUrl::missing),
             directory,
             target,
             remote,
@@ -561,21 +556,28 @@ impl Validator<'_, '_> {
         }
     }
 
-    /// Checks the URL's form; relative local paths become absolute (against the config folder).
-    fn url(&mut self, url: String) -> String {
+    /// Checks the URL's form and splits it, once; a relative local path becomes absolute
+    /// (against the config folder). `None` when it is refused.
+    fn url(&mut self, written: &str) -> Option<RemoteUrl> {
+        let before = self.problems.len();
+        let url = self.expand("url", written);
         if url.is_empty() {
-            return url;
-        }
-        match crate::url::parse(&url) {
-            None => {
-                self.problem("url", format!("`{}` is not a git URL hookmirror accepts (ssh, scp-like, https, http, git, file or a path)", crate::url::redact(&url)));
-                url
+            if self.problems.len() == before {
+                self.problem("url", "is empty");
             }
-            Some(p) if p.scheme == crate::url::Scheme::File && !url.contains("://") => {
-                self.path("url", &url, false).to_string_lossy().into_owned()
-            }
-            Some(_) => url,
+            return None;
         }
+        let checked = match RemoteUrl::parse(url.as_str()) {
+            Some(u) if u.scheme() == Scheme::File && !url.contains("://") => {
+                let path = self.path("url", &url, false);
+                RemoteUrl::parse(path.to_string_lossy())
+            }
+            checked => checked,
+        };
+        if checked.is_none() {
+            self.problem("url", format!("`{}` is not a git URL hookmirror accepts (ssh, scp-like, https, http, git, file or a path)", crate::url::redact(&url)));
+        }
+        checked
     }
 
     fn target(&mut self, r: &RawRepo) -> Target {
@@ -882,6 +884,33 @@ mod tests {
 
     fn repo_with_url(url: &str) -> String {
         format!("repos:\n  - url: {url}\n    directory: /d\n    secret: s\n")
+    }
+
+    #[test]
+    fn each_url_is_checked_and_split_once() {
+        let c = check(&repo_with_url("https://u:tok@GitHub.com/Octo/Hello.git")).unwrap();
+        let url = &c.repos[0].url;
+        assert_eq!(url.scheme(), Scheme::Https);
+        assert_eq!(url.match_key(), "github.com/octo/hello");
+        assert_eq!(url.parsed().user.as_deref(), Some("u"));
+        assert!(url.parsed().has_password);
+        let c = check(&repo_with_url("../origin.git")).unwrap();
+        let url = &c.repos[0].url;
+        assert_eq!(
+            url.as_str(),
+            "/etc/origin.git",
+            "resolved against the config folder"
+        );
+        assert_eq!(url.parsed().path, "/etc/origin.git");
+        assert_eq!(url.match_key(), "file:/etc/origin");
+    }
+
+    #[test]
+    fn a_config_never_prints_a_url_credential() {
+        let c = check(&repo_with_url("https://u:tok3n@h.example/r.git")).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("tok3n"), "{shown}");
+        assert!(shown.contains("https://u:***@h.example/r.git"), "{shown}");
     }
 
     #[test]
