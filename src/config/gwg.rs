@@ -1,7 +1,8 @@
-//! gwg's keys rewritten into hookmirror's in one pass before validation, so that validation
-//! reads hookmirror's keys only: `listen`+`port`, `threads`, `logging`, `retry_count` and
-//! `retry_delay` at the top; `label`/`labelType`, `trigger`, `sshPrivKey` and `sshPassPhrase` in
-//! a repo or in `defaults`. Pure.
+//! gwg's keys rewritten into hookmirror's, in one pass before validation. Pure.
+//!
+//! Validation then reads hookmirror's keys only. gwg's are `listen`+`port`, `threads`, `logging`,
+//! `retry_count` and `retry_delay` at the top, and `label`/`labelType`, `trigger`, `sshPrivKey`
+//! and `sshPassPhrase` in a repo or in `defaults`.
 
 use super::raw::{RawConfig, RawRepo};
 
