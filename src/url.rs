@@ -1,6 +1,10 @@
 //! Remote URLs: the forms operators write (scp-like `git@host:ns/r.git`, `ssh://`, `https://`,
 //! `http://`, `git://`, `file://`, a local path), their credential-free display form, and the
-//! normalised key used to match a payload's repository URL against a configured one. Pure.
+//! normalised key used to match a payload's repository URL against a configured one; and
+//! [`RemoteUrl`], a configured URL with all of these worked out once. Pure.
+
+use std::fmt;
+use std::ops::Deref;
 
 /// The transport a remote URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +211,11 @@ pub fn redact_in_text(text: &str) -> String {
 /// https, ssh, scp-like and git:// forms a forge sends all map to one key. Local paths keep
 /// their case.
 pub fn match_key(url: &str) -> Option<String> {
-    let p = parse(url)?;
+    parse(url).map(|p| key_of(&p))
+}
+
+/// [`match_key`] of a parsed URL.
+fn key_of(p: &Parsed) -> String {
     let mut path = p.path.as_str();
     if p.scheme != Scheme::File {
         path = path.trim_start_matches('/');
@@ -216,9 +224,122 @@ pub fn match_key(url: &str) -> Option<String> {
     path = path.strip_suffix(".git").unwrap_or(path);
     path = path.trim_end_matches('/');
     if p.scheme == Scheme::File {
-        return Some(format!("file:{path}"));
+        return format!("file:{path}");
     }
-    Some(format!("{}/{}", p.host, path.to_lowercase()))
+    format!("{}/{}", p.host, path.to_lowercase())
+}
+
+/// A repository's remote URL, checked and split once, when the config is validated: the text
+/// as configured (`${VAR}`s expanded, a relative path made absolute), its [`Parsed`] parts, its
+/// [`match_key`] and its [`redact`]ed form. It derefs to the text, so it goes wherever a `&str`
+/// URL does; `Display` and `Debug` show the redacted form, never a password or token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteUrl {
+    text: String,
+    parsed: Parsed,
+    match_key: String,
+    redacted: String,
+}
+
+impl RemoteUrl {
+    /// `None` when `text` is none of the forms [`parse`] accepts.
+    pub fn parse(text: impl Into<String>) -> Option<RemoteUrl> {
+        let text = text.into();
+        let parsed = parse(&text)?;
+        Some(RemoteUrl {
+            match_key: key_of(&parsed),
+            redacted: redact(&text),
+            parsed,
+            text,
+        })
+    }
+
+    /// Stands in for a missing or refused URL while validation goes on collecting problems. A
+    /// config holding one is refused, so no repository ever has it.
+    pub(crate) fn missing() -> RemoteUrl {
+        let parsed = Parsed {
+            scheme: Scheme::File,
+            user: None,
+            has_password: false,
+            host: String::new(),
+            port: None,
+            path: String::new(),
+        };
+        RemoteUrl {
+            text: String::new(),
+            match_key: key_of(&parsed),
+            redacted: String::new(),
+            parsed,
+        }
+    }
+
+    /// The URL as configured, credentials and all: for git, never for a log.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn parsed(&self) -> &Parsed {
+        &self.parsed
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.parsed.scheme
+    }
+
+    /// See [`match_key`].
+    pub fn match_key(&self) -> &str {
+        &self.match_key
+    }
+
+    /// See [`redact`]: safe to log and to show in the API.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+}
+
+impl Deref for RemoteUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl AsRef<str> for RemoteUrl {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The redacted form.
+impl fmt::Display for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// The redacted form, quoted: `RemoteUrl("https://***@h/x.git")`.
+impl fmt::Debug for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RemoteUrl").field(&self.redacted).finish()
+    }
+}
+
+impl PartialEq<str> for RemoteUrl {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for RemoteUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl PartialEq<String> for RemoteUrl {
+    fn eq(&self, other: &String) -> bool {
+        &self.text == other
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +389,58 @@ mod tests {
         let red = redact_in_text(msg);
         assert!(!red.contains("tok123"), "{red}");
         assert!(red.contains("https://u:***@h.example/x.git"));
+    }
+
+    #[test]
+    fn remote_url_keeps_text_parts_key_and_redacted_form() {
+        let text = "https://nouser:glpat-secret@GitLab.com/G/r.git";
+        let url = RemoteUrl::parse(text).unwrap();
+        assert_eq!(url.as_str(), text);
+        assert_eq!(&*url, text, "derefs to the text");
+        assert_eq!(url, text);
+        assert_eq!(url, text.to_string());
+        assert_eq!(url.scheme(), Scheme::Https);
+        assert_eq!(url.parsed(), &parse(text).unwrap());
+        assert_eq!(url.match_key(), match_key(text).unwrap());
+        assert_eq!(url.match_key(), "gitlab.com/g/r");
+        assert_eq!(url.redacted(), "https://nouser:***@GitLab.com/G/r.git");
+        assert_eq!(redact(&url), url.redacted(), "goes where a &str does");
+        assert_eq!(url, RemoteUrl::parse(text).unwrap());
+        assert_ne!(url, RemoteUrl::parse("https://gitlab.com/G/r.git").unwrap());
+
+        let local = RemoteUrl::parse("/srv/r.git").unwrap();
+        assert_eq!(
+            (local.scheme(), local.match_key(), local.redacted()),
+            (Scheme::File, "file:/srv/r", "/srv/r.git")
+        );
+        assert_eq!(RemoteUrl::parse("ext::sh -c evil"), None);
+        assert_eq!(RemoteUrl::parse(""), None);
+    }
+
+    #[test]
+    fn remote_url_never_shows_a_secret() {
+        for text in [
+            "https://nouser:glpat-secret@gitlab.com/g/r.git",
+            "https://glpat-secret@gitlab.com/g/r.git",
+            "ssh://git:glpat-secret@h.example/r.git",
+        ] {
+            let url = RemoteUrl::parse(text).unwrap();
+            for shown in [
+                format!("{url}"),
+                format!("{url:?}"),
+                format!("{url:#?}"),
+                format!("{:?}", Some(&url)),
+            ] {
+                assert!(!shown.contains("glpat-secret"), "{shown}");
+                assert!(shown.contains("***"), "{shown}");
+            }
+        }
+        let url = RemoteUrl::parse("git@github.com:ns/r.git").unwrap();
+        assert_eq!(
+            format!("{url:?}"),
+            r#"RemoteUrl("git@github.com:ns/r.git")"#
+        );
+        assert_eq!(url.to_string(), "git@github.com:ns/r.git");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The config model. `raw` reads text (YAML, TOML, JSON; hookmirror's keys and gwg's), `validate`
-//! turns it into a [`Config`] while collecting every problem, and `load` finds the file and reads
-//! the secret and key files it names. Only `load` touches the filesystem.
+//! The config model. `raw` reads text (YAML, TOML, JSON; hookmirror's keys and gwg's), `gwg`
+//! rewrites gwg's keys into hookmirror's, `validate` turns the result into a [`Config`] while
+//! collecting every problem, and `load` finds the file and reads the secret and key files it
+//! names. Only `load` touches the filesystem.
 
+mod gwg;
 mod load;
 mod raw;
 mod validate;
@@ -15,6 +17,7 @@ pub use raw::{Format, RawConfig, parse_lenient, parse_str};
 pub use validate::{Context, parse_cron, validate};
 
 use crate::secret::Secret;
+use crate::url::RemoteUrl;
 use crate::webhook::Provider;
 
 /// A validated configuration.
@@ -229,7 +232,8 @@ impl fmt::Display for Schedule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {
     pub name: String,
-    pub url: String,
+    /// Checked and split once, here; shown redacted (see [`RemoteUrl`]).
+    pub url: RemoteUrl,
     pub directory: PathBuf,
     pub target: Target,
     pub remote: String,

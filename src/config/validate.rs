@@ -1,6 +1,7 @@
-//! From [`RawConfig`] to [`Config`]: gwg's keys mapped onto hookmirror's, defaults applied,
-//! `${VAR}` expanded, paths made absolute, and every problem collected with the repo, the key and
-//! the line. Pure: the environment and the folders come in through [`Context`].
+//! From [`RawConfig`] to [`Config`]: gwg's keys rewritten into hookmirror's first (see `gwg`),
+//! then defaults applied, `${VAR}` expanded, paths made absolute, and every problem collected with
+//! the repo, the key and the line. Pure: the environment and the folders come in through
+//! [`Context`].
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -9,8 +10,10 @@ use std::time::Duration;
 
 use croner::parser::{CronParser, Seconds, Year};
 
+use super::gwg::{self, Notes, Rewritten};
 use super::raw::{Format, RawConfig, RawDuration, RawRepo, RawSize, find_key_line};
 use super::*;
+use crate::url::{RemoteUrl, Scheme};
 
 /// What validation needs from the world, passed in so it stays pure.
 pub struct Context<'a> {
@@ -46,10 +49,12 @@ impl Context<'_> {
 
 /// Turns the file as written into a [`Config`], or lists everything wrong with it.
 pub fn validate(raw: RawConfig, ctx: &Context) -> Result<Config, Vec<Problem>> {
+    let Rewritten { raw, top, repos } = gwg::rewrite(raw);
     let mut v = Validator {
         ctx,
         problems: Vec::new(),
         repo: None,
+        notes: std::iter::once(top).chain(repos).collect(),
     };
     let config = v.config(raw);
     if v.problems.is_empty() {
@@ -64,6 +69,8 @@ struct Validator<'c, 'a> {
     problems: Vec<Problem>,
     /// The repo being validated: (index, display name).
     repo: Option<(usize, String)>,
+    /// The rewrite's notes on the top level, then on each repo.
+    notes: Vec<Notes>,
 }
 
 /// Names are used in URL paths and the API: keep them to a safe alphabet.
@@ -89,6 +96,29 @@ impl Validator<'_, '_> {
             field: Some(field.to_string()),
             message: message.into(),
         });
+    }
+
+    /// Where the rewrite's notes on the top level, or on the repo being validated, are.
+    fn scope(&self) -> usize {
+        self.repo.as_ref().map_or(0, |(i, _)| i + 1)
+    }
+
+    /// Reports what the rewrite found wrong here (once).
+    fn report_rewrite(&mut self) {
+        let scope = self.scope();
+        let found = self
+            .notes
+            .get_mut(scope)
+            .map(|n| std::mem::take(&mut n.problems));
+        for (field, message) in found.unwrap_or_default() {
+            self.problem(field, message);
+        }
+    }
+
+    /// The key `field`'s value was written under here, for messages about the value.
+    fn written(&self, field: &'static str) -> &'static str {
+        let notes = self.notes.get(self.scope());
+        notes.map_or(field, |n| n.written_as(field))
     }
 
     /// `${NAME}` → the variable's value; `${NAME:-default}` → the default when it is unset or
@@ -186,27 +216,17 @@ impl Validator<'_, '_> {
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
+        self.report_rewrite();
         let listen = self.listen(&raw);
-        let workers = match (raw.workers, raw.threads) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "threads",
-                    "`threads` (gwg's name) and `workers` are both set; keep `workers`",
-                );
-                4
-            }
-            (Some(n), None) | (None, Some(n)) => {
-                let field = if raw.workers.is_some() {
-                    "workers"
-                } else {
-                    "threads"
-                };
+        let workers = match raw.workers {
+            Some(n) => {
                 if !(1..=1024).contains(&n) {
+                    let field = self.written("workers");
                     self.problem(field, format!("must be between 1 and 1024, not {n}"));
                 }
                 n.clamp(1, 1024) as usize
             }
-            (None, None) => 4,
+            None => 4,
         };
         let log = self.log(&raw);
         let api_token = match &raw.api {
@@ -217,8 +237,7 @@ impl Validator<'_, '_> {
         };
         let limits = self.limits(&raw);
 
-        // gwg's top-level retry settings become defaults for every repo.
-        let mut defaults = raw.defaults.clone().unwrap_or_default();
+        let defaults = raw.defaults.unwrap_or_default();
         for (field, set) in [
             ("defaults.name", defaults.name.is_some()),
             ("defaults.url", defaults.url.is_some()),
@@ -229,21 +248,11 @@ impl Validator<'_, '_> {
                 self.problem(field, "is different for every repo and cannot be a default");
             }
         }
-        if raw.retry_count.is_some() || raw.retry_delay.is_some() {
-            let r = defaults.retry.get_or_insert_with(Default::default);
-            if r.attempts.is_none() {
-                // gwg's retry_count counts attempts in all.
-                r.attempts = raw.retry_count.map(|n| n.max(1));
-            }
-            if r.initial_delay.is_none() {
-                r.initial_delay = raw.retry_delay.clone();
-            }
-        }
 
+        // Each repo has its defaults filled in already (by the rewrite).
         let raw_repos = raw.repos.unwrap_or_default();
         let mut repos = Vec::with_capacity(raw_repos.len());
-        for (i, mut r) in raw_repos.into_iter().enumerate() {
-            r.inherit(&defaults);
+        for (i, r) in raw_repos.into_iter().enumerate() {
             self.repo = Some((i, format!("#{}", i + 1)));
             repos.push(self.repo_config(r));
         }
@@ -264,23 +273,6 @@ impl Validator<'_, '_> {
 
     fn listen(&mut self, raw: &RawConfig) -> ListenAddr {
         let listen = self.opt("listen", &raw.listen);
-        if let Some(port) = raw.port {
-            // gwg: `listen` is a host (blank = all interfaces) and `port` the port.
-            let host = match listen.as_deref().map(str::trim) {
-                None | Some("") => "0.0.0.0".to_string(),
-                Some(h)
-                    if h.contains(':') && !h.starts_with('[') && h.matches(':').count() == 1 =>
-                {
-                    self.problem(
-                        "port",
-                        "`listen` already has a port; drop `port` or the port in `listen`",
-                    );
-                    h.split(':').next().unwrap_or(h).to_string()
-                }
-                Some(h) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            };
-            return ListenAddr { host, port };
-        }
         let default = ListenAddr {
             host: "127.0.0.1".into(),
             port: 8080,
@@ -310,7 +302,7 @@ impl Validator<'_, '_> {
                     default
                 }
             },
-            // A bare host (gwg without `port`): the default port.
+            // A bare host: the default port.
             None if !text.is_empty() => ListenAddr {
                 host: text.to_string(),
                 port: 8080,
@@ -320,18 +312,8 @@ impl Validator<'_, '_> {
     }
 
     fn log(&mut self, raw: &RawConfig) -> LogConfig {
-        let (field, block) = match (&raw.log, &raw.logging) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "logging",
-                    "`logging` (gwg's name) and `log` are both set; keep `log`",
-                );
-                ("log", raw.log.clone().unwrap_or_default())
-            }
-            (Some(l), None) => ("log", l.clone()),
-            (None, Some(l)) => ("logging", l.clone()),
-            (None, None) => ("log", Default::default()),
-        };
+        let field = self.written("log");
+        let block = raw.log.clone().unwrap_or_default();
         let format = match block
             .format
             .as_deref()
@@ -456,14 +438,13 @@ impl Validator<'_, '_> {
     }
 
     fn repo_config(&mut self, r: RawRepo) -> Repo {
-        let url = match self.opt("url", &r.url) {
-            Some(u) => u,
+        let url = match &r.url {
+            Some(u) => self.url(u),
             None => {
                 self.problem("url", "is required");
-                String::new()
+                None
             }
         };
-        let url = self.url(url);
         let directory = match &r.directory {
             Some(d) => self.path("directory", d, false),
             None => {
@@ -497,6 +478,7 @@ impl Validator<'_, '_> {
         if let Some((i, _)) = self.repo {
             self.repo = Some((i, format!("`{name}`")));
         }
+        self.report_rewrite();
 
         let target = self.target(&r);
         let remote = self
@@ -555,7 +537,7 @@ impl Validator<'_, '_> {
         let on_success = self.on_success(&r);
         Repo {
             name,
-            url,
+            url: url.unwrap_or_else(RemoteUrl::missing),
             directory,
             target,
             remote,
@@ -574,52 +556,39 @@ impl Validator<'_, '_> {
         }
     }
 
-    /// Checks the URL's form; relative local paths become absolute (against the config folder).
-    fn url(&mut self, url: String) -> String {
+    /// Checks the URL's form and splits it, once; a relative local path becomes absolute
+    /// (against the config folder). `None` when it is refused.
+    fn url(&mut self, written: &str) -> Option<RemoteUrl> {
+        let before = self.problems.len();
+        let url = self.expand("url", written);
         if url.is_empty() {
-            return url;
-        }
-        match crate::url::parse(&url) {
-            None => {
-                self.problem("url", format!("`{}` is not a git URL hookmirror accepts (ssh, scp-like, https, http, git, file or a path)", crate::url::redact(&url)));
-                url
+            if self.problems.len() == before {
+                self.problem("url", "is empty");
             }
-            Some(p) if p.scheme == crate::url::Scheme::File && !url.contains("://") => {
-                self.path("url", &url, false).to_string_lossy().into_owned()
-            }
-            Some(_) => url,
+            return None;
         }
+        let checked = match RemoteUrl::parse(url.as_str()) {
+            Some(u) if u.scheme() == Scheme::File && !url.contains("://") => {
+                let path = self.path("url", &url, false);
+                RemoteUrl::parse(path.to_string_lossy())
+            }
+            checked => checked,
+        };
+        if checked.is_none() {
+            self.problem("url", format!("`{}` is not a git URL hookmirror accepts (ssh, scp-like, https, http, git, file or a path)", crate::url::redact(&url)));
+        }
+        checked
     }
 
     fn target(&mut self, r: &RawRepo) -> Target {
-        let label_type = r.label_type.as_deref().map(str::to_ascii_lowercase);
-        let gwg = match (&r.label, label_type.as_deref()) {
-            (Some(l), Some("tag")) => Some(Target::Tag(l.clone())),
-            (Some(l), _) => Some(Target::Branch(l.clone())),
-            // gwg: "defaults to master if labelType is branch".
-            (None, Some("branch")) => Some(Target::Branch("master".into())),
-            (None, Some("tag")) => {
-                self.problem("labelType", "is tag but `label` names no tag");
-                None
-            }
-            (None, _) => None,
-        };
-        let target = match (&r.branch, &r.tag, gwg) {
-            (Some(_), Some(_), _) => {
+        let target = match (&r.branch, &r.tag) {
+            (Some(_), Some(_)) => {
                 self.problem("tag", "set `branch` or `tag`, not both");
                 Target::DefaultBranch
             }
-            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
-                self.problem(
-                    "label",
-                    "gwg's `label` and `branch`/`tag` are both set; keep one",
-                );
-                Target::DefaultBranch
-            }
-            (Some(b), None, None) => Target::Branch(b.clone()),
-            (None, Some(t), None) => Target::Tag(t.clone()),
-            (None, None, Some(t)) => t,
-            (None, None, None) => Target::DefaultBranch,
+            (Some(b), None) => Target::Branch(b.clone()),
+            (None, Some(t)) => Target::Tag(t.clone()),
+            (None, None) => Target::DefaultBranch,
         };
         let (field, name) = match &target {
             Target::Branch(b) => ("branch", b),
@@ -736,40 +705,14 @@ impl Validator<'_, '_> {
 
     fn auth(&mut self, r: &RawRepo) -> Auth {
         let a = r.auth.clone().unwrap_or_default();
-        let ssh_key = match (&a.ssh_key, &r.ssh_priv_key) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "sshPrivKey",
-                    "gwg's `sshPrivKey` and `auth.ssh_key` are both set; keep one",
-                );
-                None
-            }
-            (Some(k), None) => Some(self.path("auth.ssh_key", k, true)),
-            (None, Some(k)) if !k.trim().is_empty() => Some(self.path("sshPrivKey", k, true)),
-            _ => None,
-        };
-        let gwg_pass = r.ssh_pass_phrase.clone().filter(|p| !p.is_empty());
-        let passphrase = match (&a.ssh_key_passphrase, &gwg_pass) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "sshPassPhrase",
-                    "gwg's `sshPassPhrase` and `auth.ssh_key_passphrase` are both set; keep one",
-                );
-                None
-            }
-            (None, Some(p)) => self.credential(
-                "sshPassPhrase",
-                &Some(p.clone()),
-                "auth.ssh_key_passphrase_file",
-                &a.ssh_key_passphrase_file,
-            ),
-            _ => self.credential(
-                "auth.ssh_key_passphrase",
-                &a.ssh_key_passphrase,
-                "auth.ssh_key_passphrase_file",
-                &a.ssh_key_passphrase_file,
-            ),
-        };
+        let field = self.written("auth.ssh_key");
+        let ssh_key = a.ssh_key.as_ref().map(|k| self.path(field, k, true));
+        let passphrase = self.credential(
+            self.written("auth.ssh_key_passphrase"),
+            &a.ssh_key_passphrase,
+            "auth.ssh_key_passphrase_file",
+            &a.ssh_key_passphrase_file,
+        );
         if passphrase.is_some() && ssh_key.is_none() {
             self.problem("auth.ssh_key_passphrase", "is set but no `ssh_key` is");
         }
@@ -817,18 +760,8 @@ impl Validator<'_, '_> {
 
     fn on_success(&mut self, r: &RawRepo) -> OnSuccess {
         let raw = r.on_success.clone().unwrap_or_default();
-        let touch = match (&raw.touch, &r.trigger) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "trigger",
-                    "gwg's `trigger` and `on_success.touch` are both set; keep one",
-                );
-                None
-            }
-            (Some(t), None) => Some(self.path("on_success.touch", t, false)),
-            (None, Some(t)) if !t.trim().is_empty() => Some(self.path("trigger", t, false)),
-            _ => None,
-        };
+        let field = self.written("on_success.touch");
+        let touch = raw.touch.as_ref().map(|t| self.path(field, t, false));
         let command: Vec<String> = raw
             .command
             .iter()
@@ -937,4 +870,62 @@ fn normalise_path(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    fn check(text: &str) -> Result<Config, Vec<Problem>> {
+        let raw = parse_str(text, Format::Yaml).expect("parses");
+        validate(raw, &Context::bare(Format::Yaml, "/etc/hookmirror"))
+    }
+
+    fn repo_with_url(url: &str) -> String {
+        format!("repos:\n  - url: {url}\n    directory: /d\n    secret: s\n")
+    }
+
+    #[test]
+    fn each_url_is_checked_and_split_once() {
+        let c = check(&repo_with_url("https://u:tok@GitHub.com/Octo/Hello.git")).unwrap();
+        let url = &c.repos[0].url;
+        assert_eq!(url.scheme(), Scheme::Https);
+        assert_eq!(url.match_key(), "github.com/octo/hello");
+        assert_eq!(url.parsed().user.as_deref(), Some("u"));
+        assert!(url.parsed().has_password);
+        let c = check(&repo_with_url("../origin.git")).unwrap();
+        let url = &c.repos[0].url;
+        assert_eq!(
+            url.as_str(),
+            "/etc/origin.git",
+            "resolved against the config folder"
+        );
+        assert_eq!(url.parsed().path, "/etc/origin.git");
+        assert_eq!(url.match_key(), "file:/etc/origin");
+    }
+
+    #[test]
+    fn a_config_never_prints_a_url_credential() {
+        let c = check(&repo_with_url("https://u:tok3n@h.example/r.git")).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("tok3n"), "{shown}");
+        assert!(shown.contains("https://u:***@h.example/r.git"), "{shown}");
+    }
+
+    #[test]
+    fn an_empty_url_is_refused() {
+        let p = check(&repo_with_url("''")).unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            (p[0].field.as_deref(), p[0].message.as_str()),
+            (Some("url"), "is empty")
+        );
+        let p = check(&repo_with_url("${UNSET}")).unwrap_err();
+        assert_eq!(p.len(), 1, "one problem, the variable: {p:?}");
+        assert!(p[0].message.contains("`UNSET` is not set"), "{p:?}");
+        let p = check("repos:\n  - directory: /d\n    secret: s\n").unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].message, "is required");
+    }
 }

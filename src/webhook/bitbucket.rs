@@ -3,10 +3,11 @@
 use http::HeaderMap;
 use serde_json::Value;
 
+use super::json::parse_object;
+use super::mac::{HmacSha256, verify_hex_mac};
 use super::{
-    Event, HmacSha256, ParseError, Push, RefUpdate, VerifyError, array, checked_ref, event_header,
-    git_ref, header, ignored, oid, optional_object, parse_object, push_url, ref_update,
-    verify_hex_mac,
+    Event, ParseError, Push, RefUpdate, VerifyError, array, checked_ref, event_header, git_ref,
+    header, ignored, oid, optional_object, push_url, ref_update,
 };
 use crate::secret::Secret;
 

@@ -2,10 +2,9 @@
 
 use http::HeaderMap;
 
-use super::{
-    Event, HmacSha256, ParseError, VerifyError, event_header, github, header, ignored,
-    parse_object, verify_hex_mac,
-};
+use super::json::parse_object;
+use super::mac::{HmacSha256, verify_hex_mac};
+use super::{Event, ParseError, VerifyError, event_header, github, header, ignored};
 use crate::secret::Secret;
 
 pub(super) const EVENT: &str = "x-gitea-event";

@@ -7,9 +7,11 @@ use http::HeaderMap;
 use serde_json::Value;
 use sha1::Sha1;
 
+use super::json::parse_object;
+use super::mac::{HmacSha256, verify_hex_mac};
 use super::{
-    Event, HmacSha256, ParseError, Push, VerifyError, VerifyOptions, event_header, git_ref, header,
-    ignored, oid, optional_object, parse_object, push_urls, ref_update, verify_hex_mac,
+    Event, ParseError, Push, VerifyError, VerifyOptions, event_header, git_ref, header, ignored,
+    oid, optional_object, push_urls, ref_update,
 };
 use crate::secret::Secret;
 

@@ -3,9 +3,11 @@
 use http::HeaderMap;
 use serde_json::Value;
 
+use super::json::parse_object;
+use super::mac::{any_secret, token_matches};
 use super::{
-    Event, ParseError, Push, VerifyError, VerifyOptions, any_secret, array, event_header, git_ref,
-    ignored, oid, optional_object, parse_object, push_urls, ref_update, standard, token_matches,
+    Event, ParseError, Push, VerifyError, VerifyOptions, array, event_header, git_ref, ignored,
+    oid, optional_object, push_urls, ref_update, standard,
 };
 use crate::secret::Secret;
 
@@ -161,7 +163,7 @@ mod tests {
         let key = BASE64
             .decode(secret.trim_start_matches("whsec_"))
             .expect("base64 secret");
-        let mut mac = super::super::HmacSha256::new_from_slice(&key).expect("any key size");
+        let mut mac = super::super::mac::HmacSha256::new_from_slice(&key).expect("any key size");
         mac.update(format!("msg_gl1.{timestamp}.").as_bytes());
         mac.update(body);
         let signature = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));

@@ -5,10 +5,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::{
-    Event, HmacSha256, ParseError, VerifyError, any_secret, github, header, mac_matches,
-    parse_object, printable,
-};
+use super::json::parse_object;
+use super::mac::{HmacSha256, any_secret, mac_matches};
+use super::{Event, ParseError, VerifyError, github, header, printable};
 use crate::secret::Secret;
 
 pub(super) const ID: &str = "webhook-id";
