@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{Config, LoadError, Repo};
 use crate::sync::{self, Outcome, SyncOptions};
-use crate::url::redact;
 
 /// Exit code for a config that does not load, or bad usage.
 pub const EXIT_CONFIG: i32 = 2;
@@ -54,7 +53,7 @@ pub fn check(config: &Config, out: &mut dyn Write) -> i32 {
             out,
             "{}\t{}\t{}\t{}\t{}\t{}",
             r.name,
-            redact(&r.url),
+            r.url.redacted(),
             r.target,
             r.directory.display(),
             r.path,

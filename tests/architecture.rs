@@ -111,8 +111,7 @@ fn references(module: &str, code: &str, known: &BTreeSet<String>) -> BTreeSet<St
                     let group = &rest[path_end..group_end];
                     let stem = ident(before_group);
                     for member in group.split(',') {
-                        let mut segs: Vec<String> =
-                            base.iter().map(|s| s.to_string()).collect();
+                        let mut segs: Vec<String> = base.iter().map(|s| s.to_string()).collect();
                         segs.extend(stem.iter().cloned());
                         segs.extend(ident(member));
                         resolve(segs);
@@ -196,7 +195,11 @@ fn top_level_modules_do_not_import_each_other() {
         edges.get("daemon").is_some_and(|d| d.contains("sync")),
         "the scan sees `daemon` use `sync`: {edges:?}"
     );
-    assert_eq!(find_cycle(&edges), None, "import loop between top-level modules");
+    assert_eq!(
+        find_cycle(&edges),
+        None,
+        "import loop between top-level modules"
+    );
 }
 
 #[test]

@@ -59,8 +59,12 @@ impl fmt::Display for Ignore {
 /// settles it). `Ok(after)` to sync, with the pushed commit as a hint; else why not.
 pub fn wanted(repo: &Repo, push: &Push, tracked: Option<&str>) -> Result<Option<String>, Ignore> {
     if !push.repo_urls.is_empty() {
-        let want = match_key(&repo.url);
-        if want.is_none() || !push.repo_urls.iter().any(|u| match_key(u) == want) {
+        let want = Some(repo.url.match_key());
+        if !push
+            .repo_urls
+            .iter()
+            .any(|u| match_key(u).as_deref() == want)
+        {
             return Err(Ignore::OtherRepository);
         }
     }

@@ -79,7 +79,7 @@ pub struct RepoView {
 fn view(repo: &Repo, book: &Book) -> RepoView {
     RepoView {
         name: repo.name.clone(),
-        url: crate::url::redact(&repo.url),
+        url: repo.url.redacted().to_string(),
         target: repo.target.to_string(),
         directory: repo.directory.display().to_string(),
         path: repo.path.clone(),
