@@ -743,32 +743,6 @@ fn classify(e: git2::Error, state: &AuthState) -> SyncError {
     SyncError::new(kind, m)
 }
 
-/// How long connecting to a remote may take before the attempt fails (and is retried).
-pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
-/// How long a remote may stay silent mid-transfer before the attempt fails. Without it a remote
-/// that accepts the connection and then hangs would block its repository forever.
-pub const IO_TIMEOUT_MS: i32 = 60_000;
-
-/// Sets libgit2's global network timeouts and registers hookmirror's `git://` transport
-/// ([`super::git_proto`]). Call once at start, before any other thread exists; later calls do
-/// nothing.
-#[allow(unsafe_code)]
-pub fn init_libgit2() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: git2 documents these as unsafe because they write C globals without
-        // synchronisation; this runs at the top of `main` (and test setup) before any thread
-        // uses libgit2, and `Once` keeps it to one run.
-        unsafe {
-            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
-            let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
-            if let Err(e) = git2::transport::register("git", super::git_proto::factory) {
-                tracing::warn!(error = %e, "cannot register the git:// transport; libgit2's own is used");
-            }
-        }
-    });
-}
-
 /// The commit checked out in `dir`, if it is a readable checkout.
 pub fn current_commit(dir: &Path) -> Option<String> {
     let repo = Repository::open_ext(

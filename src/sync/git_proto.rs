@@ -19,7 +19,7 @@ use std::time::Duration;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 
-use super::git::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
+use super::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
 
 /// git's registered port for `git://`.
 pub const DEFAULT_PORT: u16 = 9418;
