@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use git2::build::CheckoutBuilder;
 use git2::{
-    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode,
-    FetchOptions, Oid, RemoteCallbacks, Repository, RepositoryOpenFlags, ResetType,
-    SubmoduleUpdateOptions,
+    AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, Repository, RepositoryOpenFlags,
+    ResetType, SubmoduleUpdateOptions,
 };
 
-use super::known_hosts::{self, Verdict};
+use super::credentials::{AuthState, callbacks};
 use crate::config::{Repo, Target};
 use crate::url::{Scheme, match_key, redact, redact_in_text};
 
@@ -456,14 +455,6 @@ fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
     }
 }
 
-/// What the credential and certificate callbacks learned, to explain a failure.
-#[derive(Default)]
-struct AuthState {
-    tried: Vec<CredentialType>,
-    auth_failed: Option<String>,
-    host_key: Option<String>,
-}
-
 /// Fetches only the tracked ref; returns the remote ref name and the commit it points to
 /// (annotated tags peeled).
 fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
@@ -574,117 +565,6 @@ fn update_submodules(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
         update_submodules(&inner, repo)?;
     }
     Ok(())
-}
-
-/// SSH private keys tried, in order, when the config names none (as ssh itself would).
-const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
-
-fn callbacks<'a>(repo: &'a Repo, state: &'a RefCell<AuthState>) -> RemoteCallbacks<'a> {
-    let mut cb = RemoteCallbacks::new();
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let home2 = home.clone();
-    cb.credentials(move |_url, user_from_url, allowed| {
-        let mut st = state.borrow_mut();
-        let auth = &repo.auth;
-        let user = user_from_url
-            .map(str::to_string)
-            .or_else(|| auth.username.clone())
-            .unwrap_or_else(|| "git".into());
-        if allowed.contains(CredentialType::USERNAME) {
-            return Cred::username(&user);
-        }
-        if allowed.contains(CredentialType::SSH_KEY) {
-            if st.tried.contains(&CredentialType::SSH_KEY) {
-                st.auth_failed = Some(format!("the SSH key was refused for user `{user}`"));
-                return Err(git2::Error::from_str("authentication failed"));
-            }
-            st.tried.push(CredentialType::SSH_KEY);
-            let key = auth.ssh_key.clone().or_else(|| {
-                let ssh = home.as_ref()?.join(".ssh");
-                DEFAULT_KEYS
-                    .iter()
-                    .map(|k| ssh.join(k))
-                    .find(|p| p.is_file())
-            });
-            let Some(key) = key else {
-                st.auth_failed = Some(
-                    "the remote wants an SSH key and none is configured (auth.ssh_key)".into(),
-                );
-                return Err(git2::Error::from_str("no SSH key"));
-            };
-            let pass = auth
-                .ssh_key_passphrase
-                .as_ref()
-                .map(|c| c.value.expose().to_string());
-            return Cred::ssh_key(&user, None, &key, pass.as_deref());
-        }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            if st.tried.contains(&CredentialType::USER_PASS_PLAINTEXT) {
-                st.auth_failed = Some("the username and token were refused".into());
-                return Err(git2::Error::from_str("authentication failed"));
-            }
-            st.tried.push(CredentialType::USER_PASS_PLAINTEXT);
-            let Some(token) = &auth.token else {
-                if crate::url::parse(&repo.url).is_some_and(|p| p.has_password) {
-                    st.auth_failed = Some("the credentials in the URL were refused".into());
-                    return Err(git2::Error::from_str("authentication failed"));
-                }
-                st.auth_failed = Some(
-                    "the remote wants a username and token and none is configured (auth.token)"
-                        .into(),
-                );
-                return Err(git2::Error::from_str("no token"));
-            };
-            let token = token.value.expose();
-            // Direktiv style: `user:token` in the token field when no username is set.
-            let (user, token) = match (&auth.username, token.split_once(':')) {
-                (None, Some((u, t))) => (u.to_string(), t.to_string()),
-                (Some(u), _) => (u.clone(), token.to_string()),
-                (None, None) => ("x-access-token".to_string(), token.to_string()),
-            };
-            return Cred::userpass_plaintext(&user, &token);
-        }
-        st.auth_failed =
-            Some("the remote asks for a kind of credential hookmirror does not have".into());
-        Err(git2::Error::from_str("unsupported credential type"))
-    });
-    cb.certificate_check(move |cert, host| {
-        let Some(hk) = cert.as_hostkey() else {
-            // TLS: libgit2 has verified the chain against the system's CAs already.
-            return Ok(CertificateCheckStatus::CertificatePassthrough);
-        };
-        let port = crate::url::parse(&repo.url).and_then(|p| p.port).unwrap_or(22);
-        let path = repo
-            .auth
-            .known_hosts
-            .clone()
-            .or_else(|| home2.as_ref().map(|h| h.join(".ssh/known_hosts")))
-            .unwrap_or_else(|| PathBuf::from("/nonexistent/known_hosts"));
-        let (Some(key), Some(kind)) = (hk.hostkey(), hk.hostkey_type()) else {
-            state.borrow_mut().host_key = Some(format!("the SSH server {host} sent no usable host key"));
-            return Err(git2::Error::from_str("no host key"));
-        };
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let fp = known_hosts::fingerprint(key);
-        let shown = if port == 22 { host.to_string() } else { format!("[{host}]:{port}") };
-        let msg = match known_hosts::check(&text, host, port, kind.name(), key) {
-            Verdict::Match => return Ok(CertificateCheckStatus::CertificateOk),
-            Verdict::Unknown => format!(
-                "host key for {shown} ({} {fp}) is not in {}; strict host-key checking refuses unknown hosts: verify the fingerprint and add it (ssh-keyscan -p {port} {host})",
-                kind.name(),
-                path.display()
-            ),
-            Verdict::Mismatch { .. } => format!(
-                "HOST KEY CHANGED for {shown}: it offered {} {fp}, which does not match {}; this may be an attack — refusing to connect",
-                kind.name(),
-                path.display()
-            ),
-            Verdict::Revoked => format!("host key {fp} of {shown} is marked @revoked in {}", path.display()),
-        };
-        state.borrow_mut().host_key = Some(msg);
-        Err(git2::Error::from_str("host key verification failed"))
-    });
-    cb
 }
 
 /// Maps a git2 error onto an [`ErrorKind`] and a message that names the cause and holds no secret.

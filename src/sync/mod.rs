@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod backoff;
+mod credentials;
 pub mod git;
 pub mod git_proto;
 pub mod known_hosts;
