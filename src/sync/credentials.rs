@@ -3,7 +3,10 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks, cert::Cert};
+use git2::{
+    CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode, RemoteCallbacks,
+    cert::Cert,
+};
 
 use super::known_hosts::{self, Verdict};
 use crate::config::Repo;
@@ -37,16 +40,26 @@ pub(super) fn callbacks<'a>(repo: &'a Repo, state: &'a RefCell<AuthState>) -> Re
     cb.certificate_check(move |cert, host| {
         check_host_key(repo, home2.as_deref(), cert, host).map_err(|msg| {
             state.borrow_mut().host_key = Some(msg);
-            git2::Error::from_str("host key verification failed")
+            // The code lets the failure classify as a host-key one even without the record.
+            git2::Error::new(
+                ErrorCode::Certificate,
+                ErrorClass::Callback,
+                "host key verification failed",
+            )
         })
     });
     cb
 }
 
-/// Records why a credential was refused, for the error message.
+/// Records why a credential was refused. The code lets the failure classify as auth even without
+/// the record.
 fn refuse(st: &mut AuthState, why: impl Into<String>) -> git2::Error {
     st.auth_failed = Some(why.into());
-    git2::Error::from_str("authentication refused")
+    git2::Error::new(
+        ErrorCode::Auth,
+        ErrorClass::Callback,
+        "authentication refused",
+    )
 }
 
 /// Offers each kind of credential once: libgit2 asks again after a refusal, and a second offer of
