@@ -4,13 +4,15 @@
 pub mod actions;
 pub mod backoff;
 mod credentials;
+mod error;
 pub mod git;
 pub mod git_proto;
 pub mod known_hosts;
 
 use std::time::Duration;
 
-pub use git::{ErrorKind, SyncError, SyncOptions, Synced, sync_once};
+pub use error::{ErrorKind, SyncError};
+pub use git::{SyncOptions, Synced, sync_once};
 
 use crate::config::Repo;
 
