@@ -179,20 +179,10 @@ fn remote_refusal(text: &str) -> Option<ErrorKind> {
     }
 }
 
-/// True when a failed fetch's message points at a damaged object database.
-pub(super) fn is_corruption(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    [
-        "object not found",
-        "missing object",
-        "failed to read",
-        "corrupt",
-        "packfile",
-        "odb",
-        "zlib",
-    ]
-    .iter()
-    .any(|s| m.contains(s))
+/// True when `e` comes from reading the object database (a missing or unreadable object or
+/// pack): damage a fresh clone repairs, unlike a refusal or a network fault.
+pub(super) fn is_corruption(e: &git2::Error) -> bool {
+    matches!(e.class(), ErrorClass::Odb | ErrorClass::Zlib)
 }
 
 #[cfg(test)]
@@ -289,5 +279,18 @@ mod tests {
         let m = "failed to fetch 'https://u:tok123@h.example/x.git'";
         let s = classify(Error::new(G, C::Net, m), &AuthState::default());
         assert!(!s.message.contains("tok123"), "{}", s.message);
+    }
+
+    #[test]
+    fn corruption_is_the_object_database_failing() {
+        let damaged = |code, class| is_corruption(&Error::new(code, class, "x"));
+        assert!(damaged(E::NotFound, C::Odb));
+        assert!(damaged(E::HashsumMismatch, C::Odb));
+        assert!(damaged(G, C::Zlib));
+        assert!(!damaged(G, C::Net));
+        assert!(!damaged(G, C::Os));
+        // A bad pack from the remote, and a tag of a tree: the remote's doing.
+        assert!(!damaged(G, C::Indexer));
+        assert!(!damaged(E::Peel, C::Object));
     }
 }

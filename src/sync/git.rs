@@ -261,14 +261,14 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
     let mut lock = lock;
     let (remote_ref, commit) = match fetch(&git, repo) {
         Ok(r) => r,
-        Err(e) if e.kind == ErrorKind::Other && !cloned && is_corruption(&e.message) => {
+        Err(e) if e.damaged && !cloned => {
             // The odb is damaged in a way the open check did not see (a missing pack).
             drop(lock);
             drop(git);
             let aside = move_aside(dir)?;
             notes.push(format!(
                 "repository was damaged ({}); moved it to {} and cloned again",
-                e.message,
+                e.error.message,
                 aside.display()
             ));
             cloned = true;
@@ -276,7 +276,7 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
             lock = lock_dir(git.path())?;
             fetch(&git, repo)?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     checkout(&git, repo, &remote_ref, commit)?;
     if let Some(note) = maintain(git.path()) {
@@ -386,9 +386,42 @@ fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
     }
 }
 
+/// A failed fetch, and whether the checkout's own object database is what failed: the one
+/// failure a fresh clone repairs.
+struct FetchError {
+    error: SyncError,
+    damaged: bool,
+}
+
+impl FetchError {
+    fn new(e: git2::Error, state: &AuthState) -> Self {
+        let damaged = is_corruption(&e);
+        let error = classify(e, state);
+        FetchError {
+            damaged: damaged && error.kind == ErrorKind::Other,
+            error,
+        }
+    }
+}
+
+impl From<SyncError> for FetchError {
+    fn from(error: SyncError) -> Self {
+        FetchError {
+            error,
+            damaged: false,
+        }
+    }
+}
+
+impl From<FetchError> for SyncError {
+    fn from(e: FetchError) -> Self {
+        e.error
+    }
+}
+
 /// Fetches only the tracked ref; returns the remote ref name and the commit it points to
 /// (annotated tags peeled).
-fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
+fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
     let (src, dst) = match &repo.target {
         Target::Branch(b) => (
             format!("refs/heads/{b}"),
@@ -403,9 +436,8 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
     };
     let refspec = format!("+{src}:{dst}");
     let state = RefCell::new(AuthState::default());
-    let mut remote = git
-        .remote_anonymous(&repo.url)
-        .map_err(|e| classify(e, &state.borrow()))?;
+    let fail = |e: git2::Error| FetchError::new(e, &state.borrow());
+    let mut remote = git.remote_anonymous(&repo.url).map_err(fail)?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(repo, &state));
     fo.download_tags(AutotagOption::None);
@@ -416,9 +448,9 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
     }
     remote
         .fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
-        .map_err(|e| classify(e, &state.borrow()))?;
+        .map_err(fail)?;
 
-    let advertised = remote.list().map_err(|e| classify(e, &state.borrow()))?;
+    let advertised = remote.list().map_err(fail)?;
     let head = advertised.iter().find(|h| h.name() == src);
     let remote_ref = match (&repo.target, head) {
         (_, None) => {
@@ -433,18 +465,17 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
                     "{what} does not exist on {}; the checkout keeps its last tree",
                     redact(&repo.url)
                 ),
-            ));
+            )
+            .into());
         }
         (Target::DefaultBranch, Some(h)) => h.symref_target().unwrap_or("HEAD").to_string(),
         (_, Some(_)) => src.clone(),
     };
-    let oid = git
-        .refname_to_id(&dst)
-        .map_err(|e| classify(e, &state.borrow()))?;
+    let oid = git.refname_to_id(&dst).map_err(fail)?;
     let commit = git
         .find_object(oid, None)
         .and_then(|o| o.peel_to_commit())
-        .map_err(|e| classify(e, &state.borrow()))?;
+        .map_err(fail)?;
     Ok((remote_ref, commit.id()))
 }
 
