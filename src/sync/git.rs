@@ -4,18 +4,19 @@
 //! recovery from stale locks and corrupted repositories. Blocking: run it on a blocking thread.
 
 use std::cell::RefCell;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use git2::build::CheckoutBuilder;
 use git2::{
-    AutotagOption, ErrorCode, FetchOptions, Oid, Repository, RepositoryOpenFlags, ResetType,
-    SubmoduleUpdateOptions,
+    AutotagOption, ErrorCode, FetchOptions, Oid, Repository, ResetType, SubmoduleUpdateOptions,
 };
 
 use super::credentials::{AuthState, callbacks};
 use super::error::{ErrorKind, SyncError, classify, is_corruption};
+use super::recovery::{
+    DirState, inspect, lock_dir, move_aside, open_checked, open_exact, remove_stale_locks,
+};
 use crate::config::{Repo, Target};
 use crate::url::{Scheme, match_key, redact};
 
@@ -52,139 +53,6 @@ pub struct SyncOptions {
     pub hints: Option<Vec<String>>,
 }
 
-/// The directory's state before a sync.
-enum DirState {
-    Missing,
-    Empty,
-    Checkout,
-    Foreign(String),
-}
-
-fn inspect(dir: &Path) -> DirState {
-    match std::fs::symlink_metadata(dir) {
-        Err(_) => DirState::Missing,
-        Ok(m) if !m.is_dir() => DirState::Foreign("it is not a directory".into()),
-        Ok(_) => match std::fs::read_dir(dir) {
-            Err(e) => DirState::Foreign(format!("it cannot be read: {e}")),
-            Ok(mut entries) => {
-                if entries.next().is_none() {
-                    DirState::Empty
-                } else if dir.join(".git").exists() {
-                    DirState::Checkout
-                } else {
-                    DirState::Foreign("it is not empty and is not a git checkout".into())
-                }
-            }
-        },
-    }
-}
-
-/// Lock files git leaves behind when killed. Safe to remove: the caller holds hookmirror's own
-/// lock on the repository, so no sync of ours is running, and no other writer is expected.
-fn remove_stale_locks(git_dir: &Path, notes: &mut Vec<String>) {
-    for name in [
-        "index.lock",
-        "HEAD.lock",
-        "packed-refs.lock",
-        "shallow.lock",
-        "config.lock",
-        "FETCH_HEAD.lock",
-        "ORIG_HEAD.lock",
-    ] {
-        let p = git_dir.join(name);
-        if p.exists() && std::fs::remove_file(&p).is_ok() {
-            notes.push(format!("removed stale {name}"));
-        }
-    }
-    let mut stack = vec![git_dir.join("refs")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "lock") && std::fs::remove_file(&p).is_ok()
-            {
-                let rel = p.strip_prefix(git_dir).unwrap_or(&p).display().to_string();
-                notes.push(format!("removed stale {rel}"));
-            }
-        }
-    }
-}
-
-/// Opens the checkout at exactly `dir` (never a parent) and checks that HEAD, its commit and tree
-/// can be read. An error here means the repository is damaged.
-fn open_checked(dir: &Path) -> Result<Repository, git2::Error> {
-    let repo = Repository::open_ext(
-        dir,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&str>(),
-    )?;
-    match repo.head() {
-        Ok(head) => {
-            let commit = head.peel_to_commit()?;
-            commit.tree()?;
-        }
-        Err(e) if e.code() == ErrorCode::UnbornBranch => {}
-        Err(e) => return Err(e),
-    }
-    drop(repo);
-    Repository::open_ext(
-        dir,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&str>(),
-    )
-}
-
-/// Moves a damaged checkout aside to `<dir>.corrupt-<timestamp>`; nothing is deleted.
-fn move_aside(dir: &Path) -> Result<PathBuf, SyncError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let mut aside = PathBuf::from(format!("{}.corrupt-{stamp}", dir.display()));
-    let mut n = 1;
-    while aside.exists() {
-        aside = PathBuf::from(format!("{}.corrupt-{stamp}-{n}", dir.display()));
-        n += 1;
-    }
-    std::fs::rename(dir, &aside).map_err(|e| {
-        SyncError::new(
-            ErrorKind::Other,
-            format!(
-                "cannot move damaged repository {} aside: {e}",
-                dir.display()
-            ),
-        )
-    })?;
-    Ok(aside)
-}
-
-/// hookmirror's own lock on a checkout, held for the whole sync (released on drop). It stops a
-/// one-shot `hookmirror sync` and the daemon from working on one directory at once.
-struct DirLock(#[allow(dead_code)] File);
-
-fn lock_dir(git_dir: &Path) -> Result<DirLock, SyncError> {
-    let path = git_dir.join("hookmirror.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| {
-            SyncError::new(
-                ErrorKind::Other,
-                format!("cannot open {}: {e}", path.display()),
-            )
-        })?;
-    file.lock().map_err(|e| {
-        SyncError::new(
-            ErrorKind::Other,
-            format!("cannot lock {}: {e}", path.display()),
-        )
-    })?;
-    Ok(DirLock(file))
-}
-
 /// Syncs `repo` once, without retries. See [`super::sync_with_retry`] for the retrying form.
 pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
     let dir = &repo.directory;
@@ -212,12 +80,7 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
             match open_checked(dir) {
                 Ok(g) => g,
                 Err(e) => {
-                    let aside = move_aside(dir)?;
-                    notes.push(format!(
-                        "repository was damaged ({}); moved it to {} and cloned again",
-                        e.message(),
-                        aside.display()
-                    ));
+                    move_aside(dir, e.message(), &mut notes)?;
                     cloned = true;
                     init(dir, repo)?
                 }
@@ -265,12 +128,7 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
             // The odb is damaged in a way the open check did not see (a missing pack).
             drop(lock);
             drop(git);
-            let aside = move_aside(dir)?;
-            notes.push(format!(
-                "repository was damaged ({}); moved it to {} and cloned again",
-                e.error.message,
-                aside.display()
-            ));
+            move_aside(dir, &e.error.message, &mut notes)?;
             cloned = true;
             git = init(dir, repo)?;
             lock = lock_dir(git.path())?;
@@ -531,12 +389,7 @@ fn update_submodules(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
 
 /// The commit checked out in `dir`, if it is a readable checkout.
 pub fn current_commit(dir: &Path) -> Option<String> {
-    let repo = Repository::open_ext(
-        dir,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&str>(),
-    )
-    .ok()?;
+    let repo = open_exact(dir).ok()?;
     let head = repo.head().ok()?;
     head.target().map(|o| o.to_string())
 }

@@ -8,6 +8,7 @@ mod error;
 pub mod git;
 pub mod git_proto;
 pub mod known_hosts;
+mod recovery;
 
 use std::time::Duration;
 
