@@ -1,7 +1,8 @@
-//! The git engine: brings one checkout to the tip of its tracked ref with git2. Clone when the
-//! directory is missing or empty; otherwise fetch only the tracked ref with an explicit refspec
-//! and reset --hard. Strict SSH host-key checking, credentials that never reach a message,
-//! recovery from stale locks and corrupted repositories. Blocking: run it on a blocking thread.
+//! The fetch/checkout path: brings one checkout to the tip of its tracked ref with git2.
+//!
+//! Clone when the directory is missing or empty; otherwise fetch only the tracked ref with an
+//! explicit refspec and reset --hard. Credentials and host keys are `credentials.rs`'s, stale
+//! locks and damage `recovery.rs`'s. Blocking: run it on a blocking thread.
 
 use std::cell::RefCell;
 use std::path::Path;

@@ -1,5 +1,9 @@
-//! Syncing one repository: the git engine ([`git`]), retries with backoff ([`backoff`]), and the
-//! post-sync actions ([`actions`]). Everything here blocks; the daemon runs it on blocking threads.
+//! Syncing one repository: libgit2's setup, the sync engine's modules, and retries around them.
+//!
+//! [`git`] fetches and checks out, with the callbacks in `credentials`, the directory recovery in
+//! `recovery` and the `git://` transport of [`git_proto`]; `error` says why a sync failed
+//! ([`SyncError`]). Retries wait per [`backoff`]; on a change, [`actions`] run. Everything here
+//! blocks; the daemon runs it on blocking threads.
 
 pub mod actions;
 pub mod backoff;
