@@ -58,7 +58,7 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
         .unwrap_or(15);
-    hookmirror::sync::git::init_libgit2();
+    hookmirror::sync::init_libgit2();
     eprintln!("[transports] setting up the origin and the servers");
     let origin = Origin::new();
     for i in 0..300 {

@@ -7,7 +7,7 @@ use hookmirror::{commands, config, logging};
 
 fn main() {
     let cli = Cli::parse();
-    hookmirror::sync::git::init_libgit2();
+    hookmirror::sync::init_libgit2();
     let config = match config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -27,7 +27,7 @@ fn repo(url: &str, dir: &Path, extra: &str) -> Repo {
 
 fn sync(r: &Repo) -> Outcome {
     // As `main` does: timeouts and hookmirror's own git:// transport.
-    hookmirror::sync::git::init_libgit2();
+    hookmirror::sync::init_libgit2();
     sync_with_retry(r, &SyncOptions::default(), |_| true)
 }
 
@@ -621,7 +621,7 @@ fn pack_files_are_consolidated_before_they_pile_up() {
 
 #[test]
 fn git_urls_go_through_hookmirrors_own_transport() {
-    hookmirror::sync::git::init_libgit2();
+    hookmirror::sync::init_libgit2();
     let origin = Origin::new();
     let daemon = GitDaemon::start(origin.root.path());
     let url = daemon.url("origin.git");

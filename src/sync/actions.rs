@@ -1,5 +1,6 @@
-//! Post-sync actions on a changed checkout: touch the trigger file, run the configured command
-//! (argv, never a shell) with a timeout and a bounded capture of its output.
+//! Post-sync actions on a changed checkout: touch the trigger file, run the configured command.
+//!
+//! The command runs from argv, never a shell, with a timeout and a bounded capture of its output.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;

@@ -1,5 +1,6 @@
-//! Retry delays: exponential backoff with jitter. Pure arithmetic; the caller supplies the random
-//! number so tests are exact.
+//! Retry delays: exponential backoff with jitter.
+//!
+//! Pure arithmetic; the caller supplies the random number so tests are exact.
 
 use std::time::Duration;
 

@@ -1,78 +1,25 @@
-//! The git engine: brings one checkout to the tip of its tracked ref with git2. Clone when the
-//! directory is missing or empty; otherwise fetch only the tracked ref with an explicit refspec
-//! and reset --hard. Strict SSH host-key checking, credentials that never reach a message,
-//! recovery from stale locks and corrupted repositories. Blocking: run it on a blocking thread.
+//! The fetch/checkout path: brings one checkout to the tip of its tracked ref with git2.
+//!
+//! Clone when the directory is missing or empty; otherwise fetch only the tracked ref with an
+//! explicit refspec and reset --hard. Credentials and host keys are `credentials.rs`'s, stale
+//! locks and damage `recovery.rs`'s. Blocking: run it on a blocking thread.
 
 use std::cell::RefCell;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use git2::build::CheckoutBuilder;
 use git2::{
-    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode,
-    FetchOptions, Oid, RemoteCallbacks, Repository, RepositoryOpenFlags, ResetType,
-    SubmoduleUpdateOptions,
+    AutotagOption, ErrorCode, FetchOptions, Oid, Repository, ResetType, SubmoduleUpdateOptions,
 };
 
-use super::known_hosts::{self, Verdict};
+use super::credentials::{AuthState, callbacks};
+use super::error::{ErrorKind, SyncError, classify, is_corruption};
+use super::recovery::{
+    DirState, inspect, lock_dir, move_aside, open_checked, open_exact, remove_stale_locks,
+};
 use crate::config::{Repo, Target};
-use crate::url::{Scheme, match_key, redact, redact_in_text};
-
-/// Why a sync failed; the daemon branches on it (retry or not) and status shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// Credentials were refused. Not retried.
-    Auth,
-    /// The remote says the repository does not exist. Not retried.
-    NotFound,
-    /// The SSH host key is unknown, changed or revoked. Not retried.
-    HostKey,
-    /// The tracked branch or tag is gone from the remote; the last tree stays. Not retried.
-    RefMissing,
-    /// The directory holds something that is not this repository's checkout. Not retried.
-    ForeignDirectory,
-    /// Network trouble, timeouts, a remote that hung up. Retried with backoff.
-    Transient,
-    /// Anything else (disk full, permissions, …). Retried.
-    Other,
-}
-
-impl ErrorKind {
-    pub fn is_transient(self) -> bool {
-        matches!(self, ErrorKind::Transient | ErrorKind::Other)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Auth => "auth",
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::HostKey => "host_key",
-            ErrorKind::RefMissing => "ref_missing",
-            ErrorKind::ForeignDirectory => "foreign_directory",
-            ErrorKind::Transient => "transient",
-            ErrorKind::Other => "other",
-        }
-    }
-}
-
-/// A failed sync. `message` is safe to log and show: URL credentials are removed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct SyncError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl SyncError {
-    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        SyncError {
-            kind,
-            message: redact_in_text(&message.into()),
-        }
-    }
-}
+use crate::url::{Scheme, match_key, redact};
 
 /// What one successful sync did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -107,139 +54,6 @@ pub struct SyncOptions {
     pub hints: Option<Vec<String>>,
 }
 
-/// The directory's state before a sync.
-enum DirState {
-    Missing,
-    Empty,
-    Checkout,
-    Foreign(String),
-}
-
-fn inspect(dir: &Path) -> DirState {
-    match std::fs::symlink_metadata(dir) {
-        Err(_) => DirState::Missing,
-        Ok(m) if !m.is_dir() => DirState::Foreign("it is not a directory".into()),
-        Ok(_) => match std::fs::read_dir(dir) {
-            Err(e) => DirState::Foreign(format!("it cannot be read: {e}")),
-            Ok(mut entries) => {
-                if entries.next().is_none() {
-                    DirState::Empty
-                } else if dir.join(".git").exists() {
-                    DirState::Checkout
-                } else {
-                    DirState::Foreign("it is not empty and is not a git checkout".into())
-                }
-            }
-        },
-    }
-}
-
-/// Lock files git leaves behind when killed. Safe to remove: the caller holds hookmirror's own
-/// lock on the repository, so no sync of ours is running, and no other writer is expected.
-fn remove_stale_locks(git_dir: &Path, notes: &mut Vec<String>) {
-    for name in [
-        "index.lock",
-        "HEAD.lock",
-        "packed-refs.lock",
-        "shallow.lock",
-        "config.lock",
-        "FETCH_HEAD.lock",
-        "ORIG_HEAD.lock",
-    ] {
-        let p = git_dir.join(name);
-        if p.exists() && std::fs::remove_file(&p).is_ok() {
-            notes.push(format!("removed stale {name}"));
-        }
-    }
-    let mut stack = vec![git_dir.join("refs")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "lock") && std::fs::remove_file(&p).is_ok()
-            {
-                let rel = p.strip_prefix(git_dir).unwrap_or(&p).display().to_string();
-                notes.push(format!("removed stale {rel}"));
-            }
-        }
-    }
-}
-
-/// Opens the checkout at exactly `dir` (never a parent) and checks that HEAD, its commit and tree
-/// can be read. An error here means the repository is damaged.
-fn open_checked(dir: &Path) -> Result<Repository, git2::Error> {
-    let repo = Repository::open_ext(
-        dir,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&str>(),
-    )?;
-    match repo.head() {
-        Ok(head) => {
-            let commit = head.peel_to_commit()?;
-            commit.tree()?;
-        }
-        Err(e) if e.code() == ErrorCode::UnbornBranch => {}
-        Err(e) => return Err(e),
-    }
-    drop(repo);
-    Repository::open_ext(
-        dir,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&str>(),
-    )
-}
-
-/// Moves a damaged checkout aside to `<dir>.corrupt-<timestamp>`; nothing is deleted.
-fn move_aside(dir: &Path) -> Result<PathBuf, SyncError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let mut aside = PathBuf::from(format!("{}.corrupt-{stamp}", dir.display()));
-    let mut n = 1;
-    while aside.exists() {
-        aside = PathBuf::from(format!("{}.corrupt-{stamp}-{n}", dir.display()));
-        n += 1;
-    }
-    std::fs::rename(dir, &aside).map_err(|e| {
-        SyncError::new(
-            ErrorKind::Other,
-            format!(
-                "cannot move damaged repository {} aside: {e}",
-                dir.display()
-            ),
-        )
-    })?;
-    Ok(aside)
-}
-
-/// hookmirror's own lock on a checkout, held for the whole sync (released on drop). It stops a
-/// one-shot `hookmirror sync` and the daemon from working on one directory at once.
-struct DirLock(#[allow(dead_code)] File);
-
-fn lock_dir(git_dir: &Path) -> Result<DirLock, SyncError> {
-    let path = git_dir.join("hookmirror.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| {
-            SyncError::new(
-                ErrorKind::Other,
-                format!("cannot open {}: {e}", path.display()),
-            )
-        })?;
-    file.lock().map_err(|e| {
-        SyncError::new(
-            ErrorKind::Other,
-            format!("cannot lock {}: {e}", path.display()),
-        )
-    })?;
-    Ok(DirLock(file))
-}
-
 /// Syncs `repo` once, without retries. See [`super::sync_with_retry`] for the retrying form.
 pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
     let dir = &repo.directory;
@@ -267,12 +81,7 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
             match open_checked(dir) {
                 Ok(g) => g,
                 Err(e) => {
-                    let aside = move_aside(dir)?;
-                    notes.push(format!(
-                        "repository was damaged ({}); moved it to {} and cloned again",
-                        e.message(),
-                        aside.display()
-                    ));
+                    move_aside(dir, e.message(), &mut notes)?;
                     cloned = true;
                     init(dir, repo)?
                 }
@@ -316,22 +125,17 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
     let mut lock = lock;
     let (remote_ref, commit) = match fetch(&git, repo) {
         Ok(r) => r,
-        Err(e) if e.kind == ErrorKind::Other && !cloned && is_corruption(&e.message) => {
+        Err(e) if e.damaged && !cloned => {
             // The odb is damaged in a way the open check did not see (a missing pack).
             drop(lock);
             drop(git);
-            let aside = move_aside(dir)?;
-            notes.push(format!(
-                "repository was damaged ({}); moved it to {} and cloned again",
-                e.message,
-                aside.display()
-            ));
+            move_aside(dir, &e.error.message, &mut notes)?;
             cloned = true;
             git = init(dir, repo)?;
             lock = lock_dir(git.path())?;
             fetch(&git, repo)?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     checkout(&git, repo, &remote_ref, commit)?;
     if let Some(note) = maintain(git.path()) {
@@ -371,21 +175,6 @@ fn contains(git: &Repository, head: &str, commit: &str) -> bool {
         return false;
     };
     head == commit || git.graph_descendant_of(head, commit).unwrap_or(false)
-}
-
-fn is_corruption(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    [
-        "object not found",
-        "missing object",
-        "failed to read",
-        "corrupt",
-        "packfile",
-        "odb",
-        "zlib",
-    ]
-    .iter()
-    .any(|s| m.contains(s))
 }
 
 /// Creates the directory and an empty repository with the remote configured (credentials
@@ -456,17 +245,42 @@ fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
     }
 }
 
-/// What the credential and certificate callbacks learned, to explain a failure.
-#[derive(Default)]
-struct AuthState {
-    tried: Vec<CredentialType>,
-    auth_failed: Option<String>,
-    host_key: Option<String>,
+/// A failed fetch, and whether the checkout's own object database is what failed: the one
+/// failure a fresh clone repairs.
+struct FetchError {
+    error: SyncError,
+    damaged: bool,
+}
+
+impl FetchError {
+    fn new(e: git2::Error, state: &AuthState) -> Self {
+        let damaged = is_corruption(&e);
+        let error = classify(e, state);
+        FetchError {
+            damaged: damaged && error.kind == ErrorKind::Other,
+            error,
+        }
+    }
+}
+
+impl From<SyncError> for FetchError {
+    fn from(error: SyncError) -> Self {
+        FetchError {
+            error,
+            damaged: false,
+        }
+    }
+}
+
+impl From<FetchError> for SyncError {
+    fn from(e: FetchError) -> Self {
+        e.error
+    }
 }
 
 /// Fetches only the tracked ref; returns the remote ref name and the commit it points to
 /// (annotated tags peeled).
-fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
+fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
     let (src, dst) = match &repo.target {
         Target::Branch(b) => (
             format!("refs/heads/{b}"),
@@ -481,9 +295,8 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
     };
     let refspec = format!("+{src}:{dst}");
     let state = RefCell::new(AuthState::default());
-    let mut remote = git
-        .remote_anonymous(&repo.url)
-        .map_err(|e| classify(e, &state.borrow()))?;
+    let fail = |e: git2::Error| FetchError::new(e, &state.borrow());
+    let mut remote = git.remote_anonymous(&repo.url).map_err(fail)?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(repo, &state));
     fo.download_tags(AutotagOption::None);
@@ -494,9 +307,9 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
     }
     remote
         .fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
-        .map_err(|e| classify(e, &state.borrow()))?;
+        .map_err(fail)?;
 
-    let advertised = remote.list().map_err(|e| classify(e, &state.borrow()))?;
+    let advertised = remote.list().map_err(fail)?;
     let head = advertised.iter().find(|h| h.name() == src);
     let remote_ref = match (&repo.target, head) {
         (_, None) => {
@@ -511,18 +324,17 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), SyncError> {
                     "{what} does not exist on {}; the checkout keeps its last tree",
                     redact(&repo.url)
                 ),
-            ));
+            )
+            .into());
         }
         (Target::DefaultBranch, Some(h)) => h.symref_target().unwrap_or("HEAD").to_string(),
         (_, Some(_)) => src.clone(),
     };
-    let oid = git
-        .refname_to_id(&dst)
-        .map_err(|e| classify(e, &state.borrow()))?;
+    let oid = git.refname_to_id(&dst).map_err(fail)?;
     let commit = git
         .find_object(oid, None)
         .and_then(|o| o.peel_to_commit())
-        .map_err(|e| classify(e, &state.borrow()))?;
+        .map_err(fail)?;
     Ok((remote_ref, commit.id()))
 }
 
@@ -576,207 +388,9 @@ fn update_submodules(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// SSH private keys tried, in order, when the config names none (as ssh itself would).
-const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
-
-fn callbacks<'a>(repo: &'a Repo, state: &'a RefCell<AuthState>) -> RemoteCallbacks<'a> {
-    let mut cb = RemoteCallbacks::new();
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let home2 = home.clone();
-    cb.credentials(move |_url, user_from_url, allowed| {
-        let mut st = state.borrow_mut();
-        let auth = &repo.auth;
-        let user = user_from_url
-            .map(str::to_string)
-            .or_else(|| auth.username.clone())
-            .unwrap_or_else(|| "git".into());
-        if allowed.contains(CredentialType::USERNAME) {
-            return Cred::username(&user);
-        }
-        if allowed.contains(CredentialType::SSH_KEY) {
-            if st.tried.contains(&CredentialType::SSH_KEY) {
-                st.auth_failed = Some(format!("the SSH key was refused for user `{user}`"));
-                return Err(git2::Error::from_str("authentication failed"));
-            }
-            st.tried.push(CredentialType::SSH_KEY);
-            let key = auth.ssh_key.clone().or_else(|| {
-                let ssh = home.as_ref()?.join(".ssh");
-                DEFAULT_KEYS
-                    .iter()
-                    .map(|k| ssh.join(k))
-                    .find(|p| p.is_file())
-            });
-            let Some(key) = key else {
-                st.auth_failed = Some(
-                    "the remote wants an SSH key and none is configured (auth.ssh_key)".into(),
-                );
-                return Err(git2::Error::from_str("no SSH key"));
-            };
-            let pass = auth
-                .ssh_key_passphrase
-                .as_ref()
-                .map(|c| c.value.expose().to_string());
-            return Cred::ssh_key(&user, None, &key, pass.as_deref());
-        }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            if st.tried.contains(&CredentialType::USER_PASS_PLAINTEXT) {
-                st.auth_failed = Some("the username and token were refused".into());
-                return Err(git2::Error::from_str("authentication failed"));
-            }
-            st.tried.push(CredentialType::USER_PASS_PLAINTEXT);
-            let Some(token) = &auth.token else {
-                if crate::url::parse(&repo.url).is_some_and(|p| p.has_password) {
-                    st.auth_failed = Some("the credentials in the URL were refused".into());
-                    return Err(git2::Error::from_str("authentication failed"));
-                }
-                st.auth_failed = Some(
-                    "the remote wants a username and token and none is configured (auth.token)"
-                        .into(),
-                );
-                return Err(git2::Error::from_str("no token"));
-            };
-            let token = token.value.expose();
-            // Direktiv style: `user:token` in the token field when no username is set.
-            let (user, token) = match (&auth.username, token.split_once(':')) {
-                (None, Some((u, t))) => (u.to_string(), t.to_string()),
-                (Some(u), _) => (u.clone(), token.to_string()),
-                (None, None) => ("x-access-token".to_string(), token.to_string()),
-            };
-            return Cred::userpass_plaintext(&user, &token);
-        }
-        st.auth_failed =
-            Some("the remote asks for a kind of credential hookmirror does not have".into());
-        Err(git2::Error::from_str("unsupported credential type"))
-    });
-    cb.certificate_check(move |cert, host| {
-        let Some(hk) = cert.as_hostkey() else {
-            // TLS: libgit2 has verified the chain against the system's CAs already.
-            return Ok(CertificateCheckStatus::CertificatePassthrough);
-        };
-        let port = crate::url::parse(&repo.url).and_then(|p| p.port).unwrap_or(22);
-        let path = repo
-            .auth
-            .known_hosts
-            .clone()
-            .or_else(|| home2.as_ref().map(|h| h.join(".ssh/known_hosts")))
-            .unwrap_or_else(|| PathBuf::from("/nonexistent/known_hosts"));
-        let (Some(key), Some(kind)) = (hk.hostkey(), hk.hostkey_type()) else {
-            state.borrow_mut().host_key = Some(format!("the SSH server {host} sent no usable host key"));
-            return Err(git2::Error::from_str("no host key"));
-        };
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let fp = known_hosts::fingerprint(key);
-        let shown = if port == 22 { host.to_string() } else { format!("[{host}]:{port}") };
-        let msg = match known_hosts::check(&text, host, port, kind.name(), key) {
-            Verdict::Match => return Ok(CertificateCheckStatus::CertificateOk),
-            Verdict::Unknown => format!(
-                "host key for {shown} ({} {fp}) is not in {}; strict host-key checking refuses unknown hosts: verify the fingerprint and add it (ssh-keyscan -p {port} {host})",
-                kind.name(),
-                path.display()
-            ),
-            Verdict::Mismatch { .. } => format!(
-                "HOST KEY CHANGED for {shown}: it offered {} {fp}, which does not match {}; this may be an attack — refusing to connect",
-                kind.name(),
-                path.display()
-            ),
-            Verdict::Revoked => format!("host key {fp} of {shown} is marked @revoked in {}", path.display()),
-        };
-        state.borrow_mut().host_key = Some(msg);
-        Err(git2::Error::from_str("host key verification failed"))
-    });
-    cb
-}
-
-/// Maps a git2 error onto an [`ErrorKind`] and a message that names the cause and holds no secret.
-fn classify(e: git2::Error, state: &AuthState) -> SyncError {
-    if let Some(msg) = &state.host_key {
-        return SyncError::new(ErrorKind::HostKey, msg.clone());
-    }
-    if let Some(msg) = &state.auth_failed {
-        return SyncError::new(ErrorKind::Auth, format!("authentication failed: {msg}"));
-    }
-    let m = e.message().to_string();
-    if m.contains("Unable to extract public key from private key") {
-        return SyncError::new(
-            ErrorKind::Auth,
-            "cannot use the SSH key: wrong passphrase, or a key format libssh2 does not read",
-        );
-    }
-    let lower = m.to_ascii_lowercase();
-    let kind = if e.code() == ErrorCode::Auth
-        || lower.contains("authentication")
-        || lower.contains("failed to authenticate")
-        || lower.contains("private key")
-        || lower.contains("401")
-        || lower.contains("403")
-        || lower.contains("permission denied")
-    {
-        ErrorKind::Auth
-    } else if e.code() == ErrorCode::Certificate {
-        ErrorKind::HostKey
-    } else if e.code() == ErrorCode::NotFound
-        && matches!(
-            e.class(),
-            ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Net
-        )
-        || lower.contains("404")
-        || lower.contains("not found")
-        || lower.contains("does not appear to be a git repository")
-        || lower.contains("no such repository")
-        || lower.contains("repository not exported")
-        || lower.contains("no such file or directory") && e.class() == ErrorClass::Ssh
-        || lower.contains("could not find repository")
-    {
-        ErrorKind::NotFound
-    } else if matches!(
-        e.class(),
-        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Os
-    ) || lower.contains("timed out")
-        || lower.contains("connection")
-        || lower.contains("early eof")
-        || lower.contains("hung up")
-    {
-        ErrorKind::Transient
-    } else {
-        ErrorKind::Other
-    };
-    SyncError::new(kind, m)
-}
-
-/// How long connecting to a remote may take before the attempt fails (and is retried).
-pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
-/// How long a remote may stay silent mid-transfer before the attempt fails. Without it a remote
-/// that accepts the connection and then hangs would block its repository forever.
-pub const IO_TIMEOUT_MS: i32 = 60_000;
-
-/// Sets libgit2's global network timeouts and registers hookmirror's `git://` transport
-/// ([`super::git_proto`]). Call once at start, before any other thread exists; later calls do
-/// nothing.
-#[allow(unsafe_code)]
-pub fn init_libgit2() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: git2 documents these as unsafe because they write C globals without
-        // synchronisation; this runs at the top of `main` (and test setup) before any thread
-        // uses libgit2, and `Once` keeps it to one run.
-        unsafe {
-            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
-            let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
-            if let Err(e) = git2::transport::register("git", super::git_proto::factory) {
-                tracing::warn!(error = %e, "cannot register the git:// transport; libgit2's own is used");
-            }
-        }
-    });
-}
-
 /// The commit checked out in `dir`, if it is a readable checkout.
 pub fn current_commit(dir: &Path) -> Option<String> {
-    let repo = Repository::open_ext(
-        dir,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&str>(),
-    )
-    .ok()?;
+    let repo = open_exact(dir).ok()?;
     let head = repo.head().ok()?;
     head.target().map(|o| o.to_string())
 }

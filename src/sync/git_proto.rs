@@ -19,7 +19,7 @@ use std::time::Duration;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 
-use super::git::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
+use super::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
 
 /// git's registered port for `git://`.
 pub const DEFAULT_PORT: u16 = 9418;
@@ -121,26 +121,33 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
                     .and_then(|_| stream.set_write_timeout(io_timeout))
                     .and_then(|_| stream.set_nodelay(true));
                 if let Err(e) = setup {
-                    return Err(io_error(&e));
+                    return Err(io_error(&e, &format!("git://: {e}")));
                 }
                 let mut s = QuickAckStream { stream };
-                s.write_all(&t.request).map_err(|e| io_error(&e))?;
+                s.write_all(&t.request)
+                    .map_err(|e| io_error(&e, &format!("git://: {e}")))?;
                 return Ok(s);
             }
             Err(e) => last = Some(e),
         }
     }
     Err(match last {
-        Some(e) => net_error(&format!(
-            "git://: failed to connect to {}:{}: {e}",
-            t.host, t.port
-        )),
+        Some(e) => io_error(
+            &e,
+            &format!("git://: failed to connect to {}:{}: {e}", t.host, t.port),
+        ),
         None => net_error(&format!("git://: {} has no address", t.host)),
     })
 }
 
-fn io_error(e: &io::Error) -> Error {
-    net_error(&format!("git://: {e}"))
+/// A socket error as libgit2's own transports report it; a timeout carries
+/// [`ErrorCode::Timeout`] so the sync classifies it without reading the message.
+fn io_error(e: &io::Error, message: &str) -> Error {
+    let code = match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorCode::Timeout,
+        _ => ErrorCode::GenericError,
+    };
+    Error::new(code, ErrorClass::Net, message)
 }
 
 /// A TCP stream that keeps the socket in quick-ACK mode.
@@ -213,6 +220,18 @@ mod tests {
         ] {
             assert!(target(url).is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn timeouts_carry_their_code() {
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(io_error(&timed_out, "m").code(), ErrorCode::Timeout);
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let e = io_error(&refused, "m");
+        assert_eq!(
+            (e.code(), e.class()),
+            (ErrorCode::GenericError, ErrorClass::Net)
+        );
     }
 
     #[test]

@@ -1,15 +1,23 @@
-//! Syncing one repository: the git engine ([`git`]), retries with backoff ([`backoff`]), and the
-//! post-sync actions ([`actions`]). Everything here blocks; the daemon runs it on blocking threads.
+//! Syncing one repository: libgit2's setup, the sync engine's modules, and retries around them.
+//!
+//! [`git`] fetches and checks out, with the callbacks in `credentials`, the directory recovery in
+//! `recovery` and the `git://` transport of [`git_proto`]; `error` says why a sync failed
+//! ([`SyncError`]). Retries wait per [`backoff`]; on a change, [`actions`] run. Everything here
+//! blocks; the daemon runs it on blocking threads.
 
 pub mod actions;
 pub mod backoff;
+mod credentials;
+mod error;
 pub mod git;
 pub mod git_proto;
 pub mod known_hosts;
+mod recovery;
 
 use std::time::Duration;
 
-pub use git::{ErrorKind, SyncError, SyncOptions, Synced, sync_once};
+pub use error::{ErrorKind, SyncError};
+pub use git::{SyncOptions, Synced, sync_once};
 
 use crate::config::Repo;
 
@@ -79,6 +87,31 @@ pub fn sync_with_retry(
         run_actions(repo, &s, &mut outcome);
     }
     outcome
+}
+
+/// How long connecting to a remote may take before the attempt fails (and is retried).
+pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
+/// How long a remote may stay silent mid-transfer before the attempt fails. Without it a remote
+/// that accepts the connection and then hangs would block its repository forever.
+pub const IO_TIMEOUT_MS: i32 = 60_000;
+
+/// Sets libgit2's global network timeouts and registers hookmirror's `git://` transport
+/// ([`git_proto`]). Call once at start, before any other thread exists; later calls do nothing.
+#[allow(unsafe_code)]
+pub fn init_libgit2() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: git2 documents these as unsafe because they write C globals without
+        // synchronisation; this runs at the top of `main` (and test setup) before any thread
+        // uses libgit2, and `Once` keeps it to one run.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
+            if let Err(e) = git2::transport::register("git", git_proto::factory) {
+                tracing::warn!(error = %e, "cannot register the git:// transport; libgit2's own is used");
+            }
+        }
+    });
 }
 
 fn run_actions(repo: &Repo, s: &Synced, outcome: &mut Outcome) {
