@@ -113,7 +113,7 @@ fn credential(
         st.tried.push(CredentialType::USER_PASS_PLAINTEXT);
         let Some(token) = &auth.token else {
             // libgit2 offers the URL's own user:password first and asks only once it is refused.
-            if crate::url::parse(&repo.url).is_some_and(|p| p.has_password) {
+            if repo.url.parsed().has_password {
                 return Err(refuse(st, "the credentials in the URL were refused"));
             }
             return Err(refuse(
@@ -148,9 +148,7 @@ fn check_host_key(
         // TLS: libgit2 has verified the chain against the system's CAs already.
         return Ok(CertificateCheckStatus::CertificatePassthrough);
     };
-    let port = crate::url::parse(&repo.url)
-        .and_then(|p| p.port)
-        .unwrap_or(22);
+    let port = repo.url.parsed().port.unwrap_or(22);
     let path = repo
         .auth
         .known_hosts

@@ -200,14 +200,14 @@ fn stored_url(url: &str) -> String {
 /// Refuses a checkout of another repository; follows a URL change of the same repository (for
 /// example https → ssh).
 fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
-    let want = match_key(&repo.url);
+    let want = Some(repo.url.match_key());
     match git.find_remote(&repo.remote) {
         Ok(remote) => {
             let have = remote.url().unwrap_or("").to_string();
             if have == stored_url(&repo.url) {
                 return Ok(());
             }
-            if match_key(&have).is_some() && match_key(&have) == want {
+            if match_key(&have).as_deref() == want {
                 git.remote_set_url(&repo.remote, &stored_url(&repo.url))
                     .map_err(|e| classify(e, &AuthState::default()))?;
                 return Ok(());
@@ -219,7 +219,7 @@ fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
                     repo.directory.display(),
                     redact(&have),
                     repo.remote,
-                    redact(&repo.url)
+                    repo.url.redacted()
                 ),
             ))
         }
@@ -301,7 +301,7 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
     fo.remote_callbacks(callbacks(repo, &state));
     fo.download_tags(AutotagOption::None);
     fo.update_fetchhead(false);
-    let network = crate::url::parse(&repo.url).is_some_and(|p| p.scheme != Scheme::File);
+    let network = repo.url.scheme() != Scheme::File;
     if let (Some(depth), true) = (repo.depth, network) {
         fo.depth(depth as i32);
     }
@@ -322,7 +322,7 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
                 ErrorKind::RefMissing,
                 format!(
                     "{what} does not exist on {}; the checkout keeps its last tree",
-                    redact(&repo.url)
+                    repo.url.redacted()
                 ),
             )
             .into());
