@@ -302,3 +302,27 @@ impl fmt::Display for Problem {
         f.write_str(&self.message)
     }
 }
+
+/// Configs for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A config from YAML text, validated as `hookmirror check` would (relative paths against
+    /// `/srv`, no environment).
+    pub fn config(yaml: &str) -> Config {
+        let raw = parse_str(yaml, Format::Yaml).unwrap();
+        validate(raw, &Context::bare(Format::Yaml, "/srv")).unwrap()
+    }
+
+    /// One repository following `url`'s default branch in `/srv/<name>`.
+    pub fn repo(name: &str, url: &str) -> Repo {
+        config(&format!(
+            "repos:\n  - {{name: {name}, url: '{url}', directory: {name}, secret: s}}\n"
+        ))
+        .repos
+        .remove(0)
+    }
+}

@@ -153,17 +153,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::config::{Config, Format, parse_str, validate};
+    use crate::config::Config;
+    use crate::config::tests_support::config;
     use crate::queue::State;
     use crate::webhook::RefUpdate;
 
     /// A config with these repos (YAML list items); `workers: 0` is set afterwards so that
     /// queued syncs wait for a permit forever: the queue is observable and no git runs.
     fn daemon(repos: &str) -> (Daemon, Config) {
-        let text = format!("repos:\n{repos}");
-        let raw = parse_str(&text, Format::Yaml).unwrap();
-        let mut config =
-            validate(raw, &crate::config::Context::bare(Format::Yaml, "/srv")).unwrap();
+        let mut config = config(&format!("repos:\n{repos}"));
         config.workers = 0;
         (Daemon::new(config.clone()), config)
     }

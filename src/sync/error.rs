@@ -25,7 +25,10 @@ pub enum ErrorKind {
     RefMissing,
     /// The directory holds something that is not this repository's checkout. Not retried.
     ForeignDirectory,
-    /// Network trouble, timeouts, a remote that hung up. Retried with backoff.
+    /// The remote was silent or too slow past `stall_timeout`, or the sync ran past its
+    /// `sync_timeout`. Retried with backoff.
+    Timeout,
+    /// Network trouble, a remote that hung up. Retried with backoff.
     Transient,
     /// Anything else (disk full, permissions, …). Retried.
     Other,
@@ -33,7 +36,10 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorKind::Transient | ErrorKind::Other)
+        matches!(
+            self,
+            ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Other
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +49,7 @@ impl ErrorKind {
             ErrorKind::HostKey => "host_key",
             ErrorKind::RefMissing => "ref_missing",
             ErrorKind::ForeignDirectory => "foreign_directory",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Transient => "transient",
             ErrorKind::Other => "other",
         }
@@ -98,7 +105,7 @@ fn kind_of(e: &git2::Error) -> ErrorKind {
         // TLS verification, libssh2's host-key check and hookmirror's certificate callback.
         ErrorCode::Certificate => return ErrorKind::HostKey,
         // libgit2's socket stream, and hookmirror's git:// transport (git_proto.rs).
-        ErrorCode::Timeout => return ErrorKind::Transient,
+        ErrorCode::Timeout => return ErrorKind::Timeout,
         _ => {}
     }
     let message = e.message();
@@ -204,7 +211,7 @@ mod tests {
         (E::Auth, C::Http, "unexpected http status code: 404", K::Auth),
         (E::Certificate, C::Ssh, "invalid or unknown remote ssh hostkey", K::HostKey),
         (E::Certificate, C::Ssl, "the SSL certificate is invalid", K::HostKey),
-        (E::Timeout, C::Net, "git://: failed to connect to h:1: timed out", K::Transient),
+        (E::Timeout, C::Net, "git://: failed to connect to h:1: timed out", K::Timeout),
         (E::NotFound, C::Http, "whatever", K::NotFound),
         // Then classes, with a generic code.
         (G, C::Net, "git://: failed to connect to h:9: Connection refused", K::Transient),

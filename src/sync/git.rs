@@ -18,6 +18,8 @@ use super::error::{ErrorKind, SyncError, classify, is_corruption};
 use super::recovery::{
     DirState, inspect, lock_dir, move_aside, open_checked, open_exact, remove_stale_locks,
 };
+use super::transport::{self, FetchContext, Limits};
+use super::{DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS};
 use crate::config::{Repo, Target};
 use crate::url::{Scheme, match_key, redact};
 
@@ -305,9 +307,17 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
     if let (Some(depth), true) = (repo.depth, network) {
         fo.depth(depth as i32);
     }
-    remote
-        .fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
-        .map_err(fail)?;
+    let ctx = FetchContext {
+        repo: repo.clone(),
+        limits: Limits::starting_now(
+            DEFAULT_SYNC_TIMEOUT,
+            Duration::from_millis(IO_TIMEOUT_MS as u64),
+        ),
+    };
+    transport::scope(ctx, || {
+        remote.fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
+    })
+    .map_err(fail)?;
 
     let advertised = remote.list().map_err(fail)?;
     let head = advertised.iter().find(|h| h.name() == src);

@@ -9,8 +9,9 @@
 //! the stall disappears. The request line is the git CLI's (libgit2's own leaves the port out of
 //! `host=`); after it, the protocol is libgit2's smart protocol, unchanged.
 //!
-//! Same limits as libgit2's transports: [`CONNECT_TIMEOUT_MS`] to connect (per resolved
-//! address), [`IO_TIMEOUT_MS`] of silence mid-transfer. Fetch only: pushing is refused.
+//! Limits: [`CONNECT_TIMEOUT_MS`] to connect (per resolved address), then the fetch's own
+//! ([`transport::Limits`]: the sync's deadline, and a stall when less than
+//! [`transport::LOW_SPEED_BYTES`] arrive within `stall_timeout`). Fetch only: pushing is refused.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -19,7 +20,8 @@ use std::time::Duration;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 
-use super::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
+use super::transport::{self, Limits, Watch};
+use super::{CONNECT_TIMEOUT_MS, DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS};
 
 /// git's registered port for `git://`.
 pub const DEFAULT_PORT: u16 = 9418;
@@ -115,15 +117,20 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
-                let io_timeout = Some(Duration::from_millis(IO_TIMEOUT_MS as u64));
+                let limits = transport::current().map(|c| c.limits).unwrap_or_else(|| {
+                    let io_timeout = Duration::from_millis(IO_TIMEOUT_MS as u64);
+                    Limits::starting_now(DEFAULT_SYNC_TIMEOUT, io_timeout)
+                });
                 let setup = stream
-                    .set_read_timeout(io_timeout)
-                    .and_then(|_| stream.set_write_timeout(io_timeout))
+                    .set_write_timeout(Some(limits.stall))
                     .and_then(|_| stream.set_nodelay(true));
                 if let Err(e) = setup {
                     return Err(io_error(&e, &format!("git://: {e}")));
                 }
-                let mut s = QuickAckStream { stream };
+                let mut s = QuickAckStream {
+                    stream,
+                    watch: Watch::new(limits),
+                };
                 s.write_all(&t.request)
                     .map_err(|e| io_error(&e, &format!("git://: {e}")))?;
                 return Ok(s);
@@ -150,9 +157,11 @@ fn io_error(e: &io::Error, message: &str) -> Error {
     Error::new(code, ErrorClass::Net, message)
 }
 
-/// A TCP stream that keeps the socket in quick-ACK mode.
+/// A TCP stream that keeps the socket in quick-ACK mode, and fails reads past the fetch's
+/// stall and deadline limits.
 struct QuickAckStream {
     stream: TcpStream,
+    watch: Watch,
 }
 
 impl QuickAckStream {
@@ -165,7 +174,9 @@ impl QuickAckStream {
 
 impl Read for QuickAckStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.stream.read(buf)?;
+        let timeout = self.watch.before_read()?;
+        self.stream.set_read_timeout(Some(timeout))?;
+        let n = self.watch.after_read(self.stream.read(buf))?;
         self.quickack();
         Ok(n)
     }

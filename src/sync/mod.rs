@@ -13,6 +13,7 @@ pub mod git;
 pub mod git_proto;
 pub mod known_hosts;
 mod recovery;
+pub mod transport;
 
 use std::time::Duration;
 
@@ -94,6 +95,8 @@ pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
 /// How long a remote may stay silent mid-transfer before the attempt fails. Without it a remote
 /// that accepts the connection and then hangs would block its repository forever.
 pub const IO_TIMEOUT_MS: i32 = 60_000;
+/// How long one sync may take in all, retries aside, unless the repository sets `sync_timeout`.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Sets libgit2's global network timeouts and registers hookmirror's `git://` transport
 /// ([`git_proto`]). Call once at start, before any other thread exists; later calls do nothing.

@@ -1,0 +1,228 @@
+//! What hookmirror's own transports (`git://`, and any other registered in `init_libgit2`) know
+//! about the fetch they serve, which libgit2's transport interface cannot pass: the repository
+//! (its credentials and connection settings) and the fetch's time limits. The engine installs a
+//! [`FetchContext`] for the thread around `Remote::fetch` ([`scope`]); libgit2 runs a transport on
+//! the thread that called fetch, so the transport finds it with [`current`].
+//!
+//! The limits: a sync has an overall deadline (`sync_timeout`), and a transfer that receives less
+//! than [`LOW_SPEED_BYTES`] within `stall_timeout` is stalled (git's `http.lowSpeedLimit`/`Time`
+//! idea, applied to every transport), so neither a silent remote nor one that trickles a byte at
+//! a time can hold a worker past its limits.
+
+use std::cell::RefCell;
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::config::Repo;
+
+/// A transfer slower than this many bytes per `stall_timeout` is stalled.
+pub const LOW_SPEED_BYTES: u64 = 1024;
+
+/// The time limits of one fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// When the whole sync must be over.
+    pub deadline: Instant,
+    /// How long a transfer may go without receiving [`LOW_SPEED_BYTES`].
+    pub stall: Duration,
+}
+
+impl Limits {
+    /// Limits for a sync that starts now.
+    pub fn starting_now(sync_timeout: Duration, stall: Duration) -> Limits {
+        Limits {
+            deadline: Instant::now() + sync_timeout,
+            stall,
+        }
+    }
+
+    /// What is left before the deadline, or the timeout error once it has passed.
+    pub fn remaining(&self) -> io::Result<Duration> {
+        match self.deadline.checked_duration_since(Instant::now()) {
+            Some(d) if !d.is_zero() => Ok(d),
+            _ => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the sync ran past its sync_timeout",
+            )),
+        }
+    }
+}
+
+/// Watches one connection's reads against [`Limits`]: call [`Watch::before_read`] for the
+/// socket timeout of the next read and [`Watch::after_read`] with what it returned.
+#[derive(Debug)]
+pub struct Watch {
+    limits: Limits,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl Watch {
+    pub fn new(limits: Limits) -> Watch {
+        Watch {
+            limits,
+            window_start: Instant::now(),
+            window_bytes: 0,
+        }
+    }
+
+    /// How long the next read may block: until the current stall window closes, but never past
+    /// the deadline. An error when either has passed.
+    pub fn before_read(&mut self) -> io::Result<Duration> {
+        let left = self.limits.remaining()?;
+        let window_left = self
+            .limits
+            .stall
+            .checked_sub(self.window_start.elapsed())
+            .filter(|d| !d.is_zero());
+        match window_left {
+            Some(w) => Ok(w.min(left)),
+            None => self.close_window().map(|_| self.limits.stall.min(left)),
+        }
+    }
+
+    /// Counts what a read returned; an error when a read timed out (the remote was silent for
+    /// the whole window) or the window closed with too few bytes.
+    pub fn after_read(&mut self, result: io::Result<usize>) -> io::Result<usize> {
+        match result {
+            Ok(n) => {
+                self.window_bytes += n as u64;
+                if self.window_start.elapsed() >= self.limits.stall {
+                    self.close_window()?;
+                }
+                Ok(n)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                self.limits.remaining()?;
+                Err(self.stalled())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a stall window: fine if it brought enough bytes, else the stall error.
+    fn close_window(&mut self) -> io::Result<()> {
+        if self.window_bytes < LOW_SPEED_BYTES {
+            return Err(self.stalled());
+        }
+        self.window_start = Instant::now();
+        self.window_bytes = 0;
+        Ok(())
+    }
+
+    fn stalled(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the remote stalled: less than {LOW_SPEED_BYTES} bytes in {} (stall_timeout)",
+                humantime::format_duration(self.limits.stall)
+            ),
+        )
+    }
+}
+
+/// The fetch a transport serves.
+#[derive(Debug, Clone)]
+pub struct FetchContext {
+    pub repo: Repo,
+    pub limits: Limits,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<FetchContext>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `ctx` as this thread's fetch context (restored afterwards, also on panic).
+pub fn scope<R>(ctx: FetchContext, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<FetchContext>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let previous = CURRENT.with(|c| c.borrow_mut().replace(ctx));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The fetch context of this thread, if a fetch is running on it.
+pub fn current() -> Option<FetchContext> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn limits(sync: u64, stall_ms: u64) -> Limits {
+        Limits::starting_now(Duration::from_secs(sync), Duration::from_millis(stall_ms))
+    }
+
+    #[test]
+    fn a_silent_remote_is_stalled_after_one_window() {
+        let mut w = Watch::new(limits(60, 200));
+        let t = w.before_read().unwrap();
+        assert!(t <= Duration::from_millis(200) && t > Duration::from_millis(100));
+        let e = w
+            .after_read(Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("stalled"), "{e}");
+    }
+
+    #[test]
+    fn a_trickle_is_stalled_when_its_window_closes() {
+        let mut w = Watch::new(limits(60, 50));
+        w.before_read().unwrap();
+        w.after_read(Ok(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(w.after_read(Ok(1)).is_err(), "2 bytes in a window");
+    }
+
+    #[test]
+    fn a_steady_transfer_passes_window_after_window() {
+        let mut w = Watch::new(limits(60, 30));
+        for _ in 0..4 {
+            w.before_read().unwrap();
+            w.after_read(Ok(4096)).unwrap();
+            std::thread::sleep(Duration::from_millis(35));
+        }
+    }
+
+    #[test]
+    fn the_deadline_caps_every_read() {
+        let mut w = Watch::new(Limits {
+            deadline: Instant::now() + Duration::from_millis(20),
+            stall: Duration::from_secs(60),
+        });
+        assert!(w.before_read().unwrap() <= Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(25));
+        let e = w.before_read().unwrap_err();
+        assert!(e.to_string().contains("sync_timeout"), "{e}");
+    }
+
+    #[test]
+    fn the_context_is_per_thread_and_scoped() {
+        assert!(current().is_none());
+        let repo = crate::config::tests_support::repo("r", "git://h/r.git");
+        let ctx = FetchContext {
+            repo,
+            limits: limits(1, 1000),
+        };
+        scope(ctx, || {
+            assert_eq!(current().unwrap().repo.name, "r");
+            std::thread::spawn(|| assert!(current().is_none()))
+                .join()
+                .unwrap();
+        });
+        assert!(current().is_none());
+    }
+}
