@@ -5,6 +5,8 @@
 //! Pure: the environment and the folders come in through [`Context`]. The top-level keys are
 //! checked in `top`, a repo's in `repo`, and its schedule in `schedule`.
 
+#[cfg(test)]
+mod gwg_keys;
 mod repo;
 mod schedule;
 mod top;
