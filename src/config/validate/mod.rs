@@ -11,6 +11,8 @@ mod repo;
 mod schedule;
 mod top;
 
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +21,12 @@ use super::raw::{Format, RawConfig, RawDuration, find_key_line};
 use super::{Config, Credential, Problem};
 
 pub use schedule::parse_cron;
+
+/// A day: the longest timeout, retry delay or jitter.
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Timeouts: zero would cut everything off at once, and past a day a hang goes unnoticed.
+const TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(1)..=DAY;
 
 /// What validation needs from the world, passed in so it stays pure.
 pub struct Context<'a> {
@@ -210,6 +218,44 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// Whether `n` lies in `range`; when not, says so with the range.
+    fn within<T: PartialOrd + Display>(
+        &mut self,
+        field: &str,
+        n: T,
+        range: RangeInclusive<T>,
+    ) -> bool {
+        let inside = range.contains(&n);
+        if !inside {
+            let (min, max) = range.into_inner();
+            self.problem(field, format!("must be between {min} and {max}, not {n}"));
+        }
+        inside
+    }
+
+    /// [`Self::duration`], bounded to `range`: a value outside is reported with the range and
+    /// `default` stands in for it.
+    fn duration_within(
+        &mut self,
+        field: &str,
+        value: &Option<RawDuration>,
+        default: Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Duration {
+        let d = self.duration(field, value, default);
+        if range.contains(&d) {
+            return d;
+        }
+        let (min, max, d) = (short(*range.start()), short(*range.end()), short(d));
+        let message = if range.start().is_zero() {
+            format!("must be at most {max}, not {d}")
+        } else {
+            format!("must be between {min} and {max}, not {d}")
+        };
+        self.problem(field, message);
+        default
+    }
+
     /// One of an inline value or a file (read later by `load`).
     fn credential(
         &mut self,
@@ -291,6 +337,28 @@ impl Validator<'_, '_> {
     }
 }
 
+/// A duration in one unit, as a config would write it: `0s`, `1500ms`, `90s`, `36h`, `365d`; one
+/// finer than a millisecond in humantime's words.
+fn short(d: Duration) -> String {
+    const DAY_MS: u128 = 24 * 3_600_000;
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        return humantime::format_duration(d).to_string();
+    }
+    let ms = d.as_millis();
+    if ms > DAY_MS && ms.is_multiple_of(DAY_MS) {
+        return format!("{}d", ms / DAY_MS);
+    }
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Folds `.` and `..` without touching the filesystem.
 fn normalise_path(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -311,4 +379,54 @@ fn normalise_path(p: &Path) -> PathBuf {
 fn check(text: &str) -> Result<Config, Vec<Problem>> {
     let raw = super::parse_str(text, Format::Yaml).expect("parses");
     validate(raw, &Context::bare(Format::Yaml, "/etc/hookmirror"))
+}
+
+/// A config with one repo, its keys followed by `lines` (each indented by four spaces).
+#[cfg(test)]
+fn repo_with(lines: &str) -> String {
+    format!("repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n{lines}")
+}
+
+/// A key's bound: each of `inside` passes; each of `outside` is refused, at `field` alone, with a
+/// message that names `range` (e.g. `between 1 and 1024`). `text` makes a config from a value.
+#[cfg(test)]
+fn assert_bound(
+    text: impl Fn(&str) -> String,
+    field: &str,
+    range: &str,
+    inside: &[&str],
+    outside: &[&str],
+) {
+    for v in inside {
+        if let Err(p) = check(&text(v)) {
+            panic!("{field}: {v} is refused: {p:?}");
+        }
+    }
+    for v in outside {
+        let p = check(&text(v)).expect_err(&format!("{field}: {v} passes"));
+        assert_eq!(p.len(), 1, "{field}: {v}: {p:?}");
+        assert_eq!(p[0].field.as_deref(), Some(field), "{p:?}");
+        assert!(p[0].message.contains(range), "{field}: {v}: {p:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_shown_as_a_config_writes_them() {
+        let s = Duration::from_secs;
+        assert_eq!(short(Duration::ZERO), "0s");
+        assert_eq!(short(Duration::from_micros(1500)), "1ms 500us");
+        assert_eq!(short(Duration::from_millis(1)), "1ms");
+        assert_eq!(short(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(short(s(1)), "1s");
+        assert_eq!(short(s(90)), "90s");
+        assert_eq!(short(s(600)), "10m");
+        assert_eq!(short(DAY), "24h");
+        assert_eq!(short(s(36 * 3600)), "36h");
+        assert_eq!(short(s(48 * 3600)), "2d");
+        assert_eq!(short(s(365 * 24 * 3600)), "365d");
+    }
 }

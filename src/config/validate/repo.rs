@@ -1,15 +1,26 @@
 //! One repo's keys, from its URL to `on_success`, and what no two repos may share.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::Validator;
+use super::{DAY, TIMEOUT, Validator};
 use crate::config::raw::RawRepo;
 use crate::config::{Auth, Credential, OnSuccess, Repo, Retry, Target};
 use crate::url::{RemoteUrl, Scheme};
 use crate::webhook::Provider;
+
+/// Fetch depth; 0 (or unset) fetches the whole history. libgit2 reads `i32::MAX` as "unshallow",
+/// and a million commits is deeper than almost any history.
+const DEPTH: RangeInclusive<i64> = 1..=1_000_000;
+
+/// Attempts in all (1 = no retry).
+const ATTEMPTS: RangeInclusive<u32> = 1..=100;
+
+/// Retry delays: zero retries at once; past a day a sync looks stuck.
+const RETRY_DELAY: RangeInclusive<Duration> = Duration::ZERO..=DAY;
 
 /// Names are used in URL paths and the API: keep them to a safe alphabet.
 fn valid_name(name: &str) -> bool {
@@ -110,9 +121,15 @@ impl Validator<'_, '_> {
         let schedule = self.schedule(&r);
         let depth = match r.depth {
             None | Some(0) => None,
-            Some(d) if (1..=i64::from(i32::MAX)).contains(&d) => Some(d as u32),
+            Some(d) if DEPTH.contains(&d) => Some(d as u32),
             Some(d) => {
-                self.problem("depth", format!("must be a positive number, not {d}"));
+                self.problem(
+                    "depth",
+                    format!(
+                        "must be a positive number up to {} (0: the whole history), not {d}",
+                        DEPTH.end()
+                    ),
+                );
                 None
             }
         };
@@ -261,24 +278,24 @@ impl Validator<'_, '_> {
         let d = Retry::default();
         let Some(raw) = &r.retry else { return d };
         let attempts = raw.attempts.unwrap_or(d.attempts);
-        if !(1..=100).contains(&attempts) {
-            self.problem(
-                "retry.attempts",
-                format!("must be between 1 and 100, not {attempts}"),
-            );
-        }
-        let initial_delay =
-            self.duration("retry.initial_delay", &raw.initial_delay, d.initial_delay);
-        let max_delay = self.duration(
+        self.within("retry.attempts", attempts, ATTEMPTS);
+        let initial_delay = self.duration_within(
+            "retry.initial_delay",
+            &raw.initial_delay,
+            d.initial_delay,
+            RETRY_DELAY,
+        );
+        let max_delay = self.duration_within(
             "retry.max_delay",
             &raw.max_delay,
             d.max_delay.max(initial_delay),
+            RETRY_DELAY,
         );
         if max_delay < initial_delay {
             self.problem("retry.max_delay", "is shorter than `retry.initial_delay`");
         }
         Retry {
-            attempts: attempts.clamp(1, 100),
+            attempts: attempts.clamp(*ATTEMPTS.start(), *ATTEMPTS.end()),
             initial_delay,
             max_delay,
         }
@@ -300,10 +317,12 @@ impl Validator<'_, '_> {
                 "must name a program: an argv list such as [\"systemctl\", \"reload\", \"nginx\"]",
             );
         }
-        let timeout = self.duration("on_success.timeout", &raw.timeout, Duration::from_secs(60));
-        if timeout.is_zero() {
-            self.problem("on_success.timeout", "must be longer than zero");
-        }
+        let timeout = self.duration_within(
+            "on_success.timeout",
+            &raw.timeout,
+            Duration::from_secs(60),
+            TIMEOUT,
+        );
         OnSuccess {
             touch,
             command,
@@ -352,7 +371,7 @@ impl Validator<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::check;
+    use super::super::{assert_bound, check, repo_with};
     use super::*;
 
     fn repo_with_url(url: &str) -> String {
@@ -400,5 +419,45 @@ mod tests {
         let p = check("repos:\n  - directory: /d\n    secret: s\n").unwrap_err();
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].message, "is required");
+    }
+
+    #[test]
+    fn depth_is_0_or_1_to_a_million() {
+        let text = |v: &str| repo_with(&format!("    depth: {v}\n"));
+        let range = "positive number up to 1000000 (0: the whole history)";
+        let (inside, outside) = (["0", "1", "1000000"], ["-1", "1000001", "2147483647"]);
+        assert_bound(text, "depth", range, &inside, &outside);
+    }
+
+    #[test]
+    fn retry_attempts_are_1_to_100() {
+        let text = |v: &str| repo_with(&format!("    retry: {{attempts: {v}}}\n"));
+        let range = "between 1 and 100";
+        assert_bound(text, "retry.attempts", range, &["1", "100"], &["0", "101"]);
+    }
+
+    #[test]
+    fn retry_delays_are_at_most_24h() {
+        for key in ["initial_delay", "max_delay"] {
+            let text = |v: &str| repo_with(&format!("    retry: {{{key}: {v}}}\n"));
+            let field = format!("retry.{key}");
+            let (inside, outside) = (["24h", "86400"], ["24h 1ms", "86401"]);
+            assert_bound(text, &field, "at most 24h", &inside, &outside);
+        }
+        let zero = "    retry: {initial_delay: 0s, max_delay: 0s}\n";
+        assert!(check(&repo_with(zero)).is_ok(), "zero retries at once");
+    }
+
+    #[test]
+    fn the_on_success_timeout_is_1ms_to_24h() {
+        let text = |v: &str| repo_with(&format!("    on_success: {{timeout: {v}}}\n"));
+        let (inside, outside) = (["1ms", "24h"], ["0s", "24h 1ms", "86401"]);
+        assert_bound(
+            text,
+            "on_success.timeout",
+            "between 1ms and 24h",
+            &inside,
+            &outside,
+        );
     }
 }

@@ -1,13 +1,22 @@
 //! A repo's schedule: a cron expression (with its time zone) or an interval, and the jitter.
 
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
 use croner::parser::{CronParser, Seconds, Year};
 
-use super::Validator;
+use super::{DAY, Validator};
 use crate::config::raw::RawRepo;
 use crate::config::{DEFAULT_JITTER, Schedule, Timing};
+
+/// From every second to once a year (`@yearly` and cron for anything rarer); the next tick is
+/// a date, which a longer interval could carry past the end of the calendar.
+const INTERVAL: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Zero ticks on time; past a day the jitter is no longer a spread but a delay.
+const JITTER: RangeInclusive<Duration> = Duration::ZERO..=DAY;
 
 impl Validator<'_, '_> {
     pub(super) fn schedule(&mut self, r: &RawRepo) -> Option<Schedule> {
@@ -41,9 +50,8 @@ impl Validator<'_, '_> {
                 }
             },
             (None, Some(_)) => {
-                let d = self.duration("interval", &r.interval, Duration::ZERO);
-                if d < Duration::from_secs(1) {
-                    self.problem("interval", "must be at least 1s");
+                let d = self.duration_within("interval", &r.interval, Duration::ZERO, INTERVAL);
+                if d.is_zero() {
                     return None;
                 }
                 if r.timezone.is_some() {
@@ -65,7 +73,7 @@ impl Validator<'_, '_> {
             Timing::Interval(d) => DEFAULT_JITTER.min(d / 2),
             Timing::Cron { .. } => DEFAULT_JITTER,
         };
-        let jitter = self.duration("jitter", &r.jitter, default_jitter);
+        let jitter = self.duration_within("jitter", &r.jitter, default_jitter, JITTER);
         Some(Schedule { timing, jitter })
     }
 }
@@ -85,4 +93,24 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{assert_bound, repo_with};
+
+    #[test]
+    fn an_interval_is_1s_to_365d() {
+        let text = |v: &str| repo_with(&format!("    interval: {v}\n"));
+        let range = "between 1s and 365d";
+        let (inside, outside) = (["1s", "1", "365d"], ["999ms", "0", "365d 1s"]);
+        assert_bound(text, "interval", range, &inside, &outside);
+    }
+
+    #[test]
+    fn jitter_is_at_most_24h() {
+        let text = |v: &str| repo_with(&format!("    interval: 1h\n    jitter: {v}\n"));
+        let (inside, outside) = (["0s", "24h"], ["24h 1ms", "86401"]);
+        assert_bound(text, "jitter", "at most 24h", &inside, &outside);
+    }
 }

@@ -1,8 +1,20 @@
 //! The top-level keys: `listen`, `workers`, `log` and `limits` (with its byte sizes).
 
-use super::Validator;
+use std::ops::RangeInclusive;
+
+use super::{TIMEOUT, Validator};
 use crate::config::raw::{RawConfig, RawSize};
 use crate::config::{Limits, ListenAddr, LogConfig, LogFormat, LogOutput};
+
+/// Syncs that may run at once.
+const WORKERS: RangeInclusive<i64> = 1..=1024;
+
+/// Webhook bodies are read into memory whole: at least 1KiB (a push payload's size), at most 1GiB.
+const MAX_BODY: RangeInclusive<usize> = 1024..=1024 * 1024 * 1024;
+
+/// Open connections, each a file descriptor: tokio's semaphore panics past its maximum, and
+/// shutdown takes the permits back as a `u32`.
+const MAX_CONNECTIONS: RangeInclusive<i64> = 1..=65_536;
 
 impl Validator<'_, '_> {
     pub(super) fn listen(&mut self, raw: &RawConfig) -> ListenAddr {
@@ -48,11 +60,9 @@ impl Validator<'_, '_> {
     pub(super) fn workers(&mut self, raw: &RawConfig) -> usize {
         match raw.workers {
             Some(n) => {
-                if !(1..=1024).contains(&n) {
-                    let field = self.written("workers");
-                    self.problem(field, format!("must be between 1 and 1024, not {n}"));
-                }
-                n.clamp(1, 1024) as usize
+                let field = self.written("workers");
+                self.within(field, n, WORKERS);
+                n.clamp(*WORKERS.start(), *WORKERS.end()) as usize
             }
             None => 4,
         }
@@ -126,28 +136,34 @@ impl Validator<'_, '_> {
                 }
             },
         };
-        if max_body < 1024 {
-            self.problem("limits.max_body", "must be at least 1KiB");
+        if !MAX_BODY.contains(&max_body) {
+            let written = match &l.max_body {
+                Some(RawSize::Text(t)) => t.trim().to_string(),
+                _ => max_body.to_string(),
+            };
+            self.problem(
+                "limits.max_body",
+                format!("must be between 1KiB and 1GiB, not {written}"),
+            );
         }
-        let max_connections = match l.max_connections {
-            None => d.max_connections,
-            Some(n) if n >= 1 => n as usize,
-            Some(n) => {
-                self.problem(
-                    "limits.max_connections",
-                    format!("must be at least 1, not {n}"),
-                );
-                d.max_connections
-            }
-        };
+        let max_connections = l
+            .max_connections
+            .filter(|&n| self.within("limits.max_connections", n, MAX_CONNECTIONS))
+            .map_or(d.max_connections, |n| n as usize);
         Limits {
             max_body,
-            header_timeout: self.duration(
+            header_timeout: self.duration_within(
                 "limits.header_timeout",
                 &l.header_timeout,
                 d.header_timeout,
+                TIMEOUT,
             ),
-            body_timeout: self.duration("limits.body_timeout", &l.body_timeout, d.body_timeout),
+            body_timeout: self.duration_within(
+                "limits.body_timeout",
+                &l.body_timeout,
+                d.body_timeout,
+                TIMEOUT,
+            ),
             max_connections,
         }
     }
@@ -167,4 +183,43 @@ fn parse_size(text: &str) -> Option<usize> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::assert_bound;
+
+    #[test]
+    fn workers_are_1_to_1024() {
+        let text = |v: &str| format!("workers: {v}\n");
+        let range = "between 1 and 1024";
+        assert_bound(text, "workers", range, &["1", "1024"], &["0", "1025"]);
+    }
+
+    #[test]
+    fn max_body_is_1kib_to_1gib() {
+        let text = |v: &str| format!("limits: {{max_body: {v}}}\n");
+        let range = "between 1KiB and 1GiB";
+        let inside = ["1024", "1KiB", "1GiB", "1073741824"];
+        let outside = ["1023", "1073741825", "1025MiB"];
+        assert_bound(text, "limits.max_body", range, &inside, &outside);
+    }
+
+    #[test]
+    fn max_connections_are_1_to_65536() {
+        let text = |v: &str| format!("limits: {{max_connections: {v}}}\n");
+        let range = "between 1 and 65536";
+        let (inside, outside) = (["1", "65536"], ["0", "65537", "4294967297"]);
+        assert_bound(text, "limits.max_connections", range, &inside, &outside);
+    }
+
+    #[test]
+    fn request_timeouts_are_1ms_to_24h() {
+        for key in ["header_timeout", "body_timeout"] {
+            let text = |v: &str| format!("limits: {{{key}: {v}}}\n");
+            let field = format!("limits.{key}");
+            let (inside, outside) = (["1ms", "24h", "86400"], ["0s", "0", "24h 1ms", "86401"]);
+            assert_bound(text, &field, "between 1ms and 24h", &inside, &outside);
+        }
+    }
 }
