@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{ParseError, github, gitlab};
+use super::{ParseError, read_url_key};
 
 /// What the parsers read of a payload: top-level keys, and inside `repository`/`project` only
 /// the URL fields and `links`. Everything else (the `commits` list, sender, pusher, owner, …: most
@@ -29,11 +29,11 @@ fn top_level(key: &str) -> Keep {
 /// `*_url` keys, GitLab's, Bitbucket's `links`); building the others cost more than all the rest
 /// of parsing.
 fn url_fields(key: &str) -> Keep {
-    let read = key == "links"
-        || github::URL_KEYS.contains(&key)
-        || gitlab::PROJECT_URL_KEYS.contains(&key)
-        || gitlab::REPOSITORY_URL_KEYS.contains(&key);
-    if read { Keep::Whole } else { Keep::Drop }
+    if read_url_key(key) {
+        Keep::Whole
+    } else {
+        Keep::Drop
+    }
 }
 
 /// Deserializes a JSON object keeping only the keys `keep` selects.

@@ -380,6 +380,15 @@ fn ref_update(git_ref: String, before: Oid, after: Oid, deleted: bool) -> RefUpd
     }
 }
 
+/// Whether some forge's parser reads `key` of a payload's `repository`/`project` object
+/// (GitHub's six of its ~45 `*_url` keys, GitLab's, Bitbucket's `links`).
+fn read_url_key(key: &str) -> bool {
+    key == "links"
+        || github::URL_KEYS.contains(&key)
+        || gitlab::PROJECT_URL_KEYS.contains(&key)
+        || gitlab::REPOSITORY_URL_KEYS.contains(&key)
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Helpers for the webhook tests: header maps, secrets, MACs computed independently.
