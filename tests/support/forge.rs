@@ -189,6 +189,19 @@ pub fn github_typed(
     Delivery { headers, body }
 }
 
+/// A GitHub push of `git_ref` to `after` (`before`: none) naming the repository `url` in every
+/// URL field, signed with `secret`, delivery id `id`.
+pub fn github_push_naming(
+    secret: &str,
+    id: &str,
+    url: &str,
+    git_ref: &str,
+    after: &str,
+) -> Delivery {
+    let body = bytes(&github_push(&UrlForms::all(url), git_ref, ZEROS, after));
+    github(secret, "push", id, body)
+}
+
 /// GitLab with a secret token (`X-Gitlab-Token` carries the secret itself).
 pub fn gitlab_token(token: &str, event: &str, id: &str, body: Vec<u8>) -> Delivery {
     let headers = vec![

@@ -388,7 +388,7 @@ impl Drop for GroupChild {
     }
 }
 
-fn read_file_lossy(path: &Path) -> String {
+pub fn read_file_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
