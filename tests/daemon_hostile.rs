@@ -1,8 +1,7 @@
-//! Hostile input against the real `hookmirror serve` (the list in `testing.md`): every case gets
-//! a clear 4xx (or a 2xx "ignored" where a forge must not be told off), the daemon does not
-//! panic, and no git work happens — proven with the status API (`syncs` and `last_attempt`
-//! unchanged) and the checkout's HEAD — while a correctly signed control delivery afterwards
-//! still syncs.
+//! Hostile input against the real `hookmirror serve`: every case gets a clear 4xx (or a 2xx
+//! "ignored" where a forge must not be told off), the daemon does not panic, and no git work
+//! happens — proven with the status API (`syncs` and `last_attempt` unchanged) and the checkout's
+//! HEAD — while a correctly signed control delivery afterwards still syncs.
 
 #![allow(clippy::unwrap_used)]
 

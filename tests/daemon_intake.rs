@@ -1,8 +1,8 @@
 //! End to end through the real `hookmirror serve`: every forge's verification and payloads, as
 //! each forge sends them (headers, raw body, signature over the bytes sent), against real remotes
 //! (`git daemon` over git://, a private sshd). Each delivery must answer 202 `{"queued": [name],
-//! "delivery": id}` and bring the checkout to the pushed commit. Also: the documented test vectors
-//! from `webhooks.md`, checked through the server.
+//! "delivery": id}` and bring the checkout to the pushed commit. Also: the published signature
+//! test vectors of GitHub and of Standard Webhooks, checked through the server.
 
 #![allow(clippy::unwrap_used)]
 
@@ -412,9 +412,11 @@ fn standard_webhooks_verify_and_refuse_timestamps_outside_five_minutes() {
     server.assert_clean_logs(&[secret.trim_start_matches("whsec_")]);
 }
 
-/// The two vectors of `webhooks.md`, checked by the running server: an authentic delivery gets
-/// past verification (GitHub: 400, the body is not a push; Standard: refused only for its 2021
-/// timestamp) while one flipped hex/base64 digit is a plain 401.
+/// The published signature test vectors, checked by the running server: GitHub's (secret
+/// "It's a Secret to Everybody", body "Hello, World!") and Standard Webhooks' (a `whsec_` key,
+/// `msg_…` id, a 2021 timestamp). An authentic delivery gets past verification (GitHub: 400, the
+/// body is not a push; Standard: refused only for its timestamp) while one flipped hex/base64
+/// digit is a plain 401.
 #[test]
 fn documented_test_vectors_verify_through_the_server() {
     let remote = Remote::new();

@@ -488,7 +488,7 @@ fn the_api_with_a_token_shows_status_and_queues_or_waits_for_syncs() {
     server.assert_clean_logs(&[token, "api-hook-1", "api-hook-2"]);
 }
 
-/// RFC 9110 §11.1: the authentication scheme is case-insensitive (`bearer`, `BEARER`).
+/// HTTP authentication schemes are case-insensitive: `bearer` and `BEARER` work as `Bearer`.
 #[test]
 fn the_api_accepts_the_bearer_scheme_in_any_case() {
     let token = "case-api-token-19";

@@ -5,8 +5,8 @@
 //! (URL credentials, auth tokens, webhook secrets, the API token) kept out of every line, at
 //! trace level too.
 //!
-//! Tests whose doc comment starts with BUG or GAP show a defect in src/ (named there, with a
-//! suggested fix); they fail until it is fixed.
+//! The tests under "Found while testing logging" guard against defects found that way and fixed
+//! since; each doc comment says what used to go wrong.
 
 #![allow(clippy::unwrap_used)]
 
@@ -275,7 +275,7 @@ fn timestamps_default_on_but_off_under_journald() {
 fn timestamps_off_by_config_in_both_spellings() {
     let out = lines_of("log: {timestamp: false}\n", &[]);
     assert_all(&out, false, "log.timestamp: false");
-    // gwg's block, as gwg's README writes it.
+    // gwg's block with all of its keys.
     let out = lines_of(
         "logging:\n  format: text\n  output: stdout\n  level: info\n  timestamp: false\n",
         &[],
@@ -451,13 +451,13 @@ fn secrets_and_url_credentials_never_reach_the_logs_even_at_trace() {
 // Found while testing logging
 // ---------------------------------------------------------------------------------------------
 
-/// GAP (src/url.rs `redact` and `redact_in_text`, used by the API's `url` and by error
-/// messages): a token given as the URL's user name, `https://TOKEN@host/owner/repo.git` (how
-/// GitHub documents cloning with a personal access token), is left as it is, because only a
-/// `user:password` pair counts as a credential. The token then shows in `GET /api/repos`, in
-/// `hookmirror check`, in log lines that quote the URL, and in `.git/config` of the checkout
-/// (src/sync/git.rs `stored_url`). Fix: treat a user name without password as a credential
-/// on http(s) URLs (ssh's `git@` is a user, not a secret), e.g. `https://***@host/...`.
+/// Regression (src/url.rs, the redaction used by the API's `url` and by error messages): a
+/// token given as the URL's user name, `https://TOKEN@host/owner/repo.git` (a common way to
+/// clone with a personal access token), was left as it was, because only a `user:password` pair
+/// counted as a credential. The token then showed in `GET /api/repos`, in `hookmirror check`, in
+/// log lines that quote the URL, and in `.git/config` of the checkout. A user name without a
+/// password now counts as a credential on http(s) URLs (`https://***@host/...`; ssh's `git@` is
+/// a user, not a secret).
 #[test]
 fn a_token_given_as_the_url_user_name_is_redacted() {
     let remote = Remote::local();
@@ -480,13 +480,12 @@ fn a_token_given_as_the_url_user_name_is_redacted() {
     assert!(!out.all().contains(token), "the logs show the token");
 }
 
-/// BUG (src/logging.rs `filter` with src/reload.rs `Watcher`): at trace level, the `notify`
-/// crate logs every inotify event in the config's folder ("inotify event: ..."). When the log
-/// goes to a file in that folder (`log.output: /etc/hookmirror/hookmirror.log`, or stdout
-/// redirected there), each line written is an event that is logged again: an idle daemon
-/// writes tens of MB per second until the disk is full. Fix: cap the watcher's dependencies
-/// (`notify=info`, `inotify=info`, `mio=info`) in the filter unless a directive names them, or
-/// stop watching the log file's own events before they reach the logger.
+/// Regression (src/logging.rs with the config watcher of src/reload.rs): at trace level, the
+/// `notify` crate logged every inotify event in the config's folder ("inotify event: ..."). When
+/// the log went to a file in that folder (`log.output: /etc/hookmirror/hookmirror.log`, or
+/// stdout redirected there), each line written was an event that was logged again: an idle
+/// daemon wrote tens of MB per second until the disk was full. The watcher's dependencies
+/// (`notify`, `inotify`, `mio`) are now capped at info unless a directive names them.
 #[test]
 fn trace_logging_into_the_config_folder_does_not_feed_on_itself() {
     // The log file next to the config (in the config's folder, `conf/`).

@@ -4,8 +4,8 @@
 //! `secret_file`, a changed branch, a changed `workers`, and schedules (`interval`, cron with a
 //! time zone) running in the daemon with `next_run` in the API.
 //!
-//! Tests whose doc comment starts with BUG or GAP show a defect in src/ (named there, with a
-//! suggested fix); they fail until it is fixed.
+//! The tests under "Found while testing reload" guard against defects found that way and fixed
+//! since; each doc comment says what used to go wrong.
 
 #![allow(clippy::unwrap_used)]
 
@@ -607,13 +607,13 @@ fn a_cron_schedule_shows_its_next_run() {
 // Found while testing reload
 // ---------------------------------------------------------------------------------------------
 
-/// BUG (src/sync/git.rs `sync_once`, the "hints already contained" shortcut, and
-/// src/daemon.rs `record`): for a repo that tracks the remote's default branch (no `branch` or
-/// `tag`), a webhook whose `after` the checkout already has is answered without a fetch and
-/// reports `remote_ref: "HEAD"`; `record` stores that as the repo's remote ref, and from then
-/// on `wanted` (src/server/webhook.rs) compares every push's ref with "HEAD", so every later
-/// push to the default branch is ignored (200 "refs/heads/main is not the tracked default
-/// branch") until a schedule or API sync happens to fetch again.
+/// Regression (src/sync/git.rs, the "hints already contained" shortcut, and src/daemon.rs): for
+/// a repo that tracks the remote's default branch (no `branch` or `tag`), a webhook whose
+/// `after` the checkout already had was answered without a fetch and reported
+/// `remote_ref: "HEAD"`; that was stored as the repo's remote ref, and from then on every push's
+/// ref was compared with "HEAD" (src/server/webhook.rs), so every later push to the default
+/// branch was ignored (200 "refs/heads/main is not the tracked default branch") until a schedule
+/// or API sync happened to fetch again.
 #[test]
 fn a_default_branch_repo_keeps_taking_webhooks_after_a_push_it_already_had() {
     let m = mirror("");
@@ -652,11 +652,12 @@ fn a_default_branch_repo_keeps_taking_webhooks_after_a_push_it_already_had() {
     d.wait_head("a", da, &next);
 }
 
-/// BUG (src/daemon.rs `run`, the `listen_changed` branch): when the new `listen` cannot be bound
-/// the error is only logged. The reload still counts as a success (`reload.reloads` + 1,
-/// `last_error` null), and the config in force now names the unbound address, so a later
-/// reload (SIGHUP, once the port is free) sees no `listen` change and never binds it: the
-/// daemon stays on the old port for good while the API says all is well.
+/// Regression (src/daemon.rs, a reload that changes `listen`): when the new `listen` could not be
+/// bound, the error was only logged. The reload still counted as a success (`reload.reloads` + 1,
+/// `last_error` null) and the config in force named the unbound address, so a later reload
+/// (SIGHUP, once the port was free) saw no `listen` change and never bound it: the daemon stayed
+/// on the old port for good while the API said all was well. Now it is a failed reload, and a
+/// later one binds the address.
 #[test]
 fn a_listen_that_cannot_be_bound_is_reported_and_retried() {
     let m = mirror("");
@@ -670,7 +671,7 @@ fn a_listen_that_cannot_be_bound_is_reported_and_retried() {
         reload = d.reload_status();
         reload["reloads"] == 1 || reload["failures"] == 1
     });
-    // The old port keeps serving (this part holds).
+    // The old port keeps serving.
     assert!(!refused(d.port));
     assert_eq!(
         reload["failures"],
@@ -694,9 +695,9 @@ fn a_listen_that_cannot_be_bound_is_reported_and_retried() {
     );
 }
 
-/// BUG (src/schedule.rs `tick_loop` and src/daemon.rs `sync_schedules`): when a reload removes
-/// a repo's schedule, its loop stops but `next_run` keeps the last planned time, so the API
-/// announces a sync that will never happen.
+/// Regression (src/schedule.rs and src/daemon.rs): when a reload removed a repo's schedule, its
+/// loop stopped but `next_run` kept the last planned time, so the API announced a sync that
+/// would never happen.
 #[test]
 fn schedules_follow_reloads_and_next_run_goes_when_the_schedule_does() {
     let m = mirror("");
@@ -739,13 +740,10 @@ fn schedules_follow_reloads_and_next_run_goes_when_the_schedule_does() {
     );
 }
 
-/// GAP (src/reload.rs `Watcher`): a config reached through a symlink that is swapped
-/// atomically — how Kubernetes ConfigMap and Secret volumes update (`config.yaml ->
+/// Regression (src/reload.rs, the config watcher): a config reached through a symlink that is
+/// swapped atomically — how Kubernetes ConfigMap and Secret volumes update (`config.yaml ->
 /// ..data/config.yaml`, then `..data` is replaced by a rename) and how many deploy tools switch
-/// releases — is never reloaded: the events name `..data`, which is not in the watched set.
-/// Fix: also react to events on any path in the config's folder whose canonical target
-/// changed (e.g. keep the canonicalized paths of the watched files and compare after each
-/// event), or watch the symlinks' targets' folders too.
+/// releases — was never reloaded: the events name `..data`, which was not in the watched set.
 #[test]
 fn a_config_behind_a_swapped_symlink_is_reloaded() {
     let m = mirror("");

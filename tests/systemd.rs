@@ -3,9 +3,6 @@
 //! RELOADING=1 then READY=1 around a SIGHUP reload, STOPPING=1 and exit 0 on SIGTERM), socket
 //! activation through `systemd-socket-activate` (`LISTEN_FDS`), and the shipped unit files
 //! through `systemd/verify`.
-//!
-//! Tests whose doc comment starts with BUG or GAP show a defect in src/ (named there, with a
-//! suggested fix); they fail until it is fixed.
 
 #![allow(clippy::unwrap_used)]
 
@@ -198,13 +195,13 @@ fn socket_activation_serves_on_the_passed_socket_and_ignores_listen() {
     );
 }
 
-/// BUG (src/daemon.rs `run`, the `listen_changed` branch): under socket activation hookmirror
-/// is documented to ignore `listen` (systemd/hookmirror.socket, src/commands.rs `serve`), but a
-/// reload that changes `listen` binds the configured address and drops the socket systemd
+/// Regression (src/daemon.rs, a reload that changes `listen`): under socket activation
+/// hookmirror ignores `listen` (systemd/hookmirror.socket, src/commands.rs `serve`), but a
+/// reload that changed `listen` used to bind the configured address and drop the socket systemd
 /// passed. Under real systemd, the socket unit keeps its copy of that socket, so connections to
-/// the advertised address are queued and never answered; here (systemd-socket-activate
-/// exec'd into hookmirror) the port closes. Fix: remember that the listener was activated and
-/// skip the rebind (log that `listen` is ignored under socket activation).
+/// the advertised address were queued and never answered; here (systemd-socket-activate exec'd
+/// into hookmirror) the port closed. Now the activated socket stays and the change of `listen`
+/// is only logged.
 #[test]
 fn socket_activation_survives_a_reload_that_changes_listen() {
     let origin = Origin::new();
