@@ -15,13 +15,6 @@ use support::daemon::*;
 use support::forge::*;
 use support::{Sshd, rev_parse};
 
-/// Asserts a 202 that queued exactly `name` for delivery `id`.
-#[track_caller]
-fn assert_queued(r: &Resp, name: &str, id: &str) {
-    let v = r.expect(202);
-    assert_eq!(v, json!({"queued": [name], "delivery": id}), "{}", r.text);
-}
-
 #[test]
 fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
     let secret = "gh-secret-5f1c2a7e";
@@ -38,7 +31,7 @@ fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
     let id = new_id();
     let body = bytes(&github_push(&remote.forms(), "refs/heads/main", &c1, &c2));
     let r = server.deliver("/hooks/site", &github(secret, "push", &id, body));
-    assert_queued(&r, "site", &id);
+    r.expect_queued(&["site"], &id);
     let s = server.wait_head("site", dir, &c2);
     assert_eq!(s["last_trigger"], format!("webhook {id}"));
     assert_eq!(
@@ -61,7 +54,9 @@ fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
         form.into_bytes(),
         "application/x-www-form-urlencoded",
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let s = server.wait_head("site", dir, &c3);
     let syncs = s["syncs"].as_u64().unwrap();
     assert_eq!(syncs, 3, "start-up + two pushes: {s:#}");
@@ -118,11 +113,9 @@ fn github_sha1_signature_is_refused_unless_the_repo_allows_sha1() {
     server.deliver("/hooks/legacy", &bad1).expect(401);
 
     let id = new_id();
-    assert_queued(
-        &server.deliver("/hooks/legacy", &sha1_only(&id)),
-        "legacy",
-        &id,
-    );
+    server
+        .deliver("/hooks/legacy", &sha1_only(&id))
+        .expect_queued(&["legacy"], &id);
     server.wait_head("legacy", &legacy, &c2);
     let s = server.wait_idle("strict");
     assert_eq!(s["syncs"], 1, "the refused deliveries did nothing: {s:#}");
@@ -161,7 +154,9 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
         &id,
         bytes(&gitlab_push(&forms, "refs/heads/main", &c1, &c2)),
     );
-    assert_queued(&server.deliver("/hooks/main", &d), "main", &id);
+    server
+        .deliver("/hooks/main", &d)
+        .expect_queued(&["main"], &id);
     server.wait_head("main", main_dir, &c2);
 
     // A wrong token: 401.
@@ -186,7 +181,9 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
         &tag_object,
     );
     let d = gitlab_token(token, "Tag Push Hook", &id, bytes(&body));
-    assert_queued(&server.deliver("/hooks/release", &d), "release", &id);
+    server
+        .deliver("/hooks/release", &d)
+        .expect_queued(&["release"], &id);
     server.wait_head("release", &tag_dir, &c2);
 
     // System Hook, event_name push.
@@ -195,7 +192,9 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
     let body = gitlab_push_from(GITLAB_SYSTEM_PUSH, &forms, "refs/heads/main", &c2, &c3);
     assert_eq!(body["event_name"], "push");
     let d = gitlab_token(token, "System Hook", &id, bytes(&body));
-    assert_queued(&server.deliver("/hooks/main", &d), "main", &id);
+    server
+        .deliver("/hooks/main", &d)
+        .expect_queued(&["main"], &id);
     server.wait_head("main", main_dir, &c3);
 
     // System Hook, event_name repository_update, several changes (a branch and a tag).
@@ -206,7 +205,9 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
         &[("refs/heads/main", &c3, &c4), ("refs/tags/v9", ZEROS, &c4)],
     );
     let d = gitlab_token(token, "System Hook", &id, bytes(&body));
-    assert_queued(&server.deliver("/hooks/main", &d), "main", &id);
+    server
+        .deliver("/hooks/main", &d)
+        .expect_queued(&["main"], &id);
     server.wait_head("main", main_dir, &c4);
 
     // A system hook of another kind is ignored with a reason.
@@ -258,7 +259,9 @@ fn gitlab_signing_token_verifies_webhook_signature() {
     );
     let d = good.set("webhook-signature", &both);
     assert!(d.get("X-Gitlab-Token").is_none());
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     server.wait_head("site", dir, &c2);
     let logs = server.logs();
     assert!(logs.contains("timestamp outside tolerance"), "{logs}");
@@ -286,7 +289,9 @@ fn gitea_and_forgejo_signatures_and_the_gitea_test_delivery() {
         &id,
         bytes(&gitea_push(&forms, "refs/heads/main", &c1, &c2)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     server.wait_head("site", dir, &c2);
 
     // A Gitea delivery whose X-Gitea-Signature is wrong is refused even though its GitHub-style
@@ -300,7 +305,9 @@ fn gitea_and_forgejo_signatures_and_the_gitea_test_delivery() {
     // Forgejo.
     let id = new_id();
     let d = forgejo(secret, &id, body);
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let s = server.wait_head("site", dir, &c3);
 
     // Gitea's "Test Delivery" (before == after): answered like a ping, nothing synced.
@@ -335,7 +342,9 @@ fn bitbucket_cloud_push_and_data_center_refs_changed_and_ping() {
         &id,
         bytes(&bitbucket_cloud_push(&forms, "main", &c1, &c2)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     server.wait_head("site", dir, &c2);
 
     // Data Center repo:refs_changed.
@@ -347,7 +356,9 @@ fn bitbucket_cloud_push_and_data_center_refs_changed_and_ping() {
         &id,
         bytes(&bitbucket_dc_changed(&forms, "refs/heads/main", &c2, &c3)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let s = server.wait_head("site", dir, &c3);
 
     // Data Center's "Test connection": diagnostics:ping → 200, nothing synced.
@@ -398,7 +409,9 @@ fn standard_webhooks_verify_and_refuse_timestamps_outside_five_minutes() {
 
     let id = new_id();
     let d = standard(secret, &id, unix_now() - 240, body);
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     server.wait_head("site", dir, &c2);
     // A captured delivery replayed within the tolerance: its webhook-id makes it a duplicate.
     let v = server.deliver("/hooks/site", &d).expect(200);
@@ -551,7 +564,9 @@ fn a_repo_over_ssh_follows_bitbucket_data_center_pushes() {
             &after,
         ));
         let d = bitbucket_dc(secret, "repo:refs_changed", &id, body);
-        assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
+        server
+            .deliver("/hooks/site", &d)
+            .expect_queued(&["site"], &id);
         server.wait_head("site", dir, &after);
     }
     assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
@@ -580,11 +595,9 @@ fn an_annotated_tag_push_is_not_mistaken_for_replica_lag() {
         "refs/tags/v1",
         &tag_object,
     ));
-    assert_queued(
-        &server.deliver("/hooks/rel", &github(secret, "push", &id, body)),
-        "rel",
-        &id,
-    );
+    server
+        .deliver("/hooks/rel", &github(secret, "push", &id, body))
+        .expect_queued(&["rel"], &id);
     let s = server.wait_head("rel", dir, &commit);
     assert_eq!(s["syncs"], 2);
     // Give replica-lag retries (0.5 s, then 1 s) time to show up.
@@ -617,6 +630,6 @@ fn a_payload_naming_the_repo_in_another_case_still_syncs() {
         &c2,
     ));
     let r = server.deliver("/hooks/site", &github(secret, "push", &id, body));
-    assert_queued(&r, "site", &id);
+    r.expect_queued(&["site"], &id);
     server.wait_head("site", dir, &c2);
 }

@@ -15,12 +15,6 @@ use support::daemon::*;
 use support::forge::*;
 use support::{GitHttp, git, rev_parse, wait_until};
 
-#[track_caller]
-fn assert_queued(r: &Resp, names: &[&str], id: &str) {
-    let v = r.expect(202);
-    assert_eq!(v, json!({"queued": names, "delivery": id}), "{}", r.text);
-}
-
 fn syncs(server: &Daemon, name: &str) -> u64 {
     server.status(name)["syncs"].as_u64().unwrap()
 }
@@ -46,7 +40,9 @@ fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
         &id,
         bytes(&github_push(&forms, "refs/heads/main", &c1, &c2)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let v = server.deliver("/hooks/site", &d).expect(200);
     assert_eq!(v["duplicate"], true, "{v}");
     assert_eq!(v["delivery"], id.as_str());
@@ -73,7 +69,9 @@ fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
         &id,
         bytes(&github_push(&forms, "refs/heads/main", &c2, &c3)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let s = server.wait_for("site", "a failed sync", |s| s["failures"] == 1 && idle(s));
     assert_eq!(s["syncs"], 3);
     assert!(s["last_error"]["message"].is_string(), "{s:#}");
@@ -84,13 +82,17 @@ fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
     );
     assert_eq!(git(dir, &["status", "--porcelain"]), "");
     // ...is processed again when redelivered (still failing here)...
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     server.wait_for("site", "a second failed sync", |s| {
         s["failures"] == 2 && s["syncs"] == 4 && idle(s)
     });
     // ...and once the remote is back, the same id syncs.
     std::fs::rename(&away, &bare).unwrap();
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let s = server.wait_head("site", dir, &c3);
     assert_eq!(s["syncs"], 5, "{s:#}");
     assert_eq!(s["last_error"], Value::Null);
@@ -116,11 +118,9 @@ fn rotated_secrets_both_verify_and_a_third_does_not() {
         let after = remote.advance(label);
         let id = new_id();
         let body = bytes(&github_push(&forms, "refs/heads/main", &before, &after));
-        assert_queued(
-            &server.deliver("/hooks/site", &github(secret, "push", &id, body)),
-            &["site"],
-            &id,
-        );
+        server
+            .deliver("/hooks/site", &github(secret, "push", &id, body))
+            .expect_queued(&["site"], &id);
         server.wait_head("site", dir, &after);
         // GitLab tokens rotate the same way.
         let id = new_id();
@@ -201,11 +201,9 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
         &a1,
         &a2,
     ));
-    assert_queued(
-        &server.deliver("/hooks", &github(org, "push", &id, body)),
-        &["a"],
-        &id,
-    );
+    server
+        .deliver("/hooks", &github(org, "push", &id, body))
+        .expect_queued(&["a"], &id);
     server.wait_head("a", a, &a2);
     assert_eq!(counts(server), [2, 1, 1], "only a synced");
 
@@ -219,11 +217,9 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
         &b1,
         &b2,
     ));
-    assert_queued(
-        &server.deliver("/hooks/", &github(org, "push", &id, body)),
-        &["b"],
-        &id,
-    );
+    server
+        .deliver("/hooks/", &github(org, "push", &id, body))
+        .expect_queued(&["b"], &id);
     server.wait_head("b", &b, &b2);
     assert_eq!(counts(server), [2, 2, 1]);
 
@@ -236,20 +232,16 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
         &a2,
         &a3,
     ));
-    assert_queued(
-        &server.deliver("/hooks", &github(org, "push", &id, body)),
-        &["a"],
-        &id,
-    );
+    server
+        .deliver("/hooks", &github(org, "push", &id, body))
+        .expect_queued(&["a"], &id);
     server.wait_head("a", a, &a3);
     let b3 = advance(&other_bare, "main", "b3");
     let id = new_id();
     let body = bytes(&gitlab_push(&b_forms, "refs/heads/main", &b2, &b3));
-    assert_queued(
-        &server.deliver("/hooks", &gitlab_token(org, "Push Hook", &id, body)),
-        &["b"],
-        &id,
-    );
+    server
+        .deliver("/hooks", &gitlab_token(org, "Push Hook", &id, body))
+        .expect_queued(&["b"], &id);
     server.wait_head("b", &b, &b3);
     assert_eq!(counts(server), [3, 3, 1]);
 
@@ -294,11 +286,9 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
     // Signed with `c`'s secret and naming the repository `a` and `c` share: only `c` syncs.
     let id = new_id();
     let body = bytes(&github_push(&a_forms, "refs/heads/main", &a1, &a3));
-    assert_queued(
-        &server.deliver("/hooks", &github(other_secret, "push", &id, body)),
-        &["c"],
-        &id,
-    );
+    server
+        .deliver("/hooks", &github(other_secret, "push", &id, body))
+        .expect_queued(&["c"], &id);
     server.wait_head("c", &c, &a3);
     assert_eq!(counts(server), [3, 3, 2]);
     server.assert_clean_logs(&[org, other_secret]);
@@ -753,11 +743,9 @@ fn initialise_false_clones_nothing_until_a_webhook_or_api_call() {
     let c2 = remote.advance("first push");
     let id = new_id();
     let body = bytes(&github_push(&remote.forms(), "refs/heads/main", &c1, &c2));
-    assert_queued(
-        &server.deliver("/hooks/a", &github(secret, "push", &id, body)),
-        &["a"],
-        &id,
-    );
+    server
+        .deliver("/hooks/a", &github(secret, "push", &id, body))
+        .expect_queued(&["a"], &id);
     let s = server.wait_head("a", &a, &c2);
     assert_eq!(s["syncs"], 1);
     assert!(!b.exists());

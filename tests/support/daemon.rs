@@ -375,6 +375,18 @@ impl Resp {
         self.json()
     }
 
+    /// Asserts a 202 that queued exactly `names` for delivery `id`.
+    #[track_caller]
+    pub fn expect_queued(&self, names: &[&str], id: &str) {
+        let v = self.expect(202);
+        assert_eq!(
+            v,
+            serde_json::json!({"queued": names, "delivery": id}),
+            "{}",
+            self.text
+        );
+    }
+
     fn read(r: reqwest::blocking::Response) -> reqwest::Result<Resp> {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
