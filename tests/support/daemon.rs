@@ -949,7 +949,8 @@ pub fn advance(bare: &Path, branch: &str, msg: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// "Origin + first sync": a remote, a daemon with one repo following it, that repo's first sync
-/// done and its checkout at the expected commit (`main`'s head unless told otherwise).
+/// done and its checkout at the head of the remote's `main` (where a tag the repo follows must
+/// point too).
 pub struct Mirror {
     pub daemon: Daemon,
     pub remote: Remote,
@@ -971,7 +972,6 @@ pub struct MirrorBuilder<'a> {
     name: String,
     keys: String,
     url: Option<String>,
-    commit: Option<String>,
     daemon: DaemonBuilder,
     config: Option<ConfigFn<'a>>,
     work: tempfile::TempDir,
@@ -991,16 +991,10 @@ impl Mirror {
             name: "site".into(),
             keys: String::new(),
             url: None,
-            commit: None,
             daemon: Daemon::builder(),
             config: None,
             work: scratch("work"),
         }
-    }
-
-    /// The commit of the remote's `main`.
-    pub fn head(&self) -> String {
-        self.remote.head()
     }
 }
 
@@ -1020,12 +1014,6 @@ impl<'a> MirrorBuilder<'a> {
     /// The URL the repo is configured with (default: the remote's).
     pub fn url(mut self, url: &str) -> Self {
         self.url = Some(url.into());
-        self
-    }
-
-    /// The commit the first sync must reach (default: `main`'s head).
-    pub fn at(mut self, commit: &str) -> Self {
-        self.commit = Some(commit.into());
         self
     }
 
@@ -1056,7 +1044,6 @@ impl<'a> MirrorBuilder<'a> {
             name,
             keys,
             url,
-            commit,
             daemon,
             config,
             work,
@@ -1073,8 +1060,7 @@ impl<'a> MirrorBuilder<'a> {
         }
         .start();
         daemon.wait_syncs(&name, 1);
-        let commit = commit.unwrap_or_else(|| remote.head());
-        let first = daemon.wait_head(&name, &dir, &commit);
+        let first = daemon.wait_head(&name, &dir, &remote.head());
         Mirror {
             daemon,
             remote,
