@@ -49,9 +49,8 @@ fn fifty_quick_pushes_end_at_the_last_commit_in_each_of_20_runs() {
         for (i, new) in commits.into_iter().enumerate() {
             // Move the branch, then tell the daemon at once, as a forge would.
             git(&bare, &["update-ref", "refs/heads/main", &new, &tip]);
-            let id = new_id();
-            let body = bytes(&github_push(&forms, "refs/heads/main", &tip, &new));
-            let r = server.deliver("/hooks/site", &github(secret, "push", &id, body));
+            let (id, d) = github_main_push(secret, &forms, &tip, &new);
+            let r = server.deliver("/hooks/site", &d);
             assert_eq!(r.status, 202, "run {run} push {i}: {}", r.text);
             assert_eq!(r.json(), json!({"queued": ["site"], "delivery": id}));
             tip = new;

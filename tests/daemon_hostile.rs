@@ -78,15 +78,8 @@ fn control(
     c1: &str,
     c2: &str,
 ) {
-    let id = new_id();
-    let body = bytes(&github_push(&remote.forms(), "refs/heads/main", c1, c2));
-    let v = expect(
-        server,
-        &format!("/hooks/{name}"),
-        "control",
-        &github(secret, "push", &id, body),
-        202,
-    );
+    let (id, d) = github_main_push(secret, &remote.forms(), c1, c2);
+    let v = expect(server, &format!("/hooks/{name}"), "control", &d, 202);
     assert_eq!(v, json!({"queued": [name], "delivery": id}));
     server.wait_head(name, dir, c2);
 }
@@ -786,15 +779,8 @@ fn payloads_naming_other_repositories_are_ignored_and_never_fetched_from() {
     let mut forms = remote.forms();
     forms.scp = ext.clone();
     forms.git = format!("file://{}", evil.display());
-    let id = new_id();
-    let body = bytes(&github_push(&forms, "refs/heads/main", &c1, &c2));
-    let v = expect(
-        server,
-        "/hooks/site",
-        "mixed",
-        &github(secret, "push", &id, body),
-        202,
-    );
+    let (id, d) = github_main_push(secret, &forms, &c1, &c2);
+    let v = expect(server, "/hooks/site", "mixed", &d, 202);
     assert_eq!(v, json!({"queued": ["site"], "delivery": id}));
     server.wait_head("site", dir, &c2);
     assert!(!marker.exists(), "ext:: was never run");
@@ -952,13 +938,7 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
 
     // Replays: the second delivery of an id is a 200 duplicate and does nothing.
     let c2 = remote.advance("replayed");
-    let id = new_id();
-    let d = github(
-        secret,
-        "push",
-        &id,
-        bytes(&github_push(&forms, "refs/heads/main", &c1, &c2)),
-    );
+    let (id, d) = github_main_push(secret, &forms, &c1, &c2);
     assert_eq!(
         expect(server, "/hooks/site", "first", &d, 202),
         json!({"queued": ["site"], "delivery": id})

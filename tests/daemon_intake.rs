@@ -622,14 +622,8 @@ fn a_payload_naming_the_repo_in_another_case_still_syncs() {
     let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let c1 = remote.head();
     let c2 = remote.advance("canonical case");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::new("Origin.git"),
-        "refs/heads/main",
-        &c1,
-        &c2,
-    ));
-    let r = server.deliver("/hooks/site", &github(secret, "push", &id, body));
+    let (id, d) = github_main_push(secret, &UrlForms::new("Origin.git"), &c1, &c2);
+    let r = server.deliver("/hooks/site", &d);
     r.expect_queued(&["site"], &id);
     server.wait_head("site", dir, &c2);
 }

@@ -33,13 +33,7 @@ fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
 
     // The same X-GitHub-Delivery twice: the second is a 200 duplicate; one sync.
     let c2 = remote.advance("once");
-    let id = new_id();
-    let d = github(
-        secret,
-        "push",
-        &id,
-        bytes(&github_push(&forms, "refs/heads/main", &c1, &c2)),
-    );
+    let (id, d) = github_main_push(secret, &forms, &c1, &c2);
     server
         .deliver("/hooks/site", &d)
         .expect_queued(&["site"], &id);
@@ -62,13 +56,7 @@ fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
     let bare = remote.origin.bare.clone();
     let away = remote.origin.root.path().join("renamed-away.git");
     std::fs::rename(&bare, &away).unwrap();
-    let id = new_id();
-    let d = github(
-        secret,
-        "push",
-        &id,
-        bytes(&github_push(&forms, "refs/heads/main", &c2, &c3)),
-    );
+    let (id, d) = github_main_push(secret, &forms, &c2, &c3);
     server
         .deliver("/hooks/site", &d)
         .expect_queued(&["site"], &id);
@@ -116,10 +104,9 @@ fn rotated_secrets_both_verify_and_a_third_does_not() {
     let mut before = remote.head();
     for (secret, label) in [(old, "old"), (new, "new")] {
         let after = remote.advance(label);
-        let id = new_id();
-        let body = bytes(&github_push(&forms, "refs/heads/main", &before, &after));
+        let (id, d) = github_main_push(secret, &forms, &before, &after);
         server
-            .deliver("/hooks/site", &github(secret, "push", &id, body))
+            .deliver("/hooks/site", &d)
             .expect_queued(&["site"], &id);
         server.wait_head("site", dir, &after);
         // GitLab tokens rotate the same way.
@@ -194,47 +181,23 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
     // An organisation hook naming `a` by its https clone URL only.
     let a1 = remote.head();
     let a2 = remote.advance("a2");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::all(&a_forms.https),
-        "refs/heads/main",
-        &a1,
-        &a2,
-    ));
-    server
-        .deliver("/hooks", &github(org, "push", &id, body))
-        .expect_queued(&["a"], &id);
+    let (id, d) = github_main_push(org, &UrlForms::all(&a_forms.https), &a1, &a2);
+    server.deliver("/hooks", &d).expect_queued(&["a"], &id);
     server.wait_head("a", a, &a2);
     assert_eq!(counts(server), [2, 1, 1], "only a synced");
 
     // `b` by its scp-like ssh URL only.
     let b1 = git(&other_bare, &["rev-parse", "refs/heads/main"]);
     let b2 = advance(&other_bare, "main", "b2");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::all(&b_forms.scp),
-        "refs/heads/main",
-        &b1,
-        &b2,
-    ));
-    server
-        .deliver("/hooks/", &github(org, "push", &id, body))
-        .expect_queued(&["b"], &id);
+    let (id, d) = github_main_push(org, &UrlForms::all(&b_forms.scp), &b1, &b2);
+    server.deliver("/hooks/", &d).expect_queued(&["b"], &id);
     server.wait_head("b", &b, &b2);
     assert_eq!(counts(server), [2, 2, 1]);
 
     // `a` by its git:// URL only; a GitLab group hook for `b` (token) by its project URLs.
     let a3 = remote.advance("a3");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::all(&a_forms.git),
-        "refs/heads/main",
-        &a2,
-        &a3,
-    ));
-    server
-        .deliver("/hooks", &github(org, "push", &id, body))
-        .expect_queued(&["a"], &id);
+    let (id, d) = github_main_push(org, &UrlForms::all(&a_forms.git), &a2, &a3);
+    server.deliver("/hooks", &d).expect_queued(&["a"], &id);
     server.wait_head("a", a, &a3);
     let b3 = advance(&other_bare, "main", "b3");
     let id = new_id();
@@ -284,11 +247,8 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
     assert_eq!(counts(server), [3, 3, 1]);
 
     // Signed with `c`'s secret and naming the repository `a` and `c` share: only `c` syncs.
-    let id = new_id();
-    let body = bytes(&github_push(&a_forms, "refs/heads/main", &a1, &a3));
-    server
-        .deliver("/hooks", &github(other_secret, "push", &id, body))
-        .expect_queued(&["c"], &id);
+    let (id, d) = github_main_push(other_secret, &a_forms, &a1, &a3);
+    server.deliver("/hooks", &d).expect_queued(&["c"], &id);
     server.wait_head("c", &c, &a3);
     assert_eq!(counts(server), [3, 3, 2]);
     server.assert_clean_logs(&[org, other_secret]);
@@ -741,11 +701,8 @@ fn initialise_false_clones_nothing_until_a_webhook_or_api_call() {
 
     // A webhook clones `a` (and only `a`).
     let c2 = remote.advance("first push");
-    let id = new_id();
-    let body = bytes(&github_push(&remote.forms(), "refs/heads/main", &c1, &c2));
-    server
-        .deliver("/hooks/a", &github(secret, "push", &id, body))
-        .expect_queued(&["a"], &id);
+    let (id, d) = github_main_push(secret, &remote.forms(), &c1, &c2);
+    server.deliver("/hooks/a", &d).expect_queued(&["a"], &id);
     let s = server.wait_head("a", &a, &c2);
     assert_eq!(s["syncs"], 1);
     assert!(!b.exists());

@@ -189,6 +189,20 @@ pub fn github_typed(
     Delivery { headers, body }
 }
 
+/// A GitHub push of `main` from `before` to `after` in the repository `urls` names, signed with
+/// `secret`, under a fresh delivery id: the id and the delivery.
+pub fn github_main_push(
+    secret: &str,
+    urls: &UrlForms,
+    before: &str,
+    after: &str,
+) -> (String, Delivery) {
+    let id = new_id();
+    let body = bytes(&github_push(urls, "refs/heads/main", before, after));
+    let d = github(secret, "push", &id, body);
+    (id, d)
+}
+
 /// A GitHub push of `git_ref` to `after` (`before`: none) naming the repository `url` in every
 /// URL field, signed with `secret`, delivery id `id`.
 pub fn github_push_naming(
