@@ -11,12 +11,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::daemon::hookmirror_command;
 use support::{GitDaemon, GitHttp, Origin, rev_parse, wait_until};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hookmirror");
 
 /// A run of the binary longer than this is a hang.
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -92,14 +90,9 @@ fn hookmirror_in(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Run
     std::fs::create_dir(&home).unwrap();
     let out_path = scratch.path().join("stdout");
     let err_path = scratch.path().join("stderr");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = hookmirror_command(&home);
     cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("LC_ALL", "C")
         .current_dir(cwd.unwrap_or(&home))
-        .stdin(Stdio::null())
         // Files rather than pipes: debug/trace logs can be large, and nothing has to drain them.
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap());

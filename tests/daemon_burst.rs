@@ -6,13 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common_daemon;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use common_daemon::*;
 use serde_json::json;
+use support::daemon::*;
+use support::forge::*;
 use support::git;
 
 const RUNS: usize = 20;
@@ -21,19 +21,13 @@ const PUSHES: usize = 50;
 #[test]
 fn fifty_quick_pushes_end_at_the_last_commit_in_each_of_20_runs() {
     let secret = "burst-secret-6d2f0a";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("site");
-    let server = Server::start(
-        "log: {level: info, output: stdout}\n",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    provider: github\n    secret: {secret}\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::on(Remote::new())
+        .keys(&format!(
+            "    branch: main\n    provider: github\n    secret: {secret}\n"
+        ))
+        .daemon(Daemon::builder().top("log: {level: info, output: stdout}\n"))
+        .start();
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let forms = remote.forms();
     let bare = remote.origin.bare.clone();
     let mut tip = remote.head();
@@ -55,9 +49,8 @@ fn fifty_quick_pushes_end_at_the_last_commit_in_each_of_20_runs() {
         for (i, new) in commits.into_iter().enumerate() {
             // Move the branch, then tell the daemon at once, as a forge would.
             git(&bare, &["update-ref", "refs/heads/main", &new, &tip]);
-            let id = new_id();
-            let body = bytes(&github_push(&forms, "refs/heads/main", &tip, &new));
-            let r = server.deliver("/hooks/site", &github(secret, "push", &id, body));
+            let (id, d) = github_main_push(secret, &forms, &tip, &new);
+            let r = server.deliver("/hooks/site", &d);
             assert_eq!(r.status, 202, "run {run} push {i}: {}", r.text);
             assert_eq!(r.json(), json!({"queued": ["site"], "delivery": id}));
             tip = new;
@@ -65,13 +58,13 @@ fn fifty_quick_pushes_end_at_the_last_commit_in_each_of_20_runs() {
         let sent = t.elapsed();
         assert_eq!(git(&bare, &["rev-parse", "refs/heads/main"]), tip);
         // Fails the test (with status and logs) if the checkout does not get there in time.
-        let s1 = server.wait_head("site", &dir, &tip);
+        let s1 = server.wait_head("site", dir, &tip);
         let settled = t.elapsed();
         // Nothing more is on its way: a later sync could only confirm the same commit.
         std::thread::sleep(Duration::from_millis(100));
         let s2 = server.wait_idle("site");
         assert_eq!(s2["commit"], tip.as_str(), "run {run}");
-        assert_eq!(support::rev_parse(&dir, "HEAD").unwrap(), tip, "run {run}");
+        assert_eq!(support::rev_parse(dir, "HEAD").unwrap(), tip, "run {run}");
         let delta = |key: &str| s2[key].as_u64().unwrap() - s0[key].as_u64().unwrap();
         let (fetches, syncs) = (delta("fetches"), delta("syncs"));
         assert_eq!(s1["failures"], 0, "run {run}: {s1:#}");

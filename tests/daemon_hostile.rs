@@ -1,20 +1,19 @@
-//! Hostile input against the real `hookmirror serve` (the list in `testing.md`): every case gets
-//! a clear 4xx (or a 2xx "ignored" where a forge must not be told off), the daemon does not
-//! panic, and no git work happens — proven with the status API (`syncs` and `last_attempt`
-//! unchanged) and the checkout's HEAD — while a correctly signed control delivery afterwards
-//! still syncs.
+//! Hostile input against the real `hookmirror serve`: every case gets a clear 4xx (or a 2xx
+//! "ignored" where a forge must not be told off), the daemon does not panic, and no git work
+//! happens — proven with the status API (`syncs` and `last_attempt` unchanged) and the checkout's
+//! HEAD — while a correctly signed control delivery afterwards still syncs.
 
 #![allow(clippy::unwrap_used)]
 
-mod common_daemon;
 mod support;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common_daemon::*;
 use serde_json::{Value, json};
+use support::daemon::*;
+use support::forge::*;
 use support::{git, rev_parse, try_git};
 
 /// What must not change when no git work is done.
@@ -27,7 +26,7 @@ struct Untouched {
     head: Option<String>,
 }
 
-fn untouched(server: &Server, name: &str, dir: &Path) -> Untouched {
+fn untouched(server: &Daemon, name: &str, dir: &Path) -> Untouched {
     let s = server.wait_idle(name);
     Untouched {
         syncs: s["syncs"].clone(),
@@ -39,34 +38,30 @@ fn untouched(server: &Server, name: &str, dir: &Path) -> Untouched {
 }
 
 #[track_caller]
-fn assert_untouched(server: &Server, name: &str, dir: &Path, before: &Untouched) {
+fn assert_untouched(server: &Daemon, name: &str, dir: &Path, before: &Untouched) {
     // Anything queued would have started by now.
     std::thread::sleep(Duration::from_millis(150));
     let now = untouched(server, name, dir);
     assert_eq!(&now, before, "{name}: git work happened\n{}", server.logs());
 }
 
-/// One repo `name` following `main` of `remote` with `secret`, `extra` more keys.
-fn repo(
-    remote: &Remote,
-    tmp: &tempfile::TempDir,
-    name: &str,
-    secret: &str,
-    extra: &str,
-) -> (String, PathBuf) {
-    let dir = tmp.path().join(name);
-    let yaml = repo_yaml(
-        name,
-        &remote.url(),
-        &dir,
-        &format!("    branch: main\n    secret: '{secret}'\n{extra}"),
-    );
-    (yaml, dir)
+/// The keys of a repo following `main` with `secret`, `extra` more.
+fn keys(secret: &str, extra: &str) -> String {
+    format!("    branch: main\n    secret: '{secret}'\n{extra}")
+}
+
+/// A remote over `git://` and repo `site` following its `main` with `secret`, `top` more
+/// top-level keys; first sync done.
+fn site(top: &str, secret: &str) -> Mirror {
+    Mirror::on(Remote::new())
+        .keys(&keys(secret, ""))
+        .daemon(Daemon::builder().top(top))
+        .start()
 }
 
 /// Sends `d` to `path` and asserts the status; returns the JSON body.
 #[track_caller]
-fn expect(server: &Server, path: &str, what: &str, d: &Delivery, status: u16) -> Value {
+fn expect(server: &Daemon, path: &str, what: &str, d: &Delivery, status: u16) -> Value {
     let r = server.deliver(path, d);
     assert_eq!(r.status, status, "{what}: {}", r.text);
     r.json()
@@ -75,7 +70,7 @@ fn expect(server: &Server, path: &str, what: &str, d: &Delivery, status: u16) ->
 /// A correctly signed GitHub push of `c1..c2` must still sync: the refusals were not a fluke.
 #[track_caller]
 fn control(
-    server: &Server,
+    server: &Daemon,
     remote: &Remote,
     name: &str,
     dir: &Path,
@@ -83,15 +78,8 @@ fn control(
     c1: &str,
     c2: &str,
 ) {
-    let id = new_id();
-    let body = bytes(&github_push(&remote.forms(), "refs/heads/main", c1, c2));
-    let v = expect(
-        server,
-        &format!("/hooks/{name}"),
-        "control",
-        &github(secret, "push", &id, body),
-        202,
-    );
+    let (id, d) = github_main_push(secret, &remote.forms(), c1, c2);
+    let v = expect(server, &format!("/hooks/{name}"), "control", &d, 202);
     assert_eq!(v, json!({"queued": [name], "delivery": id}));
     server.wait_head(name, dir, c2);
 }
@@ -100,14 +88,15 @@ fn control(
 fn bad_missing_empty_truncated_and_wrong_algorithm_signatures_get_401() {
     let (secret, gl_secret) = ("site-secret-8c1d44", "gitlab-secret-0e7b21");
     let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (site_yaml, site) = repo(&remote, &tmp, "site", secret, "");
-    let (gl_yaml, gl) = repo(&remote, &tmp, "gl", gl_secret, "    provider: gitlab\n");
-    let server = Server::start("", &[site_yaml, gl_yaml]);
-    server.wait_syncs("site", 1);
+    let url = remote.url();
+    let mirror = Mirror::on(remote).keys(&keys(secret, ""));
+    let gl = mirror.work().join("gl");
+    let gl_yaml = repo_yaml("gl", &url, &gl, &keys(gl_secret, "    provider: gitlab\n"));
+    let m = mirror.daemon(Daemon::builder().repo(gl_yaml)).start();
+    let (server, remote, site) = (&m.daemon, &m.remote, &m.dir);
     server.wait_syncs("gl", 1);
-    let before_site = untouched(&server, "site", &site);
-    let before_gl = untouched(&server, "gl", &gl);
+    let before_site = untouched(server, "site", site);
+    let before_gl = untouched(server, "gl", &gl);
     let c1 = remote.head();
     let c2 = remote.advance("would be synced");
     let body = bytes(&github_push(&remote.forms(), "refs/heads/main", &c1, &c2));
@@ -193,7 +182,7 @@ fn bad_missing_empty_truncated_and_wrong_algorithm_signatures_get_401() {
         ),
     ];
     for (what, d) in &cases {
-        let v = expect(&server, "/hooks/site", what, d, 401);
+        let v = expect(server, "/hooks/site", what, d, 401);
         assert_eq!(
             v,
             json!({"error": "signature missing or invalid"}),
@@ -202,7 +191,7 @@ fn bad_missing_empty_truncated_and_wrong_algorithm_signatures_get_401() {
     }
     // A GitHub signature (made with the right secret!) sent to a repo pinned to GitLab.
     let v = expect(
-        &server,
+        server,
         "/hooks/gl",
         "GitHub to GitLab",
         &github(gl_secret, "push", &new_id(), body.clone()),
@@ -211,7 +200,7 @@ fn bad_missing_empty_truncated_and_wrong_algorithm_signatures_get_401() {
     assert_eq!(v["error"], "signature missing or invalid");
     // The same with a wrong X-Gitlab-Token added.
     let d = github(gl_secret, "push", &new_id(), body.clone()).set("X-Gitlab-Token", "wrong");
-    expect(&server, "/hooks/gl", "wrong token", &d, 401);
+    expect(server, "/hooks/gl", "wrong token", &d, 401);
 
     // A signature header that is not visible ASCII, over a raw socket.
     let mut s = connect(server.port);
@@ -237,24 +226,21 @@ fn bad_missing_empty_truncated_and_wrong_algorithm_signatures_get_401() {
         other => panic!("non-ASCII signature: {other:?}"),
     }
 
-    assert_untouched(&server, "site", &site, &before_site);
-    assert_untouched(&server, "gl", &gl, &before_gl);
+    assert_untouched(server, "site", site, &before_site);
+    assert_untouched(server, "gl", &gl, &before_gl);
     assert_eq!(before_site.head.as_deref(), Some(c1.as_str()));
     let refused = server.logs().matches("webhook refused").count();
     assert!(refused >= cases.len(), "each refusal is logged ({refused})");
-    control(&server, &remote, "site", &site, secret, &c1, &c2);
+    control(server, remote, "site", site, secret, &c1, &c2);
     server.assert_clean_logs(&[secret, gl_secret, &hex]);
 }
 
 #[test]
 fn bodies_over_the_limit_get_413_whether_announced_or_chunked() {
     let secret = "limit-secret-2b9f0c";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (yaml, dir) = repo(&remote, &tmp, "site", secret, "");
-    let server = Server::start("limits: {max_body: 64KiB}\n", &[yaml]);
-    server.wait_syncs("site", 1);
-    let before = untouched(&server, "site", &dir);
+    let m = site("limits: {max_body: 64KiB}\n", secret);
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
+    let before = untouched(server, "site", dir);
     let c1 = remote.head();
     let c2 = remote.advance("big");
 
@@ -321,7 +307,7 @@ fn bodies_over_the_limit_get_413_whether_announced_or_chunked() {
         RawReply::Answer(413, _)
     ));
 
-    assert_untouched(&server, "site", &dir, &before);
+    assert_untouched(server, "site", dir, &before);
 
     // Just under the limit, chunked and correctly signed: accepted.
     let ok = pad(60 * 1024);
@@ -335,19 +321,16 @@ fn bodies_over_the_limit_get_413_whether_announced_or_chunked() {
         RawReply::Answer(202, body) => assert!(body.contains(&id), "{body}"),
         other => panic!("chunked body under the limit: {other:?}"),
     }
-    server.wait_head("site", &dir, &c2);
+    server.wait_head("site", dir, &c2);
     server.assert_clean_logs(&[secret]);
 }
 
 #[test]
 fn slow_senders_are_cut_off_while_the_daemon_serves_others() {
     let secret = "slow-secret-5d0a7e";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (yaml, dir) = repo(&remote, &tmp, "site", secret, "");
-    let server = Server::start("limits: {header_timeout: 1s, body_timeout: 2s}\n", &[yaml]);
-    server.wait_syncs("site", 1);
-    let before = untouched(&server, "site", &dir);
+    let m = site("limits: {header_timeout: 1s, body_timeout: 2s}\n", secret);
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
+    let before = untouched(server, "site", dir);
     let c1 = remote.head();
     let c2 = remote.advance("served meanwhile");
     let push = bytes(&github_push(&remote.forms(), "refs/heads/main", &c1, &c2));
@@ -460,7 +443,7 @@ fn slow_senders_are_cut_off_while_the_daemon_serves_others() {
             "served promptly: {:?}",
             t.elapsed()
         );
-        server.wait_head("site", &dir, &c2);
+        server.wait_head("site", dir, &c2);
 
         let mut all = vec![
             ("idle", idle.join().unwrap()),
@@ -493,7 +476,7 @@ fn slow_senders_are_cut_off_while_the_daemon_serves_others() {
             );
         }
     }
-    let now = untouched(&server, "site", &dir);
+    let now = untouched(server, "site", dir);
     assert_eq!(
         now.syncs.as_u64(),
         before.syncs.as_u64().map(|n| n + 1),
@@ -505,12 +488,9 @@ fn slow_senders_are_cut_off_while_the_daemon_serves_others() {
 #[test]
 fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
     let secret = "broken-secret-11f3a9";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (yaml, dir) = repo(&remote, &tmp, "site", secret, "");
-    let server = Server::start("", &[yaml]);
-    server.wait_syncs("site", 1);
-    let before = untouched(&server, "site", &dir);
+    let m = site("", secret);
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
+    let before = untouched(server, "site", dir);
     let c1 = remote.head();
     let c2 = remote.advance("never synced by a broken payload");
     let forms = remote.forms();
@@ -661,13 +641,13 @@ fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
         "",
     ];
     for (what, d, error) in &cases {
-        let v = expect(&server, "/hooks/site", what, d, 400);
+        let v = expect(server, "/hooks/site", what, d, 400);
         assert_eq!(v, json!({"error": error}), "{what}");
     }
     for bad in bad_refs {
         let what = format!("ref {bad:?}");
         let v = expect(
-            &server,
+            server,
             "/hooks/site",
             &what,
             &gh(with("ref", json!(bad))),
@@ -681,7 +661,7 @@ fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
         // The same through other forges' field layouts.
         let gl = gitlab_push(&forms, bad, &c1, &c2);
         expect(
-            &server,
+            server,
             "/hooks/site",
             &what,
             &gitlab_token(secret, "Push Hook", &new_id(), bytes(&gl)),
@@ -689,7 +669,7 @@ fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
         );
         let dc = bitbucket_dc_changed(&forms, bad, &c1, &c2);
         expect(
-            &server,
+            server,
             "/hooks/site",
             &what,
             &bitbucket_dc(secret, "repo:refs_changed", &new_id(), bytes(&dc)),
@@ -698,7 +678,7 @@ fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
         let std_body =
             bytes(&json!({"type": "git.push", "data": github_push(&forms, bad, &c1, &c2)}));
         expect(
-            &server,
+            server,
             "/hooks/site",
             &what,
             &standard(secret, &new_id(), unix_now(), std_body),
@@ -709,7 +689,7 @@ fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
     for name in ["../x", "a..b", "x.lock", "-x\n"] {
         let v = bitbucket_cloud_push(&forms, name, &c1, &c2);
         expect(
-            &server,
+            server,
             "/hooks/site",
             name,
             &bitbucket_cloud(secret, "repo:push", &new_id(), bytes(&v)),
@@ -718,8 +698,8 @@ fn authentic_but_broken_payloads_and_bad_refnames_get_400() {
     }
     assert_eq!(server.get("/healthz").status, 200, "still alive");
     assert!(!Path::new("/tmp/hookmirror-pwned").exists());
-    assert_untouched(&server, "site", &dir, &before);
-    control(&server, &remote, "site", &dir, secret, &c1, &c2);
+    assert_untouched(server, "site", dir, &before);
+    control(server, remote, "site", dir, secret, &c1, &c2);
     server.assert_clean_logs(&[secret]);
 }
 
@@ -738,11 +718,9 @@ fn payloads_naming_other_repositories_are_ignored_and_never_fetched_from() {
     git(&evil, &["update-ref", "refs/heads/main", &evil_commit]);
     let marker_dir = tempfile::tempdir().unwrap();
     let marker = marker_dir.path().join("ext-ran");
-    let tmp = tempfile::tempdir().unwrap();
-    let (yaml, dir) = repo(&remote, &tmp, "site", secret, "");
-    let server = Server::start("", &[yaml]);
-    server.wait_syncs("site", 1);
-    let before = untouched(&server, "site", &dir);
+    let m = Mirror::on(remote).keys(&keys(secret, "")).start();
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
+    let before = untouched(server, "site", dir);
     let c1 = remote.head();
 
     let ext = format!("ext::sh -c touch% {}", marker.display());
@@ -751,7 +729,7 @@ fn payloads_naming_other_repositories_are_ignored_and_never_fetched_from() {
         "git@evil.example:origin.git".to_string(),
         format!("file://{}", evil.display()),
         evil.display().to_string(),
-        remote.daemon.url("evil.git"),
+        remote.git_url("evil.git"),
         ext.clone(),
         "fd::17".to_string(),
     ];
@@ -764,7 +742,7 @@ fn payloads_naming_other_repositories_are_ignored_and_never_fetched_from() {
                 after,
             ));
             let d = github(secret, "push", &new_id(), body);
-            let v = expect(&server, "/hooks/site", other, &d, 200);
+            let v = expect(server, "/hooks/site", other, &d, 200);
             assert_eq!(
                 v,
                 json!({"ignored": "the payload names another repository"}),
@@ -779,7 +757,7 @@ fn payloads_naming_other_repositories_are_ignored_and_never_fetched_from() {
             &evil_commit,
         ));
         let v = expect(
-            &server,
+            server,
             "/hooks/site",
             other,
             &gitlab_token(secret, "Push Hook", &new_id(), body),
@@ -787,9 +765,9 @@ fn payloads_naming_other_repositories_are_ignored_and_never_fetched_from() {
         );
         assert!(v["ignored"].is_string(), "{v}");
     }
-    assert_untouched(&server, "site", &dir, &before);
+    assert_untouched(server, "site", dir, &before);
     assert!(
-        !try_git(&dir, &["cat-file", "-e", &evil_commit])
+        !try_git(dir, &["cat-file", "-e", &evil_commit])
             .status
             .success(),
         "the evil commit never reached the checkout"
@@ -801,24 +779,17 @@ fn payloads_naming_other_repositories_are_ignored_and_never_fetched_from() {
     let mut forms = remote.forms();
     forms.scp = ext.clone();
     forms.git = format!("file://{}", evil.display());
-    let id = new_id();
-    let body = bytes(&github_push(&forms, "refs/heads/main", &c1, &c2));
-    let v = expect(
-        &server,
-        "/hooks/site",
-        "mixed",
-        &github(secret, "push", &id, body),
-        202,
-    );
+    let (id, d) = github_main_push(secret, &forms, &c1, &c2);
+    let v = expect(server, "/hooks/site", "mixed", &d, 202);
     assert_eq!(v, json!({"queued": ["site"], "delivery": id}));
-    server.wait_head("site", &dir, &c2);
+    server.wait_head("site", dir, &c2);
     assert!(!marker.exists(), "ext:: was never run");
     assert!(
-        !try_git(&dir, &["cat-file", "-e", &evil_commit])
+        !try_git(dir, &["cat-file", "-e", &evil_commit])
             .status
             .success()
     );
-    assert_eq!(git(&dir, &["remote", "get-url", "origin"]), remote.url());
+    assert_eq!(git(dir, &["remote", "get-url", "origin"]), remote.url());
     server.assert_clean_logs(&[secret]);
 }
 
@@ -828,19 +799,19 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
     let remote = Remote::new();
     let preview_c = remote.origin.commit_on("preview", "p.txt", "preview\n");
     remote.origin.checkout("main");
-    let tmp = tempfile::tempdir().unwrap();
-    let (yaml, dir) = repo(&remote, &tmp, "site", secret, "");
-    let preview_dir = tmp.path().join("preview");
+    let url = remote.url();
+    let mirror = Mirror::on(remote).keys(&keys(secret, ""));
+    let preview_dir = mirror.work().join("preview");
     let preview_yaml = repo_yaml(
         "preview",
-        &remote.url(),
+        &url,
         &preview_dir,
         &format!(
             "    branch: preview\n    provider: gitlab\n    secret: {secret}\n    path: /deploy/preview\n"
         ),
     );
-    let server = Server::start("", &[yaml, preview_yaml]);
-    server.wait_syncs("site", 1);
+    let m = mirror.daemon(Daemon::builder().repo(preview_yaml)).start();
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let p = server.wait_syncs("preview", 1);
     assert_eq!(p["commit"], preview_c.as_str());
     let forms = remote.forms();
@@ -871,8 +842,8 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
         }
     }
 
-    let before = untouched(&server, "site", &dir);
-    let before_preview = untouched(&server, "preview", &preview_dir);
+    let before = untouched(server, "site", dir);
+    let before_preview = untouched(server, "preview", &preview_dir);
     // Other events.
     let issues = github(
         secret,
@@ -880,7 +851,7 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
         &new_id(),
         GITHUB_ISSUES.as_bytes().to_vec(),
     );
-    let v = expect(&server, "/hooks/site", "issues", &issues, 200);
+    let v = expect(server, "/hooks/site", "issues", &issues, 200);
     assert_eq!(v, json!({"ignored": "event issues is not handled"}));
     let mr = gitlab_token(
         secret,
@@ -888,7 +859,7 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
         &new_id(),
         br#"{"object_kind":"merge_request"}"#.to_vec(),
     );
-    let v = expect(&server, "/hooks/site", "merge request", &mr, 200);
+    let v = expect(server, "/hooks/site", "merge request", &mr, 200);
     assert_eq!(
         v,
         json!({"ignored": "event Merge Request Hook is not handled"})
@@ -898,7 +869,7 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
     remote.origin.checkout("main");
     let body = bytes(&github_push(&forms, "refs/heads/feature", ZEROS, &feature));
     let v = expect(
-        &server,
+        server,
         "/hooks/site",
         "other branch",
         &github(secret, "push", &new_id(), body),
@@ -910,7 +881,7 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
     );
     let body = bytes(&github_push_tag(&forms, "refs/tags/v1", &c1));
     let v = expect(
-        &server,
+        server,
         "/hooks/site",
         "tag",
         &github(secret, "push", &new_id(), body),
@@ -930,7 +901,7 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
         ZEROS,
     ));
     let v = expect(
-        &server,
+        server,
         "/deploy/preview",
         "deletion",
         &gitlab_token(secret, "System Hook", &new_id(), body),
@@ -943,7 +914,7 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
     // GitHub's deletion form (`deleted: true`, after = zeros) for the tracked branch of `site`.
     let body = bytes(&github_push(&forms, "refs/heads/main", &c1, ZEROS));
     let v = expect(
-        &server,
+        server,
         "/hooks/site",
         "github deletion",
         &github(secret, "push", &new_id(), body),
@@ -953,8 +924,8 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
         v["ignored"].as_str().unwrap().contains("deleted upstream"),
         "{v}"
     );
-    assert_untouched(&server, "site", &dir, &before);
-    assert_untouched(&server, "preview", &preview_dir, &before_preview);
+    assert_untouched(server, "site", dir, &before);
+    assert_untouched(server, "preview", &preview_dir, &before_preview);
     assert_eq!(
         git(&preview_dir, &["status", "--porcelain"]),
         "",
@@ -967,27 +938,21 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
 
     // Replays: the second delivery of an id is a 200 duplicate and does nothing.
     let c2 = remote.advance("replayed");
-    let id = new_id();
-    let d = github(
-        secret,
-        "push",
-        &id,
-        bytes(&github_push(&forms, "refs/heads/main", &c1, &c2)),
-    );
+    let (id, d) = github_main_push(secret, &forms, &c1, &c2);
     assert_eq!(
-        expect(&server, "/hooks/site", "first", &d, 202),
+        expect(server, "/hooks/site", "first", &d, 202),
         json!({"queued": ["site"], "delivery": id})
     );
-    server.wait_head("site", &dir, &c2);
-    let after_first = untouched(&server, "site", &dir);
+    server.wait_head("site", dir, &c2);
+    let after_first = untouched(server, "site", dir);
     for _ in 0..3 {
-        let v = expect(&server, "/hooks/site", "replay", &d, 200);
+        let v = expect(server, "/hooks/site", "replay", &d, 200);
         assert_eq!(
             v,
             json!({"duplicate": true, "delivery": id, "state": "succeeded"})
         );
     }
-    assert_untouched(&server, "site", &dir, &after_first);
+    assert_untouched(server, "site", dir, &after_first);
     // GitLab's Idempotency-Key is the dedupe key there.
     let c3 = remote.advance("gitlab replayed");
     let key = new_id();
@@ -997,10 +962,10 @@ fn replays_unknown_paths_methods_other_events_branches_and_deletions() {
         &key,
         bytes(&gitlab_push(&forms, "refs/heads/main", &c2, &c3)),
     );
-    expect(&server, "/hooks/site", "gitlab first", &gl, 202);
-    server.wait_head("site", &dir, &c3);
+    expect(server, "/hooks/site", "gitlab first", &gl, 202);
+    server.wait_head("site", dir, &c3);
     let v = expect(
-        &server,
+        server,
         "/hooks/site",
         "gitlab replay",
         &gl.clone().set("X-Gitlab-Event-UUID", "another-uuid"),

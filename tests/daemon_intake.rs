@@ -1,48 +1,27 @@
 //! End to end through the real `hookmirror serve`: every forge's verification and payloads, as
 //! each forge sends them (headers, raw body, signature over the bytes sent), against real remotes
 //! (`git daemon` over git://, a private sshd). Each delivery must answer 202 `{"queued": [name],
-//! "delivery": id}` and bring the checkout to the pushed commit. Also: the documented test vectors
-//! from `webhooks.md`, checked through the server.
+//! "delivery": id}` and bring the checkout to the pushed commit. Also: the published signature
+//! test vectors of GitHub and of Standard Webhooks, checked through the server.
 
 #![allow(clippy::unwrap_used)]
 
-mod common_daemon;
 mod support;
 
 use std::time::Duration;
 
-use common_daemon::*;
 use serde_json::{Value, json};
-use support::{Origin, Sshd, rev_parse};
-
-/// Asserts a 202 that queued exactly `name` for delivery `id`.
-#[track_caller]
-fn assert_queued(r: &Resp, name: &str, id: &str) {
-    let v = r.expect(202);
-    assert_eq!(v, json!({"queued": [name], "delivery": id}), "{}", r.text);
-}
-
-fn dir_of(tmp: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
-    tmp.path().join(name)
-}
+use support::daemon::*;
+use support::forge::*;
+use support::{Sshd, rev_parse};
 
 #[test]
 fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
     let secret = "gh-secret-5f1c2a7e";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "site");
     // No provider pinned: detected from the headers.
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    secret: {secret}\n"),
-        )],
-    );
-    let s = server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!("    branch: main\n    secret: {secret}\n"));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
+    let s = &m.first;
     let c1 = remote.head();
     assert_eq!(s["commit"], c1.as_str());
     assert_eq!(s["last_trigger"], "startup");
@@ -52,8 +31,8 @@ fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
     let id = new_id();
     let body = bytes(&github_push(&remote.forms(), "refs/heads/main", &c1, &c2));
     let r = server.deliver("/hooks/site", &github(secret, "push", &id, body));
-    assert_queued(&r, "site", &id);
-    let s = server.wait_head("site", &dir, &c2);
+    r.expect_queued(&["site"], &id);
+    let s = server.wait_head("site", dir, &c2);
     assert_eq!(s["last_trigger"], format!("webhook {id}"));
     assert_eq!(
         std::fs::read_to_string(dir.join("index.html")).unwrap(),
@@ -75,8 +54,10 @@ fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
         form.into_bytes(),
         "application/x-www-form-urlencoded",
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-    let s = server.wait_head("site", &dir, &c3);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    let s = server.wait_head("site", dir, &c3);
     let syncs = s["syncs"].as_u64().unwrap();
     assert_eq!(syncs, 3, "start-up + two pushes: {s:#}");
 
@@ -87,7 +68,7 @@ fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
     assert_eq!(v, json!({"ok": true, "event": "ping"}));
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(server.status("site")["syncs"], syncs);
-    assert_eq!(rev_parse(&dir, "HEAD").unwrap(), c3);
+    assert_eq!(rev_parse(dir, "HEAD").unwrap(), c3);
     server.assert_clean_logs(&[secret]);
 }
 
@@ -95,22 +76,18 @@ fn github_json_and_form_encoded_pushes_sync_and_ping_answers_200() {
 fn github_sha1_signature_is_refused_unless_the_repo_allows_sha1() {
     let secret = "gh-sha1-secret-0b9d";
     let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (strict, legacy) = (dir_of(&tmp, "strict"), dir_of(&tmp, "legacy"));
+    let url = remote.url();
     let extra = format!("    branch: main\n    provider: github\n    secret: {secret}\n");
-    let server = Server::start(
-        "",
-        &[
-            repo_yaml("strict", &remote.url(), &strict, &extra),
-            repo_yaml(
-                "legacy",
-                &remote.url(),
-                &legacy,
-                &format!("{extra}    allow_sha1: true\n"),
-            ),
-        ],
+    let mirror = Mirror::on(remote).name("strict").keys(&extra);
+    let legacy = mirror.work().join("legacy");
+    let legacy_yaml = repo_yaml(
+        "legacy",
+        &url,
+        &legacy,
+        &format!("{extra}    allow_sha1: true\n"),
     );
-    server.wait_syncs("strict", 1);
+    let m = mirror.daemon(Daemon::builder().repo(legacy_yaml)).start();
+    let (server, remote, strict) = (&m.daemon, &m.remote, &m.dir);
     server.wait_syncs("legacy", 1);
     let c1 = remote.head();
     let c2 = remote.advance("sha1 push");
@@ -136,15 +113,13 @@ fn github_sha1_signature_is_refused_unless_the_repo_allows_sha1() {
     server.deliver("/hooks/legacy", &bad1).expect(401);
 
     let id = new_id();
-    assert_queued(
-        &server.deliver("/hooks/legacy", &sha1_only(&id)),
-        "legacy",
-        &id,
-    );
+    server
+        .deliver("/hooks/legacy", &sha1_only(&id))
+        .expect_queued(&["legacy"], &id);
     server.wait_head("legacy", &legacy, &c2);
     let s = server.wait_idle("strict");
     assert_eq!(s["syncs"], 1, "the refused deliveries did nothing: {s:#}");
-    assert_eq!(rev_parse(&strict, "HEAD").unwrap(), c1);
+    assert_eq!(rev_parse(strict, "HEAD").unwrap(), c1);
     server.assert_clean_logs(&[secret]);
 }
 
@@ -152,27 +127,20 @@ fn github_sha1_signature_is_refused_unless_the_repo_allows_sha1() {
 fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
     let token = "glsecret-token-3e8a91";
     let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (main_dir, tag_dir) = (dir_of(&tmp, "main"), dir_of(&tmp, "release"));
     remote.origin.tag("v1.4.0", true);
-    let server = Server::start(
-        "",
-        &[
-            repo_yaml(
-                "main",
-                &remote.url(),
-                &main_dir,
-                &format!("    branch: main\n    provider: gitlab\n    secret: {token}\n"),
-            ),
-            repo_yaml(
-                "release",
-                &remote.url(),
-                &tag_dir,
-                &format!("    tag: v1.4.0\n    provider: gitlab\n    secret: {token}\n"),
-            ),
-        ],
+    let url = remote.url();
+    let mirror = Mirror::on(remote).name("main").keys(&format!(
+        "    branch: main\n    provider: gitlab\n    secret: {token}\n"
+    ));
+    let tag_dir = mirror.work().join("release");
+    let release = repo_yaml(
+        "release",
+        &url,
+        &tag_dir,
+        &format!("    tag: v1.4.0\n    provider: gitlab\n    secret: {token}\n"),
     );
-    server.wait_syncs("main", 1);
+    let m = mirror.daemon(Daemon::builder().repo(release)).start();
+    let (server, remote, main_dir) = (&m.daemon, &m.remote, &m.dir);
     server.wait_syncs("release", 1);
     let forms = remote.forms();
 
@@ -186,8 +154,10 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
         &id,
         bytes(&gitlab_push(&forms, "refs/heads/main", &c1, &c2)),
     );
-    assert_queued(&server.deliver("/hooks/main", &d), "main", &id);
-    server.wait_head("main", &main_dir, &c2);
+    server
+        .deliver("/hooks/main", &d)
+        .expect_queued(&["main"], &id);
+    server.wait_head("main", main_dir, &c2);
 
     // A wrong token: 401.
     let d = gitlab_token(
@@ -211,7 +181,9 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
         &tag_object,
     );
     let d = gitlab_token(token, "Tag Push Hook", &id, bytes(&body));
-    assert_queued(&server.deliver("/hooks/release", &d), "release", &id);
+    server
+        .deliver("/hooks/release", &d)
+        .expect_queued(&["release"], &id);
     server.wait_head("release", &tag_dir, &c2);
 
     // System Hook, event_name push.
@@ -220,8 +192,10 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
     let body = gitlab_push_from(GITLAB_SYSTEM_PUSH, &forms, "refs/heads/main", &c2, &c3);
     assert_eq!(body["event_name"], "push");
     let d = gitlab_token(token, "System Hook", &id, bytes(&body));
-    assert_queued(&server.deliver("/hooks/main", &d), "main", &id);
-    server.wait_head("main", &main_dir, &c3);
+    server
+        .deliver("/hooks/main", &d)
+        .expect_queued(&["main"], &id);
+    server.wait_head("main", main_dir, &c3);
 
     // System Hook, event_name repository_update, several changes (a branch and a tag).
     let c4 = remote.origin.commit("a.txt", "repository_update\n");
@@ -231,8 +205,10 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
         &[("refs/heads/main", &c3, &c4), ("refs/tags/v9", ZEROS, &c4)],
     );
     let d = gitlab_token(token, "System Hook", &id, bytes(&body));
-    assert_queued(&server.deliver("/hooks/main", &d), "main", &id);
-    server.wait_head("main", &main_dir, &c4);
+    server
+        .deliver("/hooks/main", &d)
+        .expect_queued(&["main"], &id);
+    server.wait_head("main", main_dir, &c4);
 
     // A system hook of another kind is ignored with a reason.
     let mut other = fixture(GITLAB_SYSTEM_PUSH);
@@ -250,19 +226,10 @@ fn gitlab_token_push_hook_tag_push_hook_and_system_hooks() {
 #[test]
 fn gitlab_signing_token_verifies_webhook_signature() {
     let signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    provider: gitlab\n    secret: {signing}\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!(
+        "    branch: main\n    provider: gitlab\n    secret: {signing}\n"
+    ));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let c1 = remote.head();
     let c2 = remote.advance("signed");
     let body = bytes(&gitlab_push(&remote.forms(), "refs/heads/main", &c1, &c2));
@@ -292,8 +259,10 @@ fn gitlab_signing_token_verifies_webhook_signature() {
     );
     let d = good.set("webhook-signature", &both);
     assert!(d.get("X-Gitlab-Token").is_none());
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-    server.wait_head("site", &dir, &c2);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    server.wait_head("site", dir, &c2);
     let logs = server.logs();
     assert!(logs.contains("timestamp outside tolerance"), "{logs}");
     server.assert_clean_logs(&[signing.trim_start_matches("whsec_")]);
@@ -307,19 +276,8 @@ fn base64_of(b: &[u8]) -> String {
 #[test]
 fn gitea_and_forgejo_signatures_and_the_gitea_test_delivery() {
     let secret = "gitea webhook secret 91c2";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    secret: '{secret}'\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!("    branch: main\n    secret: '{secret}'\n"));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let forms = remote.forms();
 
     // Gitea (also sends GitHub-style copies; its own headers decide).
@@ -331,8 +289,10 @@ fn gitea_and_forgejo_signatures_and_the_gitea_test_delivery() {
         &id,
         bytes(&gitea_push(&forms, "refs/heads/main", &c1, &c2)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-    server.wait_head("site", &dir, &c2);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    server.wait_head("site", dir, &c2);
 
     // A Gitea delivery whose X-Gitea-Signature is wrong is refused even though its GitHub-style
     // copy (X-Hub-Signature-256) is valid.
@@ -345,8 +305,10 @@ fn gitea_and_forgejo_signatures_and_the_gitea_test_delivery() {
     // Forgejo.
     let id = new_id();
     let d = forgejo(secret, &id, body);
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-    let s = server.wait_head("site", &dir, &c3);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    let s = server.wait_head("site", dir, &c3);
 
     // Gitea's "Test Delivery" (before == after): answered like a ping, nothing synced.
     let test = gitea(
@@ -364,19 +326,10 @@ fn gitea_and_forgejo_signatures_and_the_gitea_test_delivery() {
 #[test]
 fn bitbucket_cloud_push_and_data_center_refs_changed_and_ping() {
     let secret = "bb-secret-77aa01";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    provider: bitbucket\n    secret: {secret}\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!(
+        "    branch: main\n    provider: bitbucket\n    secret: {secret}\n"
+    ));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let forms = remote.forms();
 
     // Cloud repo:push (the fixture also carries a tag creation and a branch deletion).
@@ -389,8 +342,10 @@ fn bitbucket_cloud_push_and_data_center_refs_changed_and_ping() {
         &id,
         bytes(&bitbucket_cloud_push(&forms, "main", &c1, &c2)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-    server.wait_head("site", &dir, &c2);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    server.wait_head("site", dir, &c2);
 
     // Data Center repo:refs_changed.
     let c3 = remote.origin.commit("b.txt", "data center\n");
@@ -401,8 +356,10 @@ fn bitbucket_cloud_push_and_data_center_refs_changed_and_ping() {
         &id,
         bytes(&bitbucket_dc_changed(&forms, "refs/heads/main", &c2, &c3)),
     );
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-    let s = server.wait_head("site", &dir, &c3);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    let s = server.wait_head("site", dir, &c3);
 
     // Data Center's "Test connection": diagnostics:ping → 200, nothing synced.
     let d = bitbucket_dc(
@@ -429,19 +386,10 @@ fn bitbucket_cloud_push_and_data_center_refs_changed_and_ping() {
 #[test]
 fn standard_webhooks_verify_and_refuse_timestamps_outside_five_minutes() {
     let secret = "whsec_c3RhbmRhcmQtd2ViaG9va3Mtc2VjcmV0LWtleQ==";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    provider: standard\n    secret: '{secret}'\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!(
+        "    branch: main\n    provider: standard\n    secret: '{secret}'\n"
+    ));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let c1 = remote.head();
     let c2 = remote.advance("standard");
     // A Standard Webhooks envelope around a GitHub-style push.
@@ -461,8 +409,10 @@ fn standard_webhooks_verify_and_refuse_timestamps_outside_five_minutes() {
 
     let id = new_id();
     let d = standard(secret, &id, unix_now() - 240, body);
-    assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-    server.wait_head("site", &dir, &c2);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    server.wait_head("site", dir, &c2);
     // A captured delivery replayed within the tolerance: its webhook-id makes it a duplicate.
     let v = server.deliver("/hooks/site", &d).expect(200);
     assert_eq!(
@@ -475,26 +425,29 @@ fn standard_webhooks_verify_and_refuse_timestamps_outside_five_minutes() {
     server.assert_clean_logs(&[secret.trim_start_matches("whsec_")]);
 }
 
-/// The two vectors of `webhooks.md`, checked by the running server: an authentic delivery gets
-/// past verification (GitHub: 400, the body is not a push; Standard: refused only for its 2021
-/// timestamp) while one flipped hex/base64 digit is a plain 401.
+/// The published signature test vectors, checked by the running server: GitHub's (secret
+/// "It's a Secret to Everybody", body "Hello, World!") and Standard Webhooks' (a `whsec_` key,
+/// `msg_…` id, a 2021 timestamp). An authentic delivery gets past verification (GitHub: 400, the
+/// body is not a push; Standard: refused only for its timestamp) while one flipped hex/base64
+/// digit is a plain 401.
 #[test]
 fn documented_test_vectors_verify_through_the_server() {
     let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let tmp = scratch("work");
+    let dir_of = |name: &str| tmp.path().join(name);
+    let server = Daemon::start(
         "initialise: false\n",
         &[
             repo_yaml(
                 "vector",
                 &remote.url(),
-                &dir_of(&tmp, "vector"),
+                &dir_of("vector"),
                 "    provider: github\n    secret: \"It's a Secret to Everybody\"\n",
             ),
             repo_yaml(
                 "swh",
                 &remote.url(),
-                &dir_of(&tmp, "swh"),
+                &dir_of("swh"),
                 "    provider: standard\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
             ),
         ],
@@ -541,7 +494,7 @@ fn documented_test_vectors_verify_through_the_server() {
         d.get("webhook-signature").unwrap()
     );
     server.deliver("/hooks/swh", &d).expect(401);
-    let refusals = |server: &Server| -> Vec<String> {
+    let refusals = |server: &Daemon| -> Vec<String> {
         server
             .logs()
             .lines()
@@ -567,7 +520,7 @@ fn documented_test_vectors_verify_through_the_server() {
     // Nothing was ever cloned.
     for name in ["vector", "swh"] {
         assert_eq!(server.status(name)["syncs"], 0);
-        assert!(!dir_of(&tmp, name).exists());
+        assert!(!dir_of(name).exists());
     }
     server.assert_clean_logs(&[
         "It's a Secret to Everybody",
@@ -580,27 +533,22 @@ fn documented_test_vectors_verify_through_the_server() {
 #[test]
 fn a_repo_over_ssh_follows_bitbucket_data_center_pushes() {
     let secret = "bb-dc-ssh-secret-4410";
-    let origin = Origin::new();
+    let remote = Remote::local();
     let sshd = Sshd::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "site");
     let auth = format!(
         "    auth:\n      ssh_key: '{}'\n      ssh_key_passphrase: '{}'\n      known_hosts: '{}'\n",
         sshd.ed25519_key.display(),
         sshd.passphrase,
         sshd.known_hosts.display()
     );
-    let url = sshd.url(&origin.bare);
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &url,
-            &dir,
-            &format!("    branch: main\n    provider: bitbucket\n    secret: {secret}\n{auth}"),
-        )],
-    );
-    let s = server.wait_syncs("site", 1);
+    let url = sshd.url(&remote.origin.bare);
+    let m = Mirror::on(remote)
+        .url(&url)
+        .keys(&format!(
+            "    branch: main\n    provider: bitbucket\n    secret: {secret}\n{auth}"
+        ))
+        .start();
+    let (server, origin, dir, s) = (&m.daemon, &m.remote.origin, &m.dir, &m.first);
     let c1 = origin.head("main");
     assert_eq!(s["commit"], c1.as_str(), "cloned over ssh: {s:#}");
     assert_eq!(s["last_error"], Value::Null);
@@ -616,8 +564,10 @@ fn a_repo_over_ssh_follows_bitbucket_data_center_pushes() {
             &after,
         ));
         let d = bitbucket_dc(secret, "repo:refs_changed", &id, body);
-        assert_queued(&server.deliver("/hooks/site", &d), "site", &id);
-        server.wait_head("site", &dir, &after);
+        server
+            .deliver("/hooks/site", &d)
+            .expect_queued(&["site"], &id);
+        server.wait_head("site", dir, &after);
     }
     assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
     server.assert_clean_logs(&[secret, &sshd.passphrase]);
@@ -631,18 +581,11 @@ fn an_annotated_tag_push_is_not_mistaken_for_replica_lag() {
     let secret = "gh-tag-secret-61b0";
     let remote = Remote::new();
     remote.origin.tag("v1", true);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "rel");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "rel",
-            &remote.url(),
-            &dir,
-            &format!("    tag: v1\n    secret: {secret}\n"),
-        )],
-    );
-    server.wait_syncs("rel", 1);
+    let m = Mirror::on(remote)
+        .name("rel")
+        .keys(&format!("    tag: v1\n    secret: {secret}\n"))
+        .start();
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let commit = remote.origin.move_tag("v1", true);
     let tag_object = support::git(&remote.origin.bare, &["rev-parse", "refs/tags/v1"]);
     assert_ne!(tag_object, commit, "an annotated tag");
@@ -652,12 +595,10 @@ fn an_annotated_tag_push_is_not_mistaken_for_replica_lag() {
         "refs/tags/v1",
         &tag_object,
     ));
-    assert_queued(
-        &server.deliver("/hooks/rel", &github(secret, "push", &id, body)),
-        "rel",
-        &id,
-    );
-    let s = server.wait_head("rel", &dir, &commit);
+    server
+        .deliver("/hooks/rel", &github(secret, "push", &id, body))
+        .expect_queued(&["rel"], &id);
+    let s = server.wait_head("rel", dir, &commit);
     assert_eq!(s["syncs"], 2);
     // Give replica-lag retries (0.5 s, then 1 s) time to show up.
     std::thread::sleep(Duration::from_millis(1800));
@@ -677,29 +618,12 @@ fn an_annotated_tag_push_is_not_mistaken_for_replica_lag() {
 #[test]
 fn a_payload_naming_the_repo_in_another_case_still_syncs() {
     let secret = "case-secret-2d4e";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = dir_of(&tmp, "site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    secret: {secret}\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!("    branch: main\n    secret: {secret}\n"));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let c1 = remote.head();
     let c2 = remote.advance("canonical case");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::new("Origin.git"),
-        "refs/heads/main",
-        &c1,
-        &c2,
-    ));
-    let r = server.deliver("/hooks/site", &github(secret, "push", &id, body));
-    assert_queued(&r, "site", &id);
-    server.wait_head("site", &dir, &c2);
+    let (id, d) = github_main_push(secret, &UrlForms::new("Origin.git"), &c1, &c2);
+    let r = server.deliver("/hooks/site", &d);
+    r.expect_queued(&["site"], &id);
+    server.wait_head("site", dir, &c2);
 }

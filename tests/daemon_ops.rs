@@ -5,23 +5,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common_daemon;
 mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common_daemon::*;
 use serde_json::{Value, json};
+use support::daemon::*;
+use support::forge::*;
 use support::{GitHttp, git, rev_parse, wait_until};
 
-#[track_caller]
-fn assert_queued(r: &Resp, names: &[&str], id: &str) {
-    let v = r.expect(202);
-    assert_eq!(v, json!({"queued": names, "delivery": id}), "{}", r.text);
-}
-
-fn syncs(server: &Server, name: &str) -> u64 {
+fn syncs(server: &Daemon, name: &str) -> u64 {
     server.status(name)["syncs"].as_u64().unwrap()
 }
 
@@ -32,37 +26,22 @@ fn syncs(server: &Server, name: &str) -> u64 {
 #[test]
 fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
     let secret = "dedupe-secret-90ab1c";
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    secret: {secret}\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!("    branch: main\n    secret: {secret}\n"));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let forms = remote.forms();
     let c1 = remote.head();
 
     // The same X-GitHub-Delivery twice: the second is a 200 duplicate; one sync.
     let c2 = remote.advance("once");
-    let id = new_id();
-    let d = github(
-        secret,
-        "push",
-        &id,
-        bytes(&github_push(&forms, "refs/heads/main", &c1, &c2)),
-    );
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
+    let (id, d) = github_main_push(secret, &forms, &c1, &c2);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let v = server.deliver("/hooks/site", &d).expect(200);
     assert_eq!(v["duplicate"], true, "{v}");
     assert_eq!(v["delivery"], id.as_str());
     assert!(v["state"] == "accepted" || v["state"] == "succeeded", "{v}");
-    let s = server.wait_head("site", &dir, &c2);
+    let s = server.wait_head("site", dir, &c2);
     assert_eq!(s["syncs"], 2, "start-up + one: {s:#}");
     let v = server.deliver("/hooks/site", &d).expect(200);
     assert_eq!(
@@ -70,39 +49,39 @@ fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
         json!({"duplicate": true, "delivery": id, "state": "succeeded"})
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(syncs(&server, "site"), 2);
+    assert_eq!(syncs(server, "site"), 2);
 
     // A delivery whose sync fails (the repository is gone from the git daemon)...
     let c3 = remote.advance("after the outage");
     let bare = remote.origin.bare.clone();
     let away = remote.origin.root.path().join("renamed-away.git");
     std::fs::rename(&bare, &away).unwrap();
-    let id = new_id();
-    let d = github(
-        secret,
-        "push",
-        &id,
-        bytes(&github_push(&forms, "refs/heads/main", &c2, &c3)),
-    );
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
+    let (id, d) = github_main_push(secret, &forms, &c2, &c3);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     let s = server.wait_for("site", "a failed sync", |s| s["failures"] == 1 && idle(s));
     assert_eq!(s["syncs"], 3);
     assert!(s["last_error"]["message"].is_string(), "{s:#}");
     assert_eq!(
-        rev_parse(&dir, "HEAD").unwrap(),
+        rev_parse(dir, "HEAD").unwrap(),
         c2,
         "the last good tree is kept"
     );
-    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    assert_eq!(git(dir, &["status", "--porcelain"]), "");
     // ...is processed again when redelivered (still failing here)...
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     server.wait_for("site", "a second failed sync", |s| {
         s["failures"] == 2 && s["syncs"] == 4 && idle(s)
     });
     // ...and once the remote is back, the same id syncs.
     std::fs::rename(&away, &bare).unwrap();
-    assert_queued(&server.deliver("/hooks/site", &d), &["site"], &id);
-    let s = server.wait_head("site", &dir, &c3);
+    server
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    let s = server.wait_head("site", dir, &c3);
     assert_eq!(s["syncs"], 5, "{s:#}");
     assert_eq!(s["last_error"], Value::Null);
     // Now it succeeded: a further redelivery is a duplicate.
@@ -112,38 +91,24 @@ fn a_delivery_id_is_processed_once_but_again_after_its_sync_failed() {
         json!({"duplicate": true, "delivery": id, "state": "succeeded"})
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(syncs(&server, "site"), 5);
+    assert_eq!(syncs(server, "site"), 5);
     server.assert_clean_logs(&[secret]);
 }
 
 #[test]
 fn rotated_secrets_both_verify_and_a_third_does_not() {
     let (old, new, third) = ("rot-old-4c1f", "rot-new-77e2", "rot-third-0a9d");
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!("    branch: main\n    secrets: [{old}, {new}]\n"),
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start(&format!("    branch: main\n    secrets: [{old}, {new}]\n"));
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let forms = remote.forms();
     let mut before = remote.head();
     for (secret, label) in [(old, "old"), (new, "new")] {
         let after = remote.advance(label);
-        let id = new_id();
-        let body = bytes(&github_push(&forms, "refs/heads/main", &before, &after));
-        assert_queued(
-            &server.deliver("/hooks/site", &github(secret, "push", &id, body)),
-            &["site"],
-            &id,
-        );
-        server.wait_head("site", &dir, &after);
+        let (id, d) = github_main_push(secret, &forms, &before, &after);
+        server
+            .deliver("/hooks/site", &d)
+            .expect_queued(&["site"], &id);
+        server.wait_head("site", dir, &after);
         // GitLab tokens rotate the same way.
         let id = new_id();
         let body = bytes(&gitlab_push(&forms, "refs/heads/main", &before, &after));
@@ -154,7 +119,7 @@ fn rotated_secrets_both_verify_and_a_third_does_not() {
         server.wait_idle("site");
         before = after;
     }
-    let n = syncs(&server, "site");
+    let n = syncs(server, "site");
     let after = remote.advance("third");
     let body = bytes(&github_push(&forms, "refs/heads/main", &before, &after));
     server
@@ -170,8 +135,8 @@ fn rotated_secrets_both_verify_and_a_third_does_not() {
         )
         .expect(401);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(syncs(&server, "site"), n);
-    assert_eq!(rev_parse(&dir, "HEAD").unwrap(), before);
+    assert_eq!(syncs(server, "site"), n);
+    assert_eq!(rev_parse(dir, "HEAD").unwrap(), before);
     server.assert_clean_logs(&[old, new, third]);
 }
 
@@ -183,106 +148,65 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
     let root = remote.origin.root.path();
     git(root, &["clone", "-q", "--bare", "origin.git", "other.git"]);
     let other_bare = root.join("other.git");
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
-        tmp.path().join("a"),
-        tmp.path().join("b"),
-        tmp.path().join("c"),
-    );
-    let server = Server::start(
-        "",
-        &[
-            repo_yaml(
-                "a",
-                &remote.url(),
-                &a,
-                &format!("    branch: main\n    secret: {org}\n"),
-            ),
-            repo_yaml(
-                "b",
-                &remote.daemon.url("other.git"),
-                &b,
-                &format!("    branch: main\n    secret: {org}\n"),
-            ),
-            // Follows the same repository as `a` with its own secret.
-            repo_yaml(
-                "c",
-                &remote.url(),
-                &c,
-                &format!("    branch: main\n    secret: {other_secret}\n"),
-            ),
-        ],
-    );
-    for n in ["a", "b", "c"] {
+    let (url, other_url) = (remote.url(), remote.git_url("other.git"));
+    let mirror = Mirror::on(remote)
+        .name("a")
+        .keys(&format!("    branch: main\n    secret: {org}\n"));
+    let (b, c) = (mirror.work().join("b"), mirror.work().join("c"));
+    let others = Daemon::builder()
+        .repo(repo_yaml(
+            "b",
+            &other_url,
+            &b,
+            &format!("    branch: main\n    secret: {org}\n"),
+        ))
+        // Follows the same repository as `a` with its own secret.
+        .repo(repo_yaml(
+            "c",
+            &url,
+            &c,
+            &format!("    branch: main\n    secret: {other_secret}\n"),
+        ));
+    let m = mirror.daemon(others).start();
+    let (server, remote, a) = (&m.daemon, &m.remote, &m.dir);
+    for n in ["b", "c"] {
         server.wait_syncs(n, 1);
     }
     let a_forms = remote.forms();
     let b_forms = UrlForms::new("other.git");
-    let counts = |server: &Server| -> Vec<u64> {
+    let counts = |server: &Daemon| -> Vec<u64> {
         ["a", "b", "c"].iter().map(|n| syncs(server, n)).collect()
     };
 
     // An organisation hook naming `a` by its https clone URL only.
     let a1 = remote.head();
     let a2 = remote.advance("a2");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::all(&a_forms.https),
-        "refs/heads/main",
-        &a1,
-        &a2,
-    ));
-    assert_queued(
-        &server.deliver("/hooks", &github(org, "push", &id, body)),
-        &["a"],
-        &id,
-    );
-    server.wait_head("a", &a, &a2);
-    assert_eq!(counts(&server), [2, 1, 1], "only a synced");
+    let (id, d) = github_main_push(org, &UrlForms::all(&a_forms.https), &a1, &a2);
+    server.deliver("/hooks", &d).expect_queued(&["a"], &id);
+    server.wait_head("a", a, &a2);
+    assert_eq!(counts(server), [2, 1, 1], "only a synced");
 
     // `b` by its scp-like ssh URL only.
     let b1 = git(&other_bare, &["rev-parse", "refs/heads/main"]);
     let b2 = advance(&other_bare, "main", "b2");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::all(&b_forms.scp),
-        "refs/heads/main",
-        &b1,
-        &b2,
-    ));
-    assert_queued(
-        &server.deliver("/hooks/", &github(org, "push", &id, body)),
-        &["b"],
-        &id,
-    );
+    let (id, d) = github_main_push(org, &UrlForms::all(&b_forms.scp), &b1, &b2);
+    server.deliver("/hooks/", &d).expect_queued(&["b"], &id);
     server.wait_head("b", &b, &b2);
-    assert_eq!(counts(&server), [2, 2, 1]);
+    assert_eq!(counts(server), [2, 2, 1]);
 
     // `a` by its git:// URL only; a GitLab group hook for `b` (token) by its project URLs.
     let a3 = remote.advance("a3");
-    let id = new_id();
-    let body = bytes(&github_push(
-        &UrlForms::all(&a_forms.git),
-        "refs/heads/main",
-        &a2,
-        &a3,
-    ));
-    assert_queued(
-        &server.deliver("/hooks", &github(org, "push", &id, body)),
-        &["a"],
-        &id,
-    );
-    server.wait_head("a", &a, &a3);
+    let (id, d) = github_main_push(org, &UrlForms::all(&a_forms.git), &a2, &a3);
+    server.deliver("/hooks", &d).expect_queued(&["a"], &id);
+    server.wait_head("a", a, &a3);
     let b3 = advance(&other_bare, "main", "b3");
     let id = new_id();
     let body = bytes(&gitlab_push(&b_forms, "refs/heads/main", &b2, &b3));
-    assert_queued(
-        &server.deliver("/hooks", &gitlab_token(org, "Push Hook", &id, body)),
-        &["b"],
-        &id,
-    );
+    server
+        .deliver("/hooks", &gitlab_token(org, "Push Hook", &id, body))
+        .expect_queued(&["b"], &id);
     server.wait_head("b", &b, &b3);
-    assert_eq!(counts(&server), [3, 3, 1]);
+    assert_eq!(counts(server), [3, 3, 1]);
 
     // Verified, but naming neither: 200 with each repo's reason.
     let body = bytes(&github_push(
@@ -320,18 +244,13 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
         )
         .expect(401);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(counts(&server), [3, 3, 1]);
+    assert_eq!(counts(server), [3, 3, 1]);
 
     // Signed with `c`'s secret and naming the repository `a` and `c` share: only `c` syncs.
-    let id = new_id();
-    let body = bytes(&github_push(&a_forms, "refs/heads/main", &a1, &a3));
-    assert_queued(
-        &server.deliver("/hooks", &github(other_secret, "push", &id, body)),
-        &["c"],
-        &id,
-    );
+    let (id, d) = github_main_push(other_secret, &a_forms, &a1, &a3);
+    server.deliver("/hooks", &d).expect_queued(&["c"], &id);
     server.wait_head("c", &c, &a3);
-    assert_eq!(counts(&server), [3, 3, 2]);
+    assert_eq!(counts(server), [3, 3, 2]);
     server.assert_clean_logs(&[org, other_secret]);
 }
 
@@ -341,19 +260,8 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
 
 #[test]
 fn without_an_api_token_status_is_open_and_sync_is_disabled() {
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("site");
-    let server = Server::start(
-        "",
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            "    secret: s-1f2e3d\n",
-        )],
-    );
-    server.wait_syncs("site", 1);
+    let m = Mirror::start("    secret: s-1f2e3d\n");
+    let (server, remote) = (&m.daemon, &m.remote);
     let v = server.get("/api/repos").expect(200);
     assert_eq!(v["repos"][0]["name"], "site");
     assert_eq!(v["repos"][0]["ref"], "default branch");
@@ -369,7 +277,7 @@ fn without_an_api_token_status_is_open_and_sync_is_disabled() {
             .expect(403);
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(syncs(&server, "site"), 1);
+    assert_eq!(syncs(server, "site"), 1);
     server.assert_clean_logs(&["s-1f2e3d"]);
 }
 
@@ -377,27 +285,23 @@ fn without_an_api_token_status_is_open_and_sync_is_disabled() {
 fn the_api_with_a_token_shows_status_and_queues_or_waits_for_syncs() {
     let token = "api-token-c0ffee-77";
     let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("site");
-    let server = Server::start(
-        &format!("api: {{token: {token}}}\n"),
-        &[
-            repo_yaml(
-                "site",
-                &remote.url(),
-                &dir,
-                "    branch: main\n    secret: api-hook-1\n",
-            ),
-            repo_yaml(
-                "broken",
-                &remote.daemon.url("missing.git"),
-                &tmp.path().join("broken"),
-                "    secret: api-hook-2\n",
-            ),
-        ],
-    )
-    .with_token(token);
-    server.wait_syncs("site", 1);
+    let missing = remote.git_url("missing.git");
+    let mirror = Mirror::on(remote).keys("    branch: main\n    secret: api-hook-1\n");
+    let broken = repo_yaml(
+        "broken",
+        &missing,
+        &mirror.work().join("broken"),
+        "    secret: api-hook-2\n",
+    );
+    let m = mirror
+        .daemon(
+            Daemon::builder()
+                .top(&format!("api: {{token: {token}}}\n"))
+                .token(token)
+                .repo(broken),
+        )
+        .start();
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     server.wait_for("broken", "its failed start-up sync", |s| {
         s["failures"] == 1 && idle(s)
     });
@@ -484,13 +388,13 @@ fn the_api_with_a_token_shows_status_and_queues_or_waits_for_syncs() {
         .post_auth("/api/repos/nope/sync?wait=true", Some(token))
         .expect(404);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(syncs(&server, "site"), 1, "refused calls did nothing");
+    assert_eq!(syncs(server, "site"), 1, "refused calls did nothing");
     let c2 = remote.origin.commit("api.txt", "via the API\n");
     let v = server
         .post_auth("/api/repos/site/sync", Some(token))
         .expect(202);
     assert_eq!(v, json!({"queued": ["site"]}));
-    let s = server.wait_head("site", &dir, &c2);
+    let s = server.wait_head("site", dir, &c2);
     assert_eq!(s["last_trigger"], "api");
     assert_eq!(s["syncs"], 2);
 
@@ -498,7 +402,7 @@ fn the_api_with_a_token_shows_status_and_queues_or_waits_for_syncs() {
     let c3 = remote.origin.commit("api.txt", "waited for\n");
     let r = server.post_auth("/api/repos/site/sync?wait=true", Some(token));
     assert_eq!(
-        rev_parse(&dir, "HEAD").unwrap(),
+        rev_parse(dir, "HEAD").unwrap(),
         c3,
         "synced before the answer"
     );
@@ -534,13 +438,13 @@ fn the_api_with_a_token_shows_status_and_queues_or_waits_for_syncs() {
     server.assert_clean_logs(&[token, "api-hook-1", "api-hook-2"]);
 }
 
-/// RFC 9110 §11.1: the authentication scheme is case-insensitive (`bearer`, `BEARER`).
+/// HTTP authentication schemes are case-insensitive: `bearer` and `BEARER` work as `Bearer`.
 #[test]
 fn the_api_accepts_the_bearer_scheme_in_any_case() {
     let token = "case-api-token-19";
     let remote = Remote::new();
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Daemon::start(
         &format!("initialise: false\napi: {{token: {token}}}\n"),
         &[repo_yaml(
             "site",
@@ -565,35 +469,31 @@ fn credentials_never_appear_in_api_answers_or_logs() {
     use base64::Engine as _;
     let (right, wrong) = ("hm-RIGHT-tok-8e21c9", "hm-WRONG-tok-2f7a0d");
     let (hook, api) = ("hm-HOOK-sec-55b1", "hm-API-tok-90c3");
-    let remote = Remote::new();
+    let remote = Remote::local();
     let http = GitHttp::start(remote.origin.root.path(), "nouser", right);
-    let tmp = tempfile::tempdir().unwrap();
-    let (good_dir, bad_dir) = (tmp.path().join("good"), tmp.path().join("bad"));
-    let server = Server::start(
-        &format!("api: {{token: {api}}}\nlog: {{level: trace, output: stderr}}\n"),
-        &[
-            repo_yaml(
-                "good",
-                &http.url_with_credentials("origin.git", "nouser", right),
-                &good_dir,
-                &format!("    branch: main\n    secret: {hook}\n"),
-            ),
-            repo_yaml(
-                "bad",
-                &http.url_with_credentials("origin.git", "nouser", wrong),
-                &bad_dir,
-                &format!("    branch: main\n    secret: {hook}\n"),
-            ),
-            repo_yaml(
-                "bytoken",
-                &http.url("origin.git"),
-                &tmp.path().join("bytoken"),
-                &format!("    branch: main\n    secret: {hook}\n    auth: {{username: nouser, token: {right}}}\n"),
-            ),
-        ],
-    )
-    .with_token(api);
-    server.wait_syncs("good", 1);
+    let mirror = Mirror::on(remote)
+        .name("good")
+        .url(&http.url_with_credentials("origin.git", "nouser", right))
+        .keys(&format!("    branch: main\n    secret: {hook}\n"));
+    let others = Daemon::builder()
+        .top(&format!(
+            "api: {{token: {api}}}\nlog: {{level: trace, output: stderr}}\n"
+        ))
+        .token(api)
+        .repo(repo_yaml(
+            "bad",
+            &http.url_with_credentials("origin.git", "nouser", wrong),
+            &mirror.work().join("bad"),
+            &format!("    branch: main\n    secret: {hook}\n"),
+        ))
+        .repo(repo_yaml(
+            "bytoken",
+            &http.url("origin.git"),
+            &mirror.work().join("bytoken"),
+            &format!("    branch: main\n    secret: {hook}\n    auth: {{username: nouser, token: {right}}}\n"),
+        ));
+    let m = mirror.daemon(others).start();
+    let (server, remote, good_dir) = (&m.daemon, &m.remote, &m.dir);
     server.wait_syncs("bytoken", 1);
     server.wait_for("bad", "a failed sync", |s| s["failures"] == 1 && idle(s));
     // A webhook-driven sync over the authenticated transport, and a failing one.
@@ -610,7 +510,7 @@ fn credentials_never_appear_in_api_answers_or_logs() {
         .deliver("/hooks/good", &github(hook, "push", &id, body.clone()))
         .expect(202);
     assert_eq!(v["queued"], json!(["good"]));
-    server.wait_head("good", &good_dir, &c2);
+    server.wait_head("good", good_dir, &c2);
     server
         .deliver("/hooks/bad", &github(hook, "push", &new_id(), body))
         .expect(202);
@@ -659,28 +559,24 @@ fn credentials_never_appear_in_api_answers_or_logs() {
 #[test]
 fn sigterm_during_a_sync_drains_refuses_new_work_and_exits_0() {
     let (secret, token) = ("term-secret-3c7d", "term-api-8a1e");
-    let remote = Remote::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("site");
-    let done = tmp.path().join("on-success-done");
+    let marks = scratch("marks");
+    let done = marks.path().join("on-success-done");
     // The post-sync command is slow for every sync but the first clone.
     let cmd = format!(
         "[sh, -c, 'if [ -n \"$HOOKMIRROR_OLD\" ]; then sleep 3; touch {}; fi']",
         done.display()
     );
-    let mut server = Server::start(
-        &format!("api: {{token: {token}}}\n"),
-        &[repo_yaml(
-            "site",
-            &remote.url(),
-            &dir,
-            &format!(
-                "    branch: main\n    secret: {secret}\n    on_success: {{command: {cmd}, timeout: 20s}}\n"
-            ),
-        )],
-    )
-    .with_token(token);
-    server.wait_syncs("site", 1);
+    let m = Mirror::on(Remote::new())
+        .keys(&format!(
+            "    branch: main\n    secret: {secret}\n    on_success: {{command: {cmd}, timeout: 20s}}\n"
+        ))
+        .daemon(
+            Daemon::builder()
+                .top(&format!("api: {{token: {token}}}\n"))
+                .token(token),
+        )
+        .start();
+    let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
     let c1 = remote.head();
     let c2 = remote.origin.commit("page.html", "new page\n");
     let forms = remote.forms();
@@ -690,7 +586,7 @@ fn sigterm_during_a_sync_drains_refuses_new_work_and_exits_0() {
         .deliver("/hooks/site", &github(secret, "push", &id, body))
         .expect(202);
     // The checkout moved and the slow command runs: the sync is in progress.
-    assert!(wait_until(WAIT, || head_of(&dir).as_deref() == Some(c2.as_str())));
+    assert!(wait_until(WAIT, || head_of(dir).as_deref() == Some(c2.as_str())));
     assert_eq!(server.status("site")["state"], "syncing");
 
     let t0 = Instant::now();
@@ -726,8 +622,8 @@ fn sigterm_during_a_sync_drains_refuses_new_work_and_exits_0() {
         "{logs}"
     );
     // The checkout is valid: clean, at a commit of the origin (the one being synced).
-    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
-    assert_eq!(rev_parse(&dir, "HEAD").unwrap(), c2);
+    assert_eq!(git(dir, &["status", "--porcelain"]), "");
+    assert_eq!(rev_parse(dir, "HEAD").unwrap(), c2);
     assert!(remote.origin.rev(&c2).is_some());
     assert_eq!(
         std::fs::read_to_string(dir.join("page.html")).unwrap(),
@@ -743,7 +639,7 @@ fn initialise_true_clones_every_repo_at_start() {
     let c = remote.head();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b/nested"));
-    let mut server = Server::start(
+    let server = Daemon::start(
         "",
         &[
             repo_yaml("a", &remote.url(), &a, "    secret: init-1\n"),
@@ -778,30 +674,14 @@ fn initialise_false_clones_nothing_until_a_webhook_or_api_call() {
     // `pre` exists already (cloned by hand): its commit shows before any sync.
     git(tmp.path(), &["clone", "-q", &remote.origin.url(), "pre"]);
     let c1 = remote.head();
-    let server = Server::start(
-        &format!("initialise: false\napi: {{token: {token}}}\n"),
-        &[
-            repo_yaml(
-                "a",
-                &remote.url(),
-                &a,
-                &format!("    branch: main\n    secret: {secret}\n"),
-            ),
-            repo_yaml(
-                "b",
-                &remote.url(),
-                &b,
-                &format!("    branch: main\n    secret: {secret}\n"),
-            ),
-            repo_yaml(
-                "pre",
-                &remote.origin.url(),
-                &pre,
-                &format!("    branch: main\n    secret: {secret}\n"),
-            ),
-        ],
-    )
-    .with_token(token);
+    let keys = format!("    branch: main\n    secret: {secret}\n");
+    let server = Daemon::builder()
+        .top(&format!("initialise: false\napi: {{token: {token}}}\n"))
+        .token(token)
+        .repo(repo_yaml("a", &remote.url(), &a, &keys))
+        .repo(repo_yaml("b", &remote.url(), &b, &keys))
+        .repo(repo_yaml("pre", &remote.origin.url(), &pre, &keys))
+        .start();
     std::thread::sleep(Duration::from_millis(700));
     for name in ["a", "b", "pre"] {
         let s = server.status(name);
@@ -821,13 +701,8 @@ fn initialise_false_clones_nothing_until_a_webhook_or_api_call() {
 
     // A webhook clones `a` (and only `a`).
     let c2 = remote.advance("first push");
-    let id = new_id();
-    let body = bytes(&github_push(&remote.forms(), "refs/heads/main", &c1, &c2));
-    assert_queued(
-        &server.deliver("/hooks/a", &github(secret, "push", &id, body)),
-        &["a"],
-        &id,
-    );
+    let (id, d) = github_main_push(secret, &remote.forms(), &c1, &c2);
+    server.deliver("/hooks/a", &d).expect_queued(&["a"], &id);
     let s = server.wait_head("a", &a, &c2);
     assert_eq!(s["syncs"], 1);
     assert!(!b.exists());

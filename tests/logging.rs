@@ -5,8 +5,8 @@
 //! (URL credentials, auth tokens, webhook secrets, the API token) kept out of every line, at
 //! trace level too.
 //!
-//! Tests whose doc comment starts with BUG or GAP show a defect in src/ (named there, with a
-//! suggested fix); they fail until it is fixed.
+//! The tests under "Found while testing logging" guard against defects found that way and fixed
+//! since; each doc comment says what used to go wrong.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,226 +14,20 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use support::{GitHttp, Origin, free_port, rev_parse, wait_until};
+use support::daemon::*;
+use support::forge::*;
+use support::{GitHttp, Origin, read_file_lossy, rev_parse};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookmirror");
-const WAIT: Duration = Duration::from_secs(20);
 const API_TOKEN: &str = "api-t0ken-Kw7rQ";
 const SECRET: &str = "hook-s3cret-Zp3vN";
 
 // ---------------------------------------------------------------------------------------------
 // Running the daemon
 // ---------------------------------------------------------------------------------------------
-
-/// `hookmirror serve` with stdout and stderr captured to files; killed on drop.
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    client: reqwest::blocking::Client,
-}
-
-/// What a daemon printed, once it stopped.
-struct Output {
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn lines(&self) -> Vec<&str> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect()
-    }
-
-    fn all(&self) -> String {
-        format!(
-            "--- stdout ---\n{}--- stderr ---\n{}",
-            self.stdout, self.stderr
-        )
-    }
-}
-
-impl Daemon {
-    /// Starts serve with `listen` + `body` as its config, `args` after `serve --config F`, and a
-    /// clean environment plus `env`; waits until /healthz answers.
-    fn start(body: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("hookmirror-logging-")
-            .tempdir()
-            .unwrap();
-        let home = dir.path().join("home");
-        std::fs::create_dir(&home).unwrap();
-        // The config gets a folder of its own: the daemon watches the config's folder, and the
-        // captured output must not be in it.
-        std::fs::create_dir(dir.path().join("conf")).unwrap();
-        let config = dir.path().join("conf").join("hookmirror.yaml");
-        let client = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        for _attempt in 0..5 {
-            let port = free_port();
-            std::fs::write(&config, format!("listen: 127.0.0.1:{port}\n{body}")).unwrap();
-            let mut cmd = Command::new(BIN);
-            {
-                use std::os::unix::process::CommandExt;
-                cmd.process_group(0);
-            }
-            cmd.arg("serve")
-                .arg("--config")
-                .arg(&config)
-                .args(args)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &home)
-                .env("LC_ALL", "C")
-                .current_dir(&home)
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
-                .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let mut child = cmd.spawn().unwrap();
-            let url = format!("http://127.0.0.1:{port}/healthz");
-            let up = wait_until(WAIT, || {
-                matches!(child.try_wait(), Ok(Some(_)))
-                    || client
-                        .get(&url)
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .is_ok_and(|r| r.status() == 200)
-            });
-            if up && matches!(child.try_wait(), Ok(None)) {
-                return Daemon {
-                    child,
-                    dir,
-                    port,
-                    client,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "hookmirror serve did not come up:\n{}{}",
-            read_lossy(&dir.path().join("stdout")),
-            read_lossy(&dir.path().join("stderr"))
-        );
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn output(&self) -> Output {
-        Output {
-            stdout: read_lossy(&self.dir.path().join("stdout")),
-            stderr: read_lossy(&self.dir.path().join("stderr")),
-        }
-    }
-
-    /// `GET /api/repos/{name}`.
-    fn status(&self, name: &str) -> Value {
-        let r = self
-            .client
-            .get(self.url(&format!("/api/repos/{name}")))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json().unwrap()
-    }
-
-    /// Waits until `name` finished `n` syncs and is idle.
-    #[track_caller]
-    fn wait_syncs(&self, name: &str, n: u64) -> Value {
-        let mut last = Value::Null;
-        let ok = wait_until(WAIT, || {
-            last = self.status(name);
-            last["syncs"].as_u64() >= Some(n) && last["state"] == "idle" && last["pending"] == false
-        });
-        assert!(
-            ok,
-            "{name}: not {n} syncs: {last:#}\n{}",
-            self.output().all()
-        );
-        last
-    }
-
-    /// `POST /api/repos/{name}/sync?wait=true`; the HTTP status.
-    fn api_sync(&self, name: &str) -> u16 {
-        self.client
-            .post(self.url(&format!("/api/repos/{name}/sync?wait=true")))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    /// POSTs a GitHub push to `/hooks/{name}`; the HTTP status.
-    fn push(&self, name: &str, d: &Delivery) -> u16 {
-        let mut req = self
-            .client
-            .post(self.url(&format!("/hooks/{name}")))
-            .body(d.body.clone());
-        for (k, v) in &d.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        req.send().unwrap().status().as_u16()
-    }
-
-    /// SIGTERM, wait for the exit (code 0), and what it printed.
-    fn stop(mut self) -> Output {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let mut status = None;
-        wait_until(WAIT, || {
-            status = self.child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        let out = self.output();
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "serve did not stop cleanly\n{}",
-            out.all()
-        );
-        out
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn work_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("hookmirror-logging-work-")
-        .tempdir()
-        .unwrap()
-}
 
 /// A config (without `listen`): `top` holds top-level keys such as `log:`; one repo `site`.
 fn config(top: &str, url: &str, dir: &Path) -> String {
@@ -243,35 +37,33 @@ fn config(top: &str, url: &str, dir: &Path) -> String {
     )
 }
 
-struct Delivery {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// The daemon with `args` after `serve --config FILE` and `env` on top of a clean environment,
+/// calling the API with the token.
+fn daemon(args: &[&str], env: &[(&str, &str)]) -> DaemonBuilder {
+    env.iter().fold(
+        Daemon::builder().args(args).token(API_TOKEN),
+        |d, (k, v)| d.env(k, v),
+    )
+}
+
+/// `mirror` (an origin reached by its path unless set otherwise) with [`config`]`(top, …)` and
+/// the [`daemon`] options, once `site` has synced.
+fn site_with(mirror: MirrorBuilder, top: &str, args: &[&str], env: &[(&str, &str)]) -> Mirror {
+    mirror
+        .config(move |url, dir| config(top, url, dir))
+        .daemon(daemon(args, env))
+        .start()
+}
+
+/// [`site_with`] an origin reached by its path.
+fn site(top: &str, args: &[&str], env: &[(&str, &str)]) -> Mirror {
+    site_with(Mirror::on(Remote::local()), top, args, env)
 }
 
 /// A GitHub push of `refs/heads/main` to `after` for the repository at `url`, signed with
-/// [`SECRET`], with delivery id `id`.
-fn github_push(url: &str, after: &str, id: &str) -> Delivery {
-    let body = serde_json::to_vec(&json!({
-        "ref": "refs/heads/main",
-        "before": "0000000000000000000000000000000000000000",
-        "after": after,
-        "repository": {"clone_url": url},
-    }))
-    .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(&body);
-    Delivery {
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("X-GitHub-Event".into(), "push".into()),
-            ("X-GitHub-Delivery".into(), id.into()),
-            (
-                "X-Hub-Signature-256".into(),
-                format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
-            ),
-        ],
-        body,
-    }
+/// `secret`, with delivery id `id`.
+fn push(secret: &str, url: &str, after: &str, id: &str) -> Delivery {
+    github_push_naming(secret, id, url, "refs/heads/main", after)
 }
 
 /// `key=value` pairs of a text log line (values may be quoted; a quoted value may hold spaces).
@@ -316,20 +108,18 @@ fn level(line: &str) -> Option<&str> {
 /// Starts a daemon in `format` (`top`), then brings about a startup, a webhook and an API sync,
 /// each moving the checkout; returns the output and the commits (initial, pushed, api).
 fn three_syncs(top: &str) -> (Output, [String; 3], String) {
-    let origin = Origin::new();
-    let work = work_dir();
-    let dir = work.path().join("site");
-    let d = Daemon::start(&config(top, &origin.url(), &dir), &[], &[]);
+    let m = site(top, &[], &[]);
+    let (d, origin, dir) = (&m.daemon, &m.remote.origin, &m.dir);
     let c0 = origin.head("main");
-    d.wait_syncs("site", 1);
     let c1 = origin.commit("webhook.txt", "1\n");
     let id = "4f1c2a9e-0000-4000-8000-logging00001".to_string();
-    assert_eq!(d.push("site", &github_push(&origin.url(), &c1, &id)), 202);
+    let r = d.deliver("/hooks/site", &push(SECRET, &origin.url(), &c1, &id));
+    assert_eq!(r.status, 202);
     d.wait_syncs("site", 2);
-    assert_eq!(rev_parse(&dir, "HEAD").as_deref(), Some(c1.as_str()));
+    assert_eq!(rev_parse(dir, "HEAD").as_deref(), Some(c1.as_str()));
     let c2 = origin.commit("api.txt", "2\n");
-    assert_eq!(d.api_sync("site"), 200);
-    (d.stop(), [c0, c1, c2], id)
+    assert_eq!(d.api_sync("site").status, 200);
+    (m.daemon.stop(), [c0, c1, c2], id)
 }
 
 #[test]
@@ -414,25 +204,15 @@ fn text_lines_carry_the_sync_fields_as_key_value() {
 
 #[test]
 fn log_output_goes_to_the_named_file_only() {
-    let origin = Origin::new();
-    let work = work_dir();
-    let dir = work.path().join("site");
-    let file = work.path().join("logs").join("hookmirror.log");
+    let mirror = Mirror::on(Remote::local());
+    let file = mirror.work().join("logs").join("hookmirror.log");
     std::fs::create_dir(file.parent().unwrap()).unwrap();
-    let d = Daemon::start(
-        &config(
-            &format!("log: {{output: '{}', format: json}}\n", file.display()),
-            &origin.url(),
-            &dir,
-        ),
-        &[],
-        &[],
-    );
-    d.wait_syncs("site", 1);
-    let out = d.stop();
+    let top = format!("log: {{output: '{}', format: json}}\n", file.display());
+    let m = site_with(mirror, &top, &[], &[]);
+    let out = m.daemon.stop();
     assert_eq!(out.stdout, "", "nothing on stdout");
     assert_eq!(out.stderr, "", "nothing on stderr");
-    let text = read_lossy(&file);
+    let text = read_file_lossy(&file);
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -459,15 +239,7 @@ fn log_output_goes_to_the_named_file_only() {
 
 /// The lines a daemon with `top` and `env` printed, after one startup sync.
 fn lines_of(top: &str, env: &[(&str, &str)]) -> Output {
-    let origin = Origin::new();
-    let work = work_dir();
-    let d = Daemon::start(
-        &config(top, &origin.url(), &work.path().join("site")),
-        &[],
-        env,
-    );
-    d.wait_syncs("site", 1);
-    d.stop()
+    site(top, &[], env).daemon.stop()
 }
 
 #[track_caller]
@@ -503,7 +275,7 @@ fn timestamps_default_on_but_off_under_journald() {
 fn timestamps_off_by_config_in_both_spellings() {
     let out = lines_of("log: {timestamp: false}\n", &[]);
     assert_all(&out, false, "log.timestamp: false");
-    // gwg's block, as gwg's README writes it.
+    // gwg's block with all of its keys.
     let out = lines_of(
         "logging:\n  format: text\n  output: stdout\n  level: info\n  timestamp: false\n",
         &[],
@@ -525,20 +297,9 @@ fn timestamps_off_by_config_in_both_spellings() {
 /// The set of levels a daemon logged, with config level `warn`, `args` and `env`, after a
 /// startup sync and an API sync.
 fn levels_with(args: &[&str], env: &[(&str, &str)]) -> (Vec<String>, Output) {
-    let origin = Origin::new();
-    let work = work_dir();
-    let d = Daemon::start(
-        &config(
-            "log: {level: warn}\n",
-            &origin.url(),
-            &work.path().join("site"),
-        ),
-        args,
-        env,
-    );
-    d.wait_syncs("site", 1);
-    assert_eq!(d.api_sync("site"), 200);
-    let out = d.stop();
+    let m = site("log: {level: warn}\n", args, env);
+    assert_eq!(m.daemon.api_sync("site").status, 200);
+    let out = m.daemon.stop();
     let mut levels: Vec<String> = out
         .lines()
         .iter()
@@ -595,16 +356,19 @@ fn secrets_and_url_credentials_never_reach_the_logs_even_at_trace() {
     let origin = Origin::new();
     let right = "right-t0ken-Xq9mB";
     let http = GitHttp::start(origin.root.path(), "alice", right);
-    let work = work_dir();
+    let work = scratch("work");
     let wrong = "wrong-t0ken-Vb2cL";
     let auth_token = "auth-t0ken-Hn4sD";
     // `nosuch`: authenticates, then fails with a message that quotes the (redacted) URL.
     let good_creds = http.url_with_credentials("origin.git", "alice", right);
     let bad_creds = http.url_with_credentials("origin.git", "alice", wrong);
     let repo = |name: &str, url: &str, extra: &str| {
-        format!(
-            "  - name: {name}\n    url: '{url}'\n    directory: '{}'\n    secret: {SECRET}-{name}\n{extra}",
-            work.path().join(name).display()
+        let dir = work.path().join(name);
+        repo_yaml(
+            name,
+            url,
+            &dir,
+            &format!("    secret: {SECRET}-{name}\n{extra}"),
         )
     };
     let body = format!(
@@ -628,7 +392,7 @@ fn secrets_and_url_credentials_never_reach_the_logs_even_at_trace() {
         (vec!["--log-level", "trace"], vec![]),
         (vec![], vec![("RUST_LOG", "trace")]),
     ] {
-        let d = Daemon::start(&body, &args, &env);
+        let d = daemon(&args, &env).config(&body).start();
         for name in ["nosuch", "badurl", "badauth"] {
             let s = d.wait_syncs(name, 1);
             assert!(s["last_error"].is_object(), "{name} fails: {s:#}");
@@ -641,32 +405,14 @@ fn secrets_and_url_credentials_never_reach_the_logs_even_at_trace() {
         }
         // A verified webhook, a refused one, an API sync, and an API call with a wrong token.
         let head = origin.head("main");
-        let signed = |id: &str| {
-            let mut d = github_push(&bad_creds, &head, id);
-            let mut mac =
-                Hmac::<sha2::Sha256>::new_from_slice(format!("{SECRET}-badurl").as_bytes())
-                    .unwrap();
-            mac.update(&d.body);
-            d.headers.retain(|(k, _)| k != "X-Hub-Signature-256");
-            d.headers.push((
-                "X-Hub-Signature-256".into(),
-                format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
-            ));
-            d
-        };
-        assert_eq!(d.push("badurl", &signed("secrets-1")), 202);
-        assert_eq!(
-            d.push("badurl", &github_push(&bad_creds, &head, "secrets-2")),
-            401
-        );
-        assert_eq!(d.api_sync("badauth"), 502);
-        let refused = d
-            .client
-            .get(d.url("/api/repos"))
-            .bearer_auth("not-the-token")
-            .send()
-            .unwrap();
-        assert_eq!(refused.status(), 401);
+        let secret = format!("{SECRET}-badurl");
+        let signed = push(&secret, &bad_creds, &head, "secrets-1");
+        assert_eq!(d.deliver("/hooks/badurl", &signed).status, 202);
+        // Signed with `SECRET`, not the repo's own `SECRET-badurl`.
+        let other = push(SECRET, &bad_creds, &head, "secrets-2");
+        assert_eq!(d.deliver("/hooks/badurl", &other).status, 401);
+        assert_eq!(d.api_sync("badauth").status, 502);
+        assert_eq!(d.get_auth("/api/repos", "not-the-token").status, 401);
         d.wait_syncs("badurl", 2);
         let out = d.stop();
         let all = out.all();
@@ -705,27 +451,27 @@ fn secrets_and_url_credentials_never_reach_the_logs_even_at_trace() {
 // Found while testing logging
 // ---------------------------------------------------------------------------------------------
 
-/// GAP (src/url.rs `redact` and `redact_in_text`, used by the API's `url` and by error
-/// messages): a token given as the URL's user name, `https://TOKEN@host/owner/repo.git` (how
-/// GitHub documents cloning with a personal access token), is left as it is, because only a
-/// `user:password` pair counts as a credential. The token then shows in `GET /api/repos`, in
-/// `hookmirror check`, in log lines that quote the URL, and in `.git/config` of the checkout
-/// (src/sync/git.rs `stored_url`). Fix: treat a user name without password as a credential
-/// on http(s) URLs (ssh's `git@` is a user, not a secret), e.g. `https://***@host/...`.
+/// Regression (src/url.rs, the redaction used by the API's `url` and by error messages): a
+/// token given as the URL's user name, `https://TOKEN@host/owner/repo.git` (a common way to
+/// clone with a personal access token), was left as it was, because only a `user:password` pair
+/// counted as a credential. The token then showed in `GET /api/repos`, in `hookmirror check`, in
+/// log lines that quote the URL, and in `.git/config` of the checkout. A user name without a
+/// password now counts as a credential on http(s) URLs (`https://***@host/...`; ssh's `git@` is
+/// a user, not a secret).
 #[test]
 fn a_token_given_as_the_url_user_name_is_redacted() {
-    let origin = Origin::new();
+    let remote = Remote::local();
     let token = "ghp_t0kenAsUserXq9mBVb2cLHn4sD";
-    let http = GitHttp::start(origin.root.path(), token, "");
-    let work = work_dir();
+    let http = GitHttp::start(remote.origin.root.path(), token, "");
     let url = format!("http://{token}@127.0.0.1:{}/origin.git", http.port);
-    let d = Daemon::start(
-        &config("log: {level: trace}\n", &url, &work.path().join("site")),
+    let m = site_with(
+        Mirror::on(remote).url(&url),
+        "log: {level: trace}\n",
         &[],
         &[],
     );
-    let s = d.wait_syncs("site", 1);
-    let out = d.stop();
+    let s = m.first;
+    let out = m.daemon.stop();
     assert!(
         !s["url"].as_str().unwrap_or_default().contains(token),
         "GET /api/repos/site shows the token: url = {}",
@@ -734,34 +480,26 @@ fn a_token_given_as_the_url_user_name_is_redacted() {
     assert!(!out.all().contains(token), "the logs show the token");
 }
 
-/// BUG (src/logging.rs `filter` with src/reload.rs `Watcher`): at trace level, the `notify`
-/// crate logs every inotify event in the config's folder ("inotify event: ..."). When the log
-/// goes to a file in that folder (`log.output: /etc/hookmirror/hookmirror.log`, or stdout
-/// redirected there), each line written is an event that is logged again: an idle daemon
-/// writes tens of MB per second until the disk is full. Fix: cap the watcher's dependencies
-/// (`notify=info`, `inotify=info`, `mio=info`) in the filter unless a directive names them, or
-/// stop watching the log file's own events before they reach the logger.
+/// Regression (src/logging.rs with the config watcher of src/reload.rs): at trace level, the
+/// `notify` crate logged every inotify event in the config's folder ("inotify event: ..."). When
+/// the log went to a file in that folder (`log.output: /etc/hookmirror/hookmirror.log`, or
+/// stdout redirected there), each line written was an event that was logged again: an idle
+/// daemon wrote tens of MB per second until the disk was full. The watcher's dependencies
+/// (`notify`, `inotify`, `mio`) are now capped at info unless a directive names them.
 #[test]
 fn trace_logging_into_the_config_folder_does_not_feed_on_itself() {
-    let origin = Origin::new();
-    let work = work_dir();
-    // The log file next to the config (the Daemon puts the config in `conf/`).
-    let d = Daemon::start(
-        &config(
-            "log: {output: hookmirror.log}\n",
-            &origin.url(),
-            &work.path().join("site"),
-        ),
+    // The log file next to the config (in the config's folder, `conf/`).
+    let m = site(
+        "log: {output: hookmirror.log}\n",
         &["--log-level", "trace"],
         &[],
     );
-    d.wait_syncs("site", 1);
-    let log = d.dir.path().join("conf").join("hookmirror.log");
+    let log = m.daemon.conf().join("hookmirror.log");
     std::thread::sleep(Duration::from_millis(300));
     let before = std::fs::metadata(&log).unwrap().len();
     std::thread::sleep(Duration::from_millis(1000));
     let after = std::fs::metadata(&log).unwrap().len();
-    drop(d);
+    drop(m);
     assert!(
         after - before < 256 * 1024,
         "an idle daemon wrote {} KiB of log in one second",

@@ -1,4 +1,5 @@
-//! Shared helpers for integration tests: real git remotes on loopback, no mocks.
+//! Shared helpers for integration tests: real git remotes on loopback and the real daemon, no
+//! mocks.
 //!
 //! - [`git`]: the git CLI with a fixed identity and no user/system config.
 //! - [`Origin`]: a bare "origin" repository plus a work clone that commits, tags and pushes.
@@ -6,11 +7,18 @@
 //! - [`Sshd`]: a private `sshd` with its own host key, user keys (ed25519, RSA, ECDSA, all with
 //!   a passphrase) and known_hosts files for the known, changed-key and unknown-host cases.
 //! - [`GitHttp`]: smart HTTP (`git http-backend` as CGI) behind HTTP basic auth, on axum.
+//! - [`daemon`]: the one harness for `hookmirror serve` ([`daemon::Daemon`]), remotes for it
+//!   ([`daemon::Remote`]) and the "origin + first sync" fixture ([`daemon::Mirror`]).
+//! - [`forge`]: webhook deliveries signed as each forge signs them, with payloads made from the
+//!   captured fixtures.
 //!
 //! Everything lives in temp dirs and every server is killed on `Drop`.
 //! Each test file does `mod support;` and uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)]
+
+pub mod daemon;
+pub mod forge;
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -380,7 +388,7 @@ impl Drop for GroupChild {
     }
 }
 
-fn read_file_lossy(path: &Path) -> String {
+pub fn read_file_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
@@ -456,7 +464,7 @@ impl GitDaemon {
 
 const SSHD: &str = "/usr/sbin/sshd";
 
-/// A private `sshd` on 127.0.0.1 (see `testing.md`), run in the foreground (`-D`) and killed on
+/// A private `sshd` on 127.0.0.1, run in the foreground (`-D`) and killed on
 /// drop. All files live in `dir`.
 pub struct Sshd {
     pub port: u16,

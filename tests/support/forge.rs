@@ -1,428 +1,16 @@
-//! Shared helpers for the end-to-end tests of `hookmirror serve` (`tests/daemon*.rs`).
-//!
-//! - [`Server`]: the real binary on a free port with a temp config, its stdout/stderr captured to
-//!   files, killed (its whole process group) on drop; HTTP through a blocking reqwest client.
-//! - [`Remote`]: a [`crate::support::Origin`] served over `git://` by [`crate::support::GitDaemon`].
-//! - Deliveries signed the way each forge signs them ([`github`], [`gitlab_token`],
-//!   [`gitlab_signed`], [`gitea`], [`forgejo`], [`bitbucket_cloud`], [`bitbucket_dc`],
-//!   [`standard`]), over the exact bytes sent, with bodies made from the captured fixtures in
-//!   `tests/fixtures/webhooks/` whose ref, commits and repository URLs are rewritten to name the
-//!   test remote.
-//! - Raw-socket HTTP for what a well-behaved client cannot do (stalling, oversized bodies).
-//!
-//! Each test file does `mod support; mod common_daemon;` and uses a subset.
-#![allow(dead_code)]
-#![allow(clippy::unwrap_used)]
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+//! Webhook deliveries signed the way each forge signs them, over the exact bytes sent:
+//! [`github`] (and [`github_typed`] for form-encoded hooks), [`gitlab_token`], [`gitlab_signed`],
+//! [`gitea`], [`forgejo`], [`bitbucket_cloud`], [`bitbucket_dc`] and [`standard`] (Standard
+//! Webhooks). Bodies come from the captured fixtures in `tests/fixtures/webhooks/`, with their
+//! ref, commits and repository URLs rewritten to name the test remote ([`UrlForms`]).
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::support::{GitDaemon, Origin, free_port, git, rev_parse, wait_until};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_hookmirror");
 /// 40 zeros: "no commit" in push payloads.
 pub const ZEROS: &str = "0000000000000000000000000000000000000000";
-/// How long a test waits for a sync or a state it expects (generous: the machine is shared).
-pub const WAIT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------------
-// Config
-// ---------------------------------------------------------------------------------------------
-
-/// One entry of `repos:`; `extra` holds more keys, each line indented 4 spaces.
-pub fn repo_yaml(name: &str, url: &str, dir: &Path, extra: &str) -> String {
-    format!(
-        "  - name: {name}\n    url: '{url}'\n    directory: '{}'\n{extra}",
-        dir.display()
-    )
-}
-
-/// A whole config but `listen`: `top` holds more top-level keys (api, limits, initialise, log);
-/// every repo retries fast so a failure cannot stall a test.
-pub fn config_text(top: &str, repos: &[String]) -> String {
-    let log = if top.contains("log:") {
-        ""
-    } else {
-        "log: {level: debug, output: stdout}\n"
-    };
-    format!(
-        "workers: 4\n{log}{top}defaults:\n  retry: {{attempts: 2, initial_delay: 10ms, max_delay: 20ms}}\nrepos:\n{}",
-        repos.concat()
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// The daemon
-// ---------------------------------------------------------------------------------------------
-
-/// An HTTP answer.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub text: String,
-    pub headers: reqwest::header::HeaderMap,
-}
-
-impl Resp {
-    /// The body as JSON (panics with the body when it is not).
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text))
-    }
-
-    /// Asserts the status; returns the JSON body.
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected answer: {}", self.text);
-        self.json()
-    }
-}
-
-/// `hookmirror serve` on 127.0.0.1 with a temp config. Drop kills its process group (the daemon
-/// and anything it started) and reaps it.
-pub struct Server {
-    pub port: u16,
-    /// Holds the config, the logs and the daemon's HOME.
-    pub dir: tempfile::TempDir,
-    pub config_path: PathBuf,
-    /// Bearer token for the API (set with [`Server::with_token`]).
-    pub api_token: Option<String>,
-    child: Child,
-    client: reqwest::blocking::Client,
-}
-
-impl Server {
-    /// Starts the daemon with [`config_text`]`(top, repos)` and waits until `/healthz` answers.
-    pub fn start(top: &str, repos: &[String]) -> Server {
-        Server::start_text(&config_text(top, repos))
-    }
-
-    /// Starts the daemon with `text` (a config without `listen`).
-    pub fn start_text(text: &str) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("hookmirror-serve-")
-            .tempdir()
-            .unwrap();
-        let home = dir.path().join("home");
-        std::fs::create_dir(&home).unwrap();
-        let config_path = dir.path().join("hookmirror.yaml");
-        let client = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        for _attempt in 0..5 {
-            let port = free_port();
-            std::fs::write(&config_path, format!("listen: 127.0.0.1:{port}\n{text}")).unwrap();
-            let mut cmd = Command::new(BIN);
-            {
-                use std::os::unix::process::CommandExt;
-                cmd.process_group(0);
-            }
-            cmd.arg("serve")
-                .arg("--config")
-                .arg(&config_path)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &home)
-                .env("LC_ALL", "C")
-                .current_dir(&home)
-                .stdin(Stdio::null())
-                // Files rather than pipes: nothing has to drain them, and they are read at the end.
-                .stdout(append(&dir.path().join("stdout.log")))
-                .stderr(append(&dir.path().join("stderr.log")));
-            let mut child = cmd.spawn().unwrap();
-            let url = format!("http://127.0.0.1:{port}/healthz");
-            let up = wait_until(Duration::from_secs(20), || {
-                matches!(child.try_wait(), Ok(Some(_)))
-                    || client
-                        .get(&url)
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .is_ok_and(|r| r.status().as_u16() == 200)
-            });
-            if up && matches!(child.try_wait(), Ok(None)) {
-                return Server {
-                    port,
-                    dir,
-                    config_path,
-                    api_token: None,
-                    child,
-                    client,
-                };
-            }
-            // Lost the port to someone else (or did not come up): kill and try another one.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "hookmirror serve did not come up; logs:\n{}",
-            read_lossy(&dir.path().join("stdout.log"))
-                + &read_lossy(&dir.path().join("stderr.log"))
-        );
-    }
-
-    /// Uses `token` as the API's bearer token from now on.
-    pub fn with_token(mut self, token: &str) -> Server {
-        self.api_token = Some(token.to_string());
-        self
-    }
-
-    pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn client(&self) -> &reqwest::blocking::Client {
-        &self.client
-    }
-
-    /// Sends a built request and reads the whole answer.
-    pub fn send(&self, req: reqwest::blocking::RequestBuilder) -> Resp {
-        let r = req
-            .send()
-            .unwrap_or_else(|e| panic!("request failed: {e}\n{}", self.logs()));
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let text = r.text().unwrap();
-        Resp {
-            status,
-            text,
-            headers,
-        }
-    }
-
-    /// POSTs a delivery to `path`.
-    pub fn deliver(&self, path: &str, d: &Delivery) -> Resp {
-        let mut req = self.client.post(self.url(path)).body(d.body.clone());
-        for (k, v) in &d.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        self.send(req)
-    }
-
-    pub fn get(&self, path: &str) -> Resp {
-        self.send(self.client.get(self.url(path)))
-    }
-
-    /// GET with `Authorization: Bearer token`.
-    pub fn get_auth(&self, path: &str, token: &str) -> Resp {
-        self.send(self.client.get(self.url(path)).bearer_auth(token))
-    }
-
-    /// POST with `Authorization: Bearer token` when given.
-    pub fn post_auth(&self, path: &str, token: Option<&str>) -> Resp {
-        let mut req = self.client.post(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        self.send(req)
-    }
-
-    /// `GET /api/repos/{name}` (with the API token when one is set).
-    pub fn status(&self, name: &str) -> Value {
-        let path = format!("/api/repos/{name}");
-        let r = match &self.api_token {
-            Some(t) => self.get_auth(&path, t),
-            None => self.get(&path),
-        };
-        assert_eq!(r.status, 200, "status of {name}: {}", r.text);
-        r.json()
-    }
-
-    /// Polls the status of `name` until `pred` holds; panics (with status and logs) after [`WAIT`].
-    #[track_caller]
-    pub fn wait_for(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        let ok = wait_until(WAIT, || {
-            last = self.status(name);
-            pred(&last)
-        });
-        assert!(
-            ok,
-            "{name}: timed out waiting for {what}; status: {last:#}\nlogs:\n{}",
-            self.logs()
-        );
-        last
-    }
-
-    /// Waits until `name` has finished at least `syncs` syncs and nothing is queued or running.
-    #[track_caller]
-    pub fn wait_syncs(&self, name: &str, syncs: u64) -> Value {
-        self.wait_for(name, &format!("{syncs} syncs and idle"), |s| {
-            s["syncs"].as_u64() >= Some(syncs) && idle(s)
-        })
-    }
-
-    /// Waits until nothing is queued or running for `name`.
-    #[track_caller]
-    pub fn wait_idle(&self, name: &str) -> Value {
-        self.wait_for(name, "idle", idle)
-    }
-
-    /// Waits until the checkout in `dir` is at `commit` and `name` is idle.
-    #[track_caller]
-    pub fn wait_head(&self, name: &str, dir: &Path, commit: &str) -> Value {
-        let ok = wait_until(WAIT, || head_of(dir).as_deref() == Some(commit));
-        assert!(
-            ok,
-            "{name}: checkout {} never reached {commit} (at {:?}); status: {:#}\nlogs:\n{}",
-            dir.display(),
-            head_of(dir),
-            self.status(name),
-            self.logs()
-        );
-        let s = self.wait_idle(name);
-        assert_eq!(s["commit"], commit, "{s:#}");
-        s
-    }
-
-    /// What the daemon wrote to stdout and stderr so far.
-    pub fn logs(&self) -> String {
-        read_lossy(&self.dir.path().join("stdout.log"))
-            + &read_lossy(&self.dir.path().join("stderr.log"))
-    }
-
-    /// Asserts the logs hold no panic and none of `secrets`, and that something was logged.
-    #[track_caller]
-    pub fn assert_clean_logs(&self, secrets: &[&str]) {
-        let logs = self.logs();
-        assert!(
-            logs.contains("hookmirror listening"),
-            "the logs were captured: {logs}"
-        );
-        assert!(!logs.contains("panicked"), "a panic was logged:\n{logs}");
-        for s in secrets {
-            assert!(!s.is_empty());
-            assert!(
-                !logs.contains(s),
-                "secret {s:?} appears in the logs:\n{logs}"
-            );
-        }
-    }
-
-    /// Sends SIGTERM to the daemon (not its group: children finish on their own).
-    pub fn sigterm(&self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-    }
-
-    /// Waits up to `limit` for the daemon to exit; its status if it did.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let mut status = None;
-        wait_until(limit, || {
-            status = self.child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        status
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The commit checked out in `dir`; `None` when there is no checkout (yet).
-pub fn head_of(dir: &Path) -> Option<String> {
-    if dir.is_dir() {
-        rev_parse(dir, "HEAD")
-    } else {
-        None
-    }
-}
-
-/// Nothing queued or running.
-pub fn idle(s: &Value) -> bool {
-    s["state"] == "idle" && s["pending"] == false
-}
-
-fn append(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-}
-
-fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Remotes
-// ---------------------------------------------------------------------------------------------
-
-/// An origin (bare repo `origin.git` + work clone) served over `git://`.
-pub struct Remote {
-    pub origin: Origin,
-    pub daemon: GitDaemon,
-}
-
-impl Remote {
-    pub fn new() -> Remote {
-        let origin = Origin::new();
-        let daemon = GitDaemon::start(origin.root.path());
-        Remote { origin, daemon }
-    }
-
-    /// `git://127.0.0.1:PORT/origin.git`.
-    pub fn url(&self) -> String {
-        self.daemon.url("origin.git")
-    }
-
-    /// The URL forms a forge names this repository by.
-    pub fn forms(&self) -> UrlForms {
-        UrlForms::new("origin.git")
-    }
-
-    pub fn head(&self) -> String {
-        self.origin.head("main")
-    }
-
-    /// A new commit on `main` made with plumbing in the bare repo; returns its id.
-    pub fn advance(&self, msg: &str) -> String {
-        advance(&self.origin.bare, "main", msg)
-    }
-}
-
-impl Default for Remote {
-    fn default() -> Self {
-        Remote::new()
-    }
-}
-
-/// Moves `branch` of the bare repo `bare` to a new commit (same tree, parent = the old tip,
-/// message `msg`) with `git commit-tree` + `git update-ref`; returns the new commit id.
-pub fn advance(bare: &Path, branch: &str, msg: &str) -> String {
-    let r = format!("refs/heads/{branch}");
-    let old = git(bare, &["rev-parse", &r]);
-    let tree = git(bare, &["rev-parse", &format!("{old}^{{tree}}")]);
-    let new = git(bare, &["commit-tree", &tree, "-p", &old, "-m", msg]);
-    git(bare, &["update-ref", &r, &new, &old]);
-    new
-}
 
 /// The ways a forge names one repository on host 127.0.0.1 (see `hookmirror::url::match_key`:
 /// scheme, user and port do not matter, host and path do).
@@ -599,6 +187,33 @@ pub fn github_typed(
         ),
     ];
     Delivery { headers, body }
+}
+
+/// A GitHub push of `main` from `before` to `after` in the repository `urls` names, signed with
+/// `secret`, under a fresh delivery id: the id and the delivery.
+pub fn github_main_push(
+    secret: &str,
+    urls: &UrlForms,
+    before: &str,
+    after: &str,
+) -> (String, Delivery) {
+    let id = new_id();
+    let body = bytes(&github_push(urls, "refs/heads/main", before, after));
+    let d = github(secret, "push", &id, body);
+    (id, d)
+}
+
+/// A GitHub push of `git_ref` to `after` (`before`: none) naming the repository `url` in every
+/// URL field, signed with `secret`, delivery id `id`.
+pub fn github_push_naming(
+    secret: &str,
+    id: &str,
+    url: &str,
+    git_ref: &str,
+    after: &str,
+) -> Delivery {
+    let body = bytes(&github_push(&UrlForms::all(url), git_ref, ZEROS, after));
+    github(secret, "push", id, body)
 }
 
 /// GitLab with a secret token (`X-Gitlab-Token` carries the secret itself).
@@ -933,87 +548,4 @@ pub fn bitbucket_dc_changed(urls: &UrlForms, git_ref: &str, from: &str, to: &str
         json!("https://127.0.0.1/scm/proj/elsewhere.git"),
     );
     v
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw HTTP over a socket
-// ---------------------------------------------------------------------------------------------
-
-pub fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// Writes `bytes`, ignoring errors (the server may have answered and closed already).
-pub fn write_lossy(s: &mut TcpStream, bytes: &[u8]) -> bool {
-    s.write_all(bytes).and_then(|()| s.flush()).is_ok()
-}
-
-/// What came back on a raw connection.
-#[derive(Debug)]
-pub enum RawReply {
-    /// A complete HTTP answer: status and body.
-    Answer(u16, String),
-    /// The server closed (or reset) the connection without a complete answer.
-    Closed(String),
-    /// Nothing within the time limit; what had arrived so far.
-    Silent(String),
-}
-
-/// Reads one HTTP/1.1 answer (headers, then a Content-Length body) within `limit`.
-pub fn read_reply(s: &mut TcpStream, limit: Duration) -> RawReply {
-    let deadline = Instant::now() + limit;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(reply) = complete_answer(&buf) {
-            return reply;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return RawReply::Silent(String::from_utf8_lossy(&buf).into_owned());
-        }
-        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
-        match s.read(&mut chunk) {
-            Ok(0) => return RawReply::Closed(String::from_utf8_lossy(&buf).into_owned()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return RawReply::Closed(String::from_utf8_lossy(&buf).into_owned()),
-        }
-    }
-}
-
-fn complete_answer(buf: &[u8]) -> Option<RawReply> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let body = &buf[end + 4..];
-    (body.len() >= len)
-        .then(|| RawReply::Answer(status, String::from_utf8_lossy(&body[..len]).into_owned()))
-}
-
-/// Request head for a raw POST (`extra` lines end in `\r\n`).
-pub fn post_head(path: &str, d: &Delivery, extra: &str) -> String {
-    let mut h = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for (k, v) in &d.headers {
-        h.push_str(&format!("{k}: {v}\r\n"));
-    }
-    h.push_str(extra);
-    h.push_str("\r\n");
-    h
 }
