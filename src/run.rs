@@ -80,6 +80,46 @@ impl Server {
     }
 }
 
+/// Reads the config again and puts it in force. A changed `listen` is bound first (the new
+/// listener is returned for the caller to serve on); when it cannot be bound, the rest of the
+/// config applies, `listen` stays as it was and the reload counts as failed, so the status says
+/// so and the next reload tries the address again.
+async fn reload(
+    daemon: &Daemon,
+    socket_activated: bool,
+    watcher: &mut Option<crate::reload::Watcher>,
+) -> Option<tokio::net::TcpListener> {
+    let mut new = match daemon.read_config().await {
+        Ok(new) => new,
+        Err(e) => {
+            daemon.count_reload(Err(e));
+            return None;
+        }
+    };
+    let old = daemon.config().listen.clone();
+    let mut listener = None;
+    let mut outcome = Ok(());
+    if new.listen != old && socket_activated {
+        tracing::warn!(listen = %new.listen, "`listen` changed, but the socket comes from systemd (hookmirror.socket): change ListenStream= there");
+    } else if new.listen != old {
+        // Bound before the old one is released, so no request finds the port closed.
+        match tokio::net::TcpListener::bind((new.listen.host.as_str(), new.listen.port)).await {
+            Ok(l) => listener = Some(l),
+            Err(e) => {
+                tracing::error!(listen = %new.listen, error = %e, "cannot bind the new listen address; still serving on the old one");
+                outcome = Err(format!("cannot listen on {}: {e}", new.listen));
+                new.listen = old;
+            }
+        }
+    }
+    daemon.apply(new);
+    daemon.count_reload(outcome);
+    if let Some(w) = watcher.as_mut() {
+        w.rewatch(&daemon.config());
+    }
+    listener
+}
+
 /// Runs the daemon on `listener` until `shutdown` resolves: start-up syncs (with `initialise`),
 /// schedules, the HTTP server, hot reload (file watcher and SIGHUP), systemd notifications,
 /// then a graceful stop — intake answers 503, running syncs get [`SHUTDOWN_GRACE`] to finish,
@@ -134,29 +174,11 @@ pub async fn run_on(
                 while let Ok(Some(_)) = tokio::time::timeout(RELOAD_DEBOUNCE, reload_rx.recv()).await {}
                 tracing::info!(cause = why, "reloading the config");
                 crate::systemd::reloading();
-                let before = daemon.config().listen.clone();
-                if let Ok(summary) = daemon.reload().await {
-                    let new = daemon.config();
-                    if let Some(w) = watcher.as_mut() {
-                        w.rewatch(&new);
-                    }
-                    if summary.listen_changed && socket_activated {
-                        tracing::warn!(listen = %new.listen, "`listen` changed, but the socket comes from systemd (hookmirror.socket): change ListenStream= there");
-                    } else if summary.listen_changed {
-                        // Bind the new address before releasing the old one.
-                        match tokio::net::TcpListener::bind((new.listen.host.as_str(), new.listen.port)).await {
-                            Ok(l) => {
-                                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                                let old = std::mem::replace(&mut server, Server::start(l, &daemon));
-                                old.retire().await;
-                                tracing::info!(%addr, "now listening on the new address");
-                            }
-                            Err(e) => {
-                                tracing::error!(listen = %new.listen, error = %e, "cannot bind the new listen address; still serving on the old one");
-                                daemon.restore_listen(before, format!("cannot listen on {}: {e}", new.listen));
-                            }
-                        }
-                    }
+                if let Some(l) = reload(&daemon, socket_activated, &mut watcher).await {
+                    let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    let old = std::mem::replace(&mut server, Server::start(l, &daemon));
+                    old.retire().await;
+                    tracing::info!(%addr, "now listening on the new address");
                 }
                 crate::systemd::reloaded(&daemon.summary_line());
             }

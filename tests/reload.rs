@@ -666,8 +666,8 @@ fn a_listen_that_cannot_be_bound_is_reported_and_retried() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let wanted = busy.local_addr().unwrap().port();
     d.replace_config_text(&with_listen(wanted, &body));
-    // Wait for the failure itself: the reload is counted as a success before the bind is tried
-    // and turned into a failure after it, so `reloads: 1` alone may be a passing state.
+    // The new address is bound before the config is put in force, so the reload is counted
+    // once, as the failure it is (it once showed `reloads: 1` first, then turned into one).
     let mut reload = Value::Null;
     wait_until(WAIT, || {
         reload = d.reload_status();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 
 use super::{Daemon, Trigger};
-use crate::config::{Config, ListenAddr, Schedule};
+use crate::config::{Config, Schedule};
 
 /// What a reload changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,15 +70,14 @@ impl Daemon {
         }
     }
 
-    /// Re-reads the config file (and the secret files it names). An invalid config is logged
-    /// with file and line, counted, and changes nothing.
-    pub async fn reload(&self) -> Result<ReloadSummary, String> {
+    /// Reads the config file again (and the secret files it names) on a blocking thread. An
+    /// invalid config is logged with file and line and changes nothing.
+    pub async fn read_config(&self) -> Result<Config, String> {
         let Some(path) = self.config().source.clone() else {
             return Err("the config was not loaded from a file".into());
         };
-        let loaded = tokio::task::spawn_blocking(move || crate::config::load_file(&path)).await;
-        let result = match loaded {
-            Ok(Ok(new)) => Ok(self.apply(new)),
+        match tokio::task::spawn_blocking(move || crate::config::load_file(&path)).await {
+            Ok(Ok(new)) => Ok(new),
             Ok(Err(e)) => {
                 for p in e.problems() {
                     tracing::error!(problem = %p, "config reload refused; the running config stays");
@@ -89,20 +88,23 @@ impl Daemon {
                 Err(e.to_string())
             }
             Err(e) => Err(format!("reload task failed: {e}")),
-        };
+        }
+    }
+
+    /// Counts a reload in the status: a success, or a failure and why.
+    pub fn count_reload(&self, result: Result<(), String>) {
         let mut book = self.book();
         book.reload.last_reload = Some(Utc::now());
-        match &result {
-            Ok(_) => {
+        match result {
+            Ok(()) => {
                 book.reload.reloads += 1;
                 book.reload.last_error = None;
             }
             Err(e) => {
                 book.reload.failures += 1;
-                book.reload.last_error = Some(e.clone());
+                book.reload.last_error = Some(e);
             }
         }
-        result
     }
 
     /// Puts `new` in force at once: removed repos stop receiving webhooks and ticks (their
@@ -169,17 +171,5 @@ impl Daemon {
         }
         tracing::info!(added = ?summary.added, removed = ?summary.removed, changed = ?summary.changed, listen_changed = summary.listen_changed, "config reloaded");
         summary
-    }
-
-    /// Puts `listen` back after the new address could not be bound, and counts the reload as
-    /// failed, so the status says so and the next reload tries the new address again.
-    pub fn restore_listen(&self, listen: ListenAddr, why: String) {
-        let mut config = (*self.config()).clone();
-        config.listen = listen;
-        self.set_config(config);
-        let mut book = self.book();
-        book.reload.reloads = book.reload.reloads.saturating_sub(1);
-        book.reload.failures += 1;
-        book.reload.last_error = Some(why);
     }
 }
