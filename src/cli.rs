@@ -45,6 +45,32 @@ pub enum Command {
     /// Run the daemon: receive webhooks on `listen`, serve the API, run schedules. Reloads the
     /// config when it changes or on SIGHUP; stops gracefully on SIGTERM or SIGINT.
     Serve,
+    /// API tokens: `token new` makes one.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Print a fresh random token (once: only its SHA-256 goes into the config) and the block to
+    /// paste under `api: tokens:`. Needs no config.
+    New {
+        /// Shown in logs and refusals, never the secret (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        name: String,
+        /// read, sync or admin; repeat for more.
+        #[arg(long = "scope", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// A repository name or glob (`docs-*`) the token is limited to; repeat for more.
+        /// Default: every repository.
+        #[arg(long = "repo", value_name = "NAME|GLOB")]
+        repos: Vec<String>,
+        /// The date (2027-06-30, from 00:00 UTC) or moment (RFC 3339) the token stops working.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+    },
 }
 
 const AFTER_HELP: &str = "\
@@ -53,5 +79,6 @@ Examples:
   hookmirror sync                 # sync every repository once
   hookmirror sync site docs       # sync two repositories
   hookmirror serve                # run the daemon
+  hookmirror token new --name ci-docs --scope sync --repo docs   # a scoped API token
 
 Exit codes: 0 success, 1 a sync failed, 2 invalid config or usage.";

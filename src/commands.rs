@@ -1,5 +1,7 @@
 //! What `check` and `sync` do: load the config, act, print a line per repository, return an
-//! exit code. Kept apart from `main` so tests can call them.
+//! exit code. Kept apart from `main` so tests can call them. `token new` is in `token`.
+
+mod token;
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -7,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{Config, LoadError, Repo};
 use crate::sync::{self, Outcome, SyncOptions};
+
+pub use token::token;
 
 /// Exit code for a config that does not load, or bad usage.
 pub const EXIT_CONFIG: i32 = 2;
@@ -62,6 +66,34 @@ pub fn check(config: &Config, out: &mut dyn Write) -> i32 {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "no schedule".into()),
         );
+    }
+    let api = &config.api;
+    if !api.tokens.is_empty() || api.protect_reads {
+        let reads = if api.protect_reads {
+            "reads need a token with `read`"
+        } else {
+            "reads open"
+        };
+        let _ = writeln!(out, "api: {reads}; {} token(s)", api.tokens.len());
+    }
+    for t in &api.tokens {
+        let repos = match &t.repos {
+            None => "every repository".to_string(),
+            Some(ps) => ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+        };
+        let expires = t
+            .expires
+            .map(|e| format!("expires {}", e.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_else(|| "no expiry".into());
+        let _ = writeln!(
+            out,
+            "token\t{}\t{}\t{repos}\t{expires}",
+            t.name,
+            t.scopes.names().join(",")
+        );
+    }
+    for w in config.notices(chrono::Utc::now()) {
+        let _ = writeln!(out, "warning: {w}");
     }
     0
 }

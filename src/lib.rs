@@ -12,6 +12,7 @@
 //! - [`sync`]: the git engine (git2: clone, fetch, reset, credentials, host keys, recovery),
 //!   retry/backoff, post-sync actions.
 //! - [`url`], [`refname`], [`secret`]: small pure helpers shared by the above.
+//! - [`access`]: who may call which API endpoint (scoped, expiring, hashed tokens). Pure.
 //! - [`queue`]: the per-repository coalescing state machine and delivery dedupe. Pure.
 //! - [`daemon`]: the domain: shared state, `deliver` (a verified push → which repositories are
 //!   queued, ignored or a duplicate), sync workers bounded by `workers`, status, `apply` (reload).
@@ -26,6 +27,7 @@
 //! - [`logging`]: tracing setup (text/JSON, stdout/stderr/file, journald-aware timestamps).
 //! - [`cli`]: clap definitions; [`commands`]: what `check` and `sync` do.
 
+pub mod access;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -7,15 +7,27 @@ use hookmirror::{commands, config, logging};
 
 fn main() {
     let cli = Cli::parse();
+    let code = match &cli.command {
+        // Making a token needs no config.
+        Command::Token { action } => {
+            commands::token(action, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        _ => with_config(cli),
+    };
+    std::process::exit(code);
+}
+
+/// The commands that load the config first.
+fn with_config(cli: Cli) -> i32 {
     hookmirror::sync::init_libgit2();
     let config = match config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             commands::print_load_error(&e, &mut std::io::stderr());
-            std::process::exit(commands::EXIT_CONFIG);
+            return commands::EXIT_CONFIG;
         }
     };
-    let code = match cli.command {
+    match cli.command {
         Command::Check => commands::check(&config, &mut std::io::stdout()),
         Command::Sync { names } => {
             logging::init_cli(&config.log, cli.log_level.as_deref());
@@ -29,7 +41,7 @@ fn main() {
         Command::Serve => {
             if let Err(e) = logging::init(&config.log, cli.log_level.as_deref()) {
                 eprintln!("hookmirror: {e}");
-                std::process::exit(commands::EXIT_CONFIG);
+                return commands::EXIT_CONFIG;
             }
             match hookmirror::run::serve(config) {
                 Ok(()) => 0,
@@ -40,6 +52,8 @@ fn main() {
                 }
             }
         }
-    };
-    std::process::exit(code);
+        Command::Token { action } => {
+            commands::token(&action, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+    }
 }

@@ -38,6 +38,8 @@ struct Entry {
     /// For the next sync: requests since the last start.
     pending: bool,
     hints: Hints,
+    /// A pending request asked for a forced sync (rewrite the tree even when it is at the tip).
+    force: bool,
     /// Sequence number of the newest request; a sync that starts covers all requests up to it.
     requested: u64,
 }
@@ -53,6 +55,8 @@ pub struct Coalescer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
     pub hints: Hints,
+    /// A request it covers asked to rewrite the tree (`?force=true`).
+    pub force: bool,
     /// Requests with a sequence number up to this one are answered by this sync.
     pub covers: u64,
 }
@@ -101,6 +105,16 @@ impl Coalescer {
         }
     }
 
+    /// Marks the request just made for `name` as forced: the sync that covers it fetches and
+    /// rewrites the tree even when it is at the tip. It rides along with a sync already queued
+    /// (which then is forced), or with the follow-up of a running one.
+    pub fn force(&mut self, name: &str) {
+        if let Some(e) = self.repos.get_mut(name).filter(|e| e.pending) {
+            e.force = true;
+            e.hints = None;
+        }
+    }
+
     /// A worker starts syncing `name`: takes the pending requests. `None` if nothing is pending
     /// (the worker should stop).
     pub fn start(&mut self, name: &str) -> Option<Started> {
@@ -113,6 +127,7 @@ impl Coalescer {
         e.state = Some(State::Syncing);
         Some(Started {
             hints: e.hints.take(),
+            force: std::mem::take(&mut e.force),
             covers: e.requested,
         })
     }
@@ -254,6 +269,39 @@ mod tests {
         c.request("a", None);
         c.request("a", Some("y"));
         assert_eq!(c.start("a").unwrap().hints, None);
+    }
+
+    #[test]
+    fn a_forced_request_is_not_swallowed_by_coalescing() {
+        let mut c = Coalescer::default();
+        // Queued (not started) with a hint: the force rides along and drops the hint.
+        c.request("a", Some("x"));
+        c.request("a", None);
+        c.force("a");
+        c.request("a", Some("y"));
+        let s = c.start("a").unwrap();
+        assert!(s.force);
+        assert_eq!(s.hints, None);
+        // During a sync: the follow-up is forced, the one after it is not.
+        c.request("a", Some("z"));
+        c.force("a");
+        assert!(c.finish("a"));
+        let s = c.start("a").unwrap();
+        assert!(s.force, "the follow-up carries the force");
+        c.request("a", Some("w"));
+        assert!(c.finish("a"));
+        let s = c.start("a").unwrap();
+        assert!(!s.force, "a force is used once");
+        assert_eq!(s.hints, Some(vec!["w".to_string()]));
+        assert!(!c.finish("a"));
+        // A forced request on an idle repo.
+        assert_eq!(c.request("b", None).0, Action::Start);
+        c.force("b");
+        assert!(c.start("b").unwrap().force);
+        // `force` without a pending request does nothing.
+        assert!(!c.finish("b"));
+        c.force("b");
+        assert!(c.start("b").is_none());
     }
 
     #[test]

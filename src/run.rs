@@ -112,6 +112,9 @@ async fn reload(
             }
         }
     }
+    for notice in new.notices(chrono::Utc::now()) {
+        tracing::warn!(%notice, "config warning");
+    }
     daemon.apply(new);
     daemon.count_reload(outcome);
     if let Some(w) = watcher.as_mut() {
@@ -143,6 +146,7 @@ pub async fn run_on(
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(16);
     crate::reload::on_sighup(reload_tx.clone());
     let daemon = Daemon::new(config);
+    daemon.set_reload_channel(reload_tx.clone());
     daemon.load_commits().await;
     let addr = listener.local_addr()?;
     let config = daemon.config();
@@ -151,6 +155,9 @@ pub async fn run_on(
     let mut watcher = crate::reload::Watcher::start(&config, reload_tx);
     let mut server = Server::start(listener, &daemon);
     tracing::info!(%addr, repos = config.repos.len(), workers = config.workers, "hookmirror listening");
+    for notice in config.notices(chrono::Utc::now()) {
+        tracing::warn!(%notice, "config warning");
+    }
     daemon.sync_schedules();
     if config.initialise {
         for r in &config.repos {

@@ -558,6 +558,7 @@ fn a_hint_already_checked_out_skips_the_fetch() {
         &r,
         &SyncOptions {
             hints: Some(vec![first.clone()]),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -566,6 +567,7 @@ fn a_hint_already_checked_out_skips_the_fetch() {
         &r,
         &SyncOptions {
             hints: Some(vec![second.clone()]),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -575,6 +577,7 @@ fn a_hint_already_checked_out_skips_the_fetch() {
         &r,
         &SyncOptions {
             hints: Some(vec![unknown.clone()]),
+            ..Default::default()
         },
     )
     .unwrap();

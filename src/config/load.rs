@@ -126,10 +126,20 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
             )),
         }
     };
-    if let Some(t) = &mut config.api_token {
-        read(t, None, "api.token_file");
+    for t in &mut config.api.tokens {
+        let Some(path) = t.file.clone() else { continue };
+        let mut cred = Credential {
+            value: Secret::default(),
+            file: Some(path),
+        };
+        let field = match t.name.as_str() {
+            super::SINGLE_TOKEN_NAME => "api.token_file".to_string(),
+            name => format!("api.tokens[{name}].token_file"),
+        };
+        read(&mut cred, None, &field);
+        t.sha256 = super::token_sha256(cred.value.expose());
     }
-    let mut unreadable = Vec::new();
+    let mut unreadable = same_token_twice(config);
     for repo in &mut config.repos {
         let name = repo.name.clone();
         for s in &mut repo.secrets {
@@ -187,4 +197,31 @@ fn problem(file: &Option<PathBuf>, repo: Option<&str>, field: &str, message: Str
         field: Some(field.to_string()),
         message,
     }
+}
+
+/// A token read from a file that is also another token's: which one called could not be told.
+fn same_token_twice(config: &Config) -> Vec<Problem> {
+    let tokens = &config.api.tokens;
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.file.is_none() {
+            continue;
+        }
+        if let Some(other) = tokens[..i]
+            .iter()
+            .chain(&tokens[i + 1..])
+            .find(|o| o.sha256 == t.sha256)
+        {
+            out.push(problem(
+                &config.source,
+                None,
+                &format!("api.tokens[{}].token_file", t.name),
+                format!(
+                    "holds the same token as `{}`: give each caller a token of its own",
+                    other.name
+                ),
+            ));
+        }
+    }
+    out
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
 pub use raw::{Format, RawConfig, parse_lenient, parse_str};
-pub use validate::{Context, parse_cron, validate};
+pub use validate::{Context, SINGLE_TOKEN_NAME, parse_cron, parse_expiry, token_sha256, validate};
 
 use crate::secret::Secret;
 use crate::url::RemoteUrl;
@@ -31,16 +31,102 @@ pub struct Config {
     /// Clone or sync every repository on start (and each repository added by a reload).
     pub initialise: bool,
     pub log: LogConfig,
-    /// Bearer token for the HTTP API; `None` leaves the API's read endpoints open and its write
-    /// endpoints disabled.
-    pub api_token: Option<Credential>,
+    /// Who may call the HTTP API, and whether reading needs a token.
+    pub api: Api,
     pub limits: Limits,
     pub repos: Vec<Repo>,
+    /// What is allowed but probably not meant (a token glob that matches no repository, an
+    /// expired token): `check` prints them, the daemon logs them at start and reload.
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
     pub fn repo(&self, name: &str) -> Option<&Repo> {
         self.repos.iter().find(|r| r.name == name)
+    }
+
+    /// What passes validation but is probably not meant, one line each: [`Config::warnings`]
+    /// and the API tokens expired at `now`. `check` prints them; the daemon logs them.
+    pub fn notices(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        let mut out: Vec<String> = self.warnings.iter().map(|w| w.to_string()).collect();
+        for t in self.api.expired(now) {
+            let at = t
+                .expires
+                .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string());
+            out.push(format!(
+                "api token `{}` expired at {}; it is refused",
+                t.name,
+                at.unwrap_or_default()
+            ));
+        }
+        out
+    }
+}
+
+/// The API's tokens (`api.tokens`, plus `api.token` as one that may do everything) and
+/// `api.protect_reads`. No tokens: reads are open and the sync endpoint is disabled.
+#[derive(Debug, Clone, Default)]
+pub struct Api {
+    pub tokens: Vec<ApiToken>,
+    /// GET endpoints (but the health checks) need a token with the `read` scope.
+    pub protect_reads: bool,
+}
+
+impl Api {
+    /// The tokens whose `expires` has passed at `now`: allowed in the config (a reload must not
+    /// fail over one), refused when used, worth a warning.
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> impl Iterator<Item = &ApiToken> {
+        self.tokens
+            .iter()
+            .filter(move |t| t.expires.is_some_and(|e| now >= e))
+    }
+}
+
+/// One API token. The config holds its SHA-256, never the token itself (an inline `token` is
+/// hashed when the config is read, a `token_file` when `load` reads it).
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// Shown in logs and refusals; never the secret.
+    pub name: String,
+    pub sha256: [u8; 32],
+    /// `token_file`: read (and hashed) by `load`, again on every reload.
+    pub file: Option<PathBuf>,
+    pub scopes: Scopes,
+    /// Names or globs (`docs-*`); `None`: every repository.
+    pub repos: Option<Vec<glob::Pattern>>,
+    /// From this moment on the token is refused with "expired".
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a token may do. `admin` covers everything, on every repository.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scopes {
+    /// The GET endpoints, when `api.protect_reads` is on.
+    pub read: bool,
+    /// `POST /api/repos/{name}/sync`.
+    pub sync: bool,
+    /// Everything, also `POST /api/reload`.
+    pub admin: bool,
+}
+
+impl Scopes {
+    /// Every scope: what the single `api.token` may do.
+    pub const ALL: Scopes = Scopes {
+        read: true,
+        sync: true,
+        admin: true,
+    };
+
+    /// The names as written in the config: `read`, `sync`, `admin`.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("read", self.read),
+            ("sync", self.sync),
+            ("admin", self.admin),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect()
     }
 }
 

@@ -74,6 +74,29 @@ pub struct RawLog {
 pub struct RawApi {
     pub token: Option<String>,
     pub token_file: Option<String>,
+    pub tokens: Option<Vec<RawApiToken>>,
+    pub protect_reads: Option<bool>,
+}
+
+/// One entry of `api.tokens`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawApiToken {
+    pub name: Option<String>,
+    pub sha256: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub repos: Option<Vec<String>>,
+    pub expires: Option<RawDate>,
+}
+
+/// A date or a moment as written: text (`2027-06-30`, `2027-06-30T12:00:00Z`), or TOML's own
+/// date type, which TOML writes without quotes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawDate {
+    Text(String),
+    Toml(toml::value::Datetime),
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -309,11 +332,28 @@ pub(crate) fn find_key_line(
     key: &str,
     repo_index: Option<usize>,
 ) -> Option<usize> {
+    match repo_index {
+        Some(i) => find_item_key_line(text, format, "repos", i, key),
+        None => key_line_from(&text.lines().collect::<Vec<_>>(), key, 0),
+    }
+}
+
+/// Best-effort line of `key` in item `index` of the list `list` (`repos`, `api.tokens`): YAML
+/// items under `tokens:`, TOML `[[api.tokens]]`; the first line defining `key` when the item
+/// cannot be found.
+pub(crate) fn find_item_key_line(
+    text: &str,
+    format: Format,
+    list: &str,
+    index: usize,
+    key: &str,
+) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    let start = match repo_index {
-        Some(i) => repo_start_line(&lines, format, i).unwrap_or(0),
-        None => 0,
-    };
+    let start = item_start_line(&lines, format, list, index).unwrap_or(0);
+    key_line_from(&lines, key, start)
+}
+
+fn key_line_from(lines: &[&str], key: &str, start: usize) -> Option<usize> {
     let defines = |l: &str| {
         let t = l.trim_start().trim_start_matches("- ").trim_start();
         let t = t.trim_start_matches(['"', '\'']);
@@ -330,20 +370,36 @@ pub(crate) fn find_key_line(
         .map(|(n, _)| n + 1)
 }
 
-fn repo_start_line(lines: &[&str], format: Format, index: usize) -> Option<usize> {
+fn item_start_line(lines: &[&str], format: Format, list: &str, index: usize) -> Option<usize> {
     match format {
         Format::Toml => lines
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.trim() == "[[repos]]")
+            .filter(|(_, l)| l.trim() == format!("[[{list}]]"))
             .nth(index)
             .map(|(n, _)| n),
         Format::Yaml => {
-            let repos = lines.iter().position(|l| l.trim_end() == "repos:")?;
+            // A top-level list's heading is not indented; a nested one's is (`  tokens:`).
+            let last = list.rsplit('.').next().unwrap_or(list);
+            let heading = format!("{last}:");
+            let nested = list.contains('.');
+            let start = lines
+                .iter()
+                .position(|l| l.trim_end() == heading || (nested && l.trim() == heading))?;
+            let indent_of = |l: &str| l.len() - l.trim_start().len();
+            let outer = indent_of(lines[start]);
+            // The block ends at the next key as far out as the heading.
+            let ends = |l: &&str| {
+                let t = l.trim_start();
+                !t.is_empty()
+                    && !t.starts_with('#')
+                    && (indent_of(l) < outer || (indent_of(l) == outer && !t.starts_with("- ")))
+            };
             let items: Vec<(usize, usize)> = lines
                 .iter()
                 .enumerate()
-                .skip(repos + 1)
+                .skip(start + 1)
+                .take_while(|(_, l)| !ends(l))
                 .filter(|(_, l)| l.trim_start().starts_with("- "))
                 .map(|(n, l)| (n, l.len() - l.trim_start().len()))
                 .collect();

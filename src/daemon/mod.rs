@@ -93,6 +93,8 @@ struct Shared {
     stopping: AtomicBool,
     active: AtomicUsize,
     idle: Notify,
+    /// Where `POST /api/reload` asks for a reload (the run loop's channel, as SIGHUP does).
+    reload_requests: Mutex<Option<tokio::sync::mpsc::Sender<&'static str>>>,
 }
 
 /// Why a sync request was not queued.
@@ -125,6 +127,7 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
+            reload_requests: Mutex::new(None),
         }))
     }
 
@@ -183,6 +186,28 @@ impl Daemon {
         hint: Option<&str>,
         report: bool,
     ) -> Result<Option<oneshot::Receiver<SyncReport>>, RequestError> {
+        self.enqueue(name, trigger, hint, report, false)
+    }
+
+    /// Queues a forced sync of `name`: fetch, and rewrite the tree even when HEAD is at the tip
+    /// (the repair path). Coalesces like any request, but the sync that covers it is forced.
+    pub fn request_forced_sync(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        report: bool,
+    ) -> Result<Option<oneshot::Receiver<SyncReport>>, RequestError> {
+        self.enqueue(name, trigger, None, report, true)
+    }
+
+    fn enqueue(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        hint: Option<&str>,
+        report: bool,
+        force: bool,
+    ) -> Result<Option<oneshot::Receiver<SyncReport>>, RequestError> {
         if !self.intake_open() {
             return Err(RequestError::ShuttingDown);
         }
@@ -191,6 +216,9 @@ impl Daemon {
         }
         let mut book = self.book();
         let (action, seq) = book.queue.request(name, hint);
+        if force {
+            book.queue.force(name);
+        }
         let waiters = book.waiters.entry(name.to_string()).or_default();
         if let Trigger::Webhook { delivery: Some(id) } = &trigger {
             waiters.push((seq, Waiter::Delivery(id.clone())));
@@ -202,7 +230,7 @@ impl Daemon {
         });
         book.triggers.insert(name.to_string(), trigger.to_string());
         drop(book);
-        tracing::debug!(repo = name, %trigger, seq, coalesced = (action == Action::Coalesced), "sync requested");
+        tracing::debug!(repo = name, %trigger, seq, force, coalesced = (action == Action::Coalesced), "sync requested");
         if action == Action::Start {
             self.spawn_worker(name);
         }
@@ -215,6 +243,26 @@ impl Daemon {
             .status
             .get(name)
             .and_then(|s| s.remote_ref.clone())
+    }
+
+    /// Where [`Daemon::request_reload`] sends: the run loop's reload channel.
+    pub fn set_reload_channel(&self, tx: tokio::sync::mpsc::Sender<&'static str>) {
+        *self
+            .0
+            .reload_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Asks the run loop to reload the config (as SIGHUP does). False when nothing listens.
+    pub fn request_reload(&self) -> bool {
+        let tx = self
+            .0
+            .reload_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        tx.is_some_and(|tx| tx.try_send("api").is_ok())
     }
 
     /// Stops intake (webhooks and the API answer 503) and ends retry back-off early.

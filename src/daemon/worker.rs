@@ -33,7 +33,12 @@ impl Daemon {
             let Ok(permit) = self.0.workers.clone().acquire_owned().await else {
                 return;
             };
-            let Some(Started { hints, covers }) = self.book().queue.start(name) else {
+            let Some(Started {
+                hints,
+                covers,
+                force,
+            }) = self.book().queue.start(name)
+            else {
                 return;
             };
             let Some(repo) = self.config().repo(name).cloned() else {
@@ -47,7 +52,7 @@ impl Daemon {
                 .or_default()
                 .last_attempt = Some(Utc::now());
             let shared = self.0.clone();
-            let opts = SyncOptions { hints };
+            let opts = SyncOptions { hints, force };
             let repo2 = repo.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 sync::sync_with_retry(&repo2, &opts, |d| interruptible_sleep(&shared.stopping, d))

@@ -1,59 +1,48 @@
-//! The HTTP API (Direktiv's `sync-mirror`, generalised): queue a sync, optionally wait for it,
-//! and read each repository's status. A bearer token guards it; without a configured token the
-//! read endpoints are open and the sync endpoint is disabled.
+//! The HTTP API (Direktiv's `sync-mirror`, generalised): queue a sync (optionally forced, the
+//! repair path), optionally wait for it, read each repository's status, reload the config. Every
+//! handler asks the guard first (scoped, expiring tokens; see [`crate::access`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::error;
+use super::guard::allow;
+use crate::access::Need;
 use crate::daemon::{Daemon, RequestError, Trigger};
 
 /// How long `?wait=true` waits for the sync before answering 504 (the sync goes on).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
-/// `None` when the request may proceed, else the refusal. `write`: the endpoint changes something, so a token must
-/// be configured at all.
-fn refusal(d: &Daemon, headers: &HeaderMap, write: bool) -> Option<Response> {
-    let config = d.config();
-    let Some(token) = &config.api_token else {
-        return write.then(|| {
-            error(
-                StatusCode::FORBIDDEN,
-                "the sync API is disabled: set api.token or api.token_file",
-            )
-        });
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .unwrap_or("");
-    let expected = token.value.expose().as_bytes();
-    if !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected)) {
-        return None;
-    }
-    let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    Some(r)
+/// How long `POST /api/reload?wait=true` waits for the reload (it reads files and binds a
+/// changed `listen`: seconds at most, unless the disk hangs).
+pub const RELOAD_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// How often a waiting reload request looks whether the reload happened.
+const RELOAD_POLL: Duration = Duration::from_millis(20);
+
+/// `?name=true` or `?name=1`.
+fn flag(q: &HashMap<String, String>, name: &str) -> bool {
+    q.get(name).is_some_and(|v| v == "true" || v == "1")
 }
 
+/// `GET /api/repos`: the repositories the caller may read, and the reload status.
 pub async fn list(State(d): State<Daemon>, headers: HeaderMap) -> Response {
-    if let Some(r) = refusal(&d, &headers, false) {
-        return r;
-    }
-    Json(json!({ "repos": d.statuses(), "reload": d.reload_status() })).into_response()
+    let caller = match allow(&d, &headers, Need::Read(None)) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let repos: Vec<_> = d
+        .statuses()
+        .into_iter()
+        .filter(|s| caller.may_read(&s.name))
+        .collect();
+    Json(json!({ "repos": repos, "reload": d.reload_status() })).into_response()
 }
 
 pub async fn show(
@@ -61,8 +50,8 @@ pub async fn show(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(r) = refusal(&d, &headers, false) {
-        return r;
+    if let Err(r) = allow(&d, &headers, Need::Read(Some(&name))) {
+        return *r;
     }
     match d.status(&name) {
         Some(s) => Json(s).into_response(),
@@ -70,21 +59,37 @@ pub async fn show(
     }
 }
 
-/// `POST /api/repos/{name}/sync[?wait=true]`.
+/// `POST /api/repos/{name}/sync[?wait=true][&force=true]`. A token limited to other
+/// repositories is refused before the name is looked up, so it cannot probe which exist.
 pub async fn sync(
     State(d): State<Daemon>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(r) = refusal(&d, &headers, true) {
-        return r;
+    let caller = match allow(&d, &headers, Need::Sync(&name)) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let (wait, force) = (flag(&q, "wait"), flag(&q, "force"));
+    let requested = if force {
+        d.request_forced_sync(&name, Trigger::Api, wait)
+    } else {
+        d.request_sync(&name, Trigger::Api, None, wait)
+    };
+    if requested.is_ok() {
+        tracing::info!(token = caller.name(), repo = %name, force, wait, "api sync requested");
     }
-    let wait = q.get("wait").is_some_and(|v| v == "true" || v == "1");
-    match d.request_sync(&name, Trigger::Api, None, wait) {
+    match requested {
         Err(RequestError::UnknownRepo) => error(StatusCode::NOT_FOUND, "no such repository"),
         Err(RequestError::ShuttingDown) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-        Ok(None) => (StatusCode::ACCEPTED, Json(json!({ "queued": [name] }))).into_response(),
+        Ok(None) => {
+            let mut body = json!({ "queued": [name] });
+            if force {
+                body["force"] = json!(true);
+            }
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
         Ok(Some(rx)) => match tokio::time::timeout(WAIT_LIMIT, rx).await {
             Ok(Ok(report)) => {
                 let status = if report.ok {
@@ -100,5 +105,49 @@ pub async fn sync(
             ),
             Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the sync is still running"),
         },
+    }
+}
+
+/// `POST /api/reload[?wait=true]` (admin): re-reads the config as SIGHUP does. With `wait`, answers
+/// after the reload with its status: 200, or 422 when the new config was refused.
+pub async fn reload(
+    State(d): State<Daemon>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match allow(&d, &headers, Need::Admin) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let before = d.reload_status();
+    let counted = |s: &crate::daemon::ReloadStatus| s.reloads + s.failures;
+    if !d.request_reload() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reloading is not available",
+        );
+    }
+    tracing::info!(token = caller.name(), "api reload requested");
+    if !flag(&q, "wait") {
+        return (StatusCode::ACCEPTED, Json(json!({ "reload": "requested" }))).into_response();
+    }
+    let waited = tokio::time::timeout(RELOAD_WAIT_LIMIT, async {
+        loop {
+            let now = d.reload_status();
+            if counted(&now) > counted(&before) {
+                return now;
+            }
+            tokio::time::sleep(RELOAD_POLL).await;
+        }
+    })
+    .await;
+    match waited {
+        Ok(status) if status.failures > before.failures => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "reload": status })),
+        )
+            .into_response(),
+        Ok(status) => Json(json!({ "reload": status })).into_response(),
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the reload is still running"),
     }
 }

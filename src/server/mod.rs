@@ -3,6 +3,7 @@
 //! and queue.
 
 mod api;
+mod guard;
 mod webhook;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn app(daemon: Daemon) -> Router {
         .route("/api/repos", get(api::list))
         .route("/api/repos/{name}", get(api::show))
         .route("/api/repos/{name}/sync", post(api::sync))
+        .route("/api/reload", post(api::reload))
         .fallback(webhook::handle)
         .with_state(daemon)
 }

@@ -54,6 +54,9 @@ pub struct SyncOptions {
     /// Commits the remote should have (webhooks' `after`). When the checkout already contains
     /// all of them (a late or replayed delivery), nothing is fetched. `None`: always fetch.
     pub hints: Option<Vec<String>>,
+    /// The repair path (`?force=true`): fetch even when the hints are contained, and rewrite
+    /// the tree even when HEAD is at the tip, comparing every file by content.
+    pub force: bool,
 }
 
 /// Syncs `repo` once, without retries. See [`super::sync_with_retry`] for the retrying form.
@@ -109,6 +112,7 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
         })
     };
     if let (Some(hints), Some(old)) = (&opts.hints, &old)
+        && !opts.force
         && !hints.is_empty()
         && hints.iter().all(|h| contains(&git, old, h))
     {
@@ -139,6 +143,9 @@ pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
         }
         Err(e) => return Err(e.into()),
     };
+    if opts.force {
+        forget_index(&git)?;
+    }
     checkout(&git, repo, &remote_ref, commit)?;
     if let Some(note) = maintain(git.path()) {
         notes.push(note);
@@ -377,6 +384,16 @@ fn checkout(git: &Repository, repo: &Repo, remote_ref: &str, commit: Oid) -> Res
         update_submodules(git, repo)?;
     }
     Ok(())
+}
+
+/// Empties the index, so the reset that follows compares every file with the commit by content
+/// instead of trusting the index's cached file sizes and times (a file edited by hand within
+/// the same second and size looks unchanged to them) and writes the index anew.
+fn forget_index(git: &Repository) -> Result<(), SyncError> {
+    let err = |e: git2::Error| classify(e, &AuthState::default());
+    let mut index = git.index().map_err(err)?;
+    index.clear().map_err(err)?;
+    index.write().map_err(err)
 }
 
 /// Initialises and updates submodules recursively, with the same credentials and host checks.

@@ -5,6 +5,7 @@
 //! Pure: the environment and the folders come in through [`Context`]. The top-level keys are
 //! checked in `top`, a repo's in `repo`, and its schedule in `schedule`.
 
+mod api;
 #[cfg(test)]
 mod gwg_keys;
 mod repo;
@@ -20,6 +21,7 @@ use super::gwg::{self, Notes, Rewritten};
 use super::raw::{Format, RawConfig, RawDuration, find_key_line};
 use super::{Config, Credential, Problem};
 
+pub use api::{SINGLE_TOKEN_NAME, parse_expiry, token_sha256};
 pub use schedule::parse_cron;
 
 /// A day: the longest timeout, retry delay or jitter.
@@ -66,6 +68,7 @@ pub fn validate(raw: RawConfig, ctx: &Context) -> Result<Config, Vec<Problem>> {
     let mut v = Validator {
         ctx,
         problems: Vec::new(),
+        warnings: Vec::new(),
         repo: None,
         notes: std::iter::once(top).chain(repos).collect(),
     };
@@ -80,6 +83,8 @@ pub fn validate(raw: RawConfig, ctx: &Context) -> Result<Config, Vec<Problem>> {
 struct Validator<'c, 'a> {
     ctx: &'c Context<'a>,
     problems: Vec<Problem>,
+    /// What passes but is probably not meant; kept in [`Config::warnings`].
+    warnings: Vec<Problem>,
     /// The repo being validated: (index, display name).
     repo: Option<(usize, String)>,
     /// The rewrite's notes on the top level, then on each repo.
@@ -294,12 +299,6 @@ impl Validator<'_, '_> {
         let listen = self.listen(&raw);
         let workers = self.workers(&raw);
         let log = self.log(&raw);
-        let api_token = match &raw.api {
-            Some(api) => {
-                self.credential("api.token", &api.token, "api.token_file", &api.token_file)
-            }
-            None => None,
-        };
         let limits = self.limits(&raw);
 
         let defaults = raw.defaults.unwrap_or_default();
@@ -323,6 +322,8 @@ impl Validator<'_, '_> {
         }
         self.repo = None;
         self.duplicates(&repos);
+        // After the repos: token globs are checked against their names.
+        let api = self.api(raw.api.as_ref(), &repos);
 
         Config {
             source: self.ctx.file.clone(),
@@ -330,9 +331,10 @@ impl Validator<'_, '_> {
             workers,
             initialise: raw.initialise.unwrap_or(true),
             log,
-            api_token,
+            api,
             limits,
             repos,
+            warnings: std::mem::take(&mut self.warnings),
         }
     }
 }
