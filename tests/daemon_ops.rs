@@ -324,7 +324,11 @@ fn the_api_with_a_token_shows_status_and_queues_or_waits_for_syncs() {
             .get(server.url("/api/repos"))
             .basic_auth("x", Some(token)),
     );
-    assert_eq!(r.status, 200, "basic auth: the token as password: {}", r.text);
+    assert_eq!(
+        r.status, 200,
+        "basic auth: the token as password: {}",
+        r.text
+    );
     let list = server.get_auth("/api/repos", token).expect(200);
     let repos = list["repos"].as_array().unwrap();
     assert_eq!(repos.len(), 2);
