@@ -386,14 +386,13 @@ fn checkout(git: &Repository, repo: &Repo, remote_ref: &str, commit: Oid) -> Res
     Ok(())
 }
 
-/// Empties the index, so the reset that follows compares every file with the commit by content
-/// instead of trusting the index's cached file sizes and times (a file edited by hand within
-/// the same second and size looks unchanged to them) and writes the index anew.
+/// Empties the repository's index in memory (the file stays until the reset writes the new
+/// one, so a crash here leaves the old index), so the reset that follows compares every file
+/// with the commit by content instead of trusting the cached stat data (size, times, inode),
+/// which misses an edit that keeps them (coarse timestamps, `core.trustctime = false`).
 fn forget_index(git: &Repository) -> Result<(), SyncError> {
     let err = |e: git2::Error| classify(e, &AuthState::default());
-    let mut index = git.index().map_err(err)?;
-    index.clear().map_err(err)?;
-    index.write().map_err(err)
+    git.index().and_then(|mut i| i.clear()).map_err(err)
 }
 
 /// Initialises and updates submodules recursively, with the same credentials and host checks.
