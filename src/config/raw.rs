@@ -332,15 +332,16 @@ pub(crate) fn find_key_line(
     key: &str,
     repo_index: Option<usize>,
 ) -> Option<usize> {
-    match repo_index {
-        Some(i) => find_item_key_line(text, format, "repos", i, key),
-        None => key_line_from(&text.lines().collect::<Vec<_>>(), key, 0),
-    }
+    let lines: Vec<&str> = text.lines().collect();
+    let start = match repo_index {
+        Some(i) => item_lines(&lines, format, "repos", i).map_or(0, |(start, _)| start),
+        None => 0,
+    };
+    key_line_in(&lines, key, start, lines.len())
 }
 
-/// Best-effort line of `key` in item `index` of the list `list` (`repos`, `api.tokens`): YAML
-/// items under `tokens:`, TOML `[[api.tokens]]`; the first line defining `key` when the item
-/// cannot be found.
+/// Best-effort line of `key` in item `index` of the nested list `list` (`api.tokens`: YAML
+/// items under `tokens:`, TOML `[[api.tokens]]`), or of the item itself when it lacks the key.
 pub(crate) fn find_item_key_line(
     text: &str,
     format: Format,
@@ -349,11 +350,14 @@ pub(crate) fn find_item_key_line(
     key: &str,
 ) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    let start = item_start_line(&lines, format, list, index).unwrap_or(0);
-    key_line_from(&lines, key, start)
+    match item_lines(&lines, format, list, index) {
+        Some((start, end)) => key_line_in(&lines, key, start, end).or(Some(start + 1)),
+        None => key_line_in(&lines, key, 0, lines.len()),
+    }
 }
 
-fn key_line_from(lines: &[&str], key: &str, start: usize) -> Option<usize> {
+/// The first line in `lines[start..end]` that defines `key` (1-based).
+fn key_line_in(lines: &[&str], key: &str, start: usize, end: usize) -> Option<usize> {
     let defines = |l: &str| {
         let t = l.trim_start().trim_start_matches("- ").trim_start();
         let t = t.trim_start_matches(['"', '\'']);
@@ -365,19 +369,28 @@ fn key_line_from(lines: &[&str], key: &str, start: usize) -> Option<usize> {
     lines
         .iter()
         .enumerate()
+        .take(end)
         .skip(start)
         .find(|(_, l)| defines(l))
         .map(|(n, _)| n + 1)
 }
 
-fn item_start_line(lines: &[&str], format: Format, list: &str, index: usize) -> Option<usize> {
+/// Where item `index` of `list` starts and where the next item (or the list) begins (0-based,
+/// end exclusive). YAML: `- ` items under the list's heading; TOML: `[[list]]` tables.
+fn item_lines(lines: &[&str], format: Format, list: &str, index: usize) -> Option<(usize, usize)> {
     match format {
-        Format::Toml => lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.trim() == format!("[[{list}]]"))
-            .nth(index)
-            .map(|(n, _)| n),
+        Format::Toml => {
+            let start = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.trim() == format!("[[{list}]]"))
+                .nth(index)
+                .map(|(n, _)| n)?;
+            let end = (start + 1..lines.len())
+                .find(|&n| lines[n].trim_start().starts_with('['))
+                .unwrap_or(lines.len());
+            Some((start, end))
+        }
         Format::Yaml => {
             // A top-level list's heading is not indented; a nested one's is (`  tokens:`).
             let last = list.rsplit('.').next().unwrap_or(list);
@@ -395,20 +408,18 @@ fn item_start_line(lines: &[&str], format: Format, list: &str, index: usize) -> 
                     && !t.starts_with('#')
                     && (indent_of(l) < outer || (indent_of(l) == outer && !t.starts_with("- ")))
             };
-            let items: Vec<(usize, usize)> = lines
-                .iter()
-                .enumerate()
-                .skip(start + 1)
-                .take_while(|(_, l)| !ends(l))
-                .filter(|(_, l)| l.trim_start().starts_with("- "))
-                .map(|(n, l)| (n, l.len() - l.trim_start().len()))
+            let block_end = (start + 1..lines.len())
+                .find(|&n| ends(&lines[n]))
+                .unwrap_or(lines.len());
+            let items: Vec<(usize, usize)> = (start + 1..block_end)
+                .filter(|&n| lines[n].trim_start().starts_with("- "))
+                .map(|n| (n, indent_of(lines[n])))
                 .collect();
             let indent = items.iter().map(|(_, i)| *i).min()?;
-            items
-                .iter()
-                .filter(|(_, i)| *i == indent)
-                .nth(index)
-                .map(|(n, _)| *n)
+            let mut at_indent = items.iter().filter(|(_, i)| *i == indent).skip(index);
+            let (first, _) = at_indent.next()?;
+            let end = at_indent.next().map_or(block_end, |(n, _)| *n);
+            Some((*first, end))
         }
         Format::Json => None,
     }

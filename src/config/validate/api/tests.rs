@@ -42,16 +42,29 @@ fn a_token_entry_is_checked_key_by_key_with_its_line() {
             "api.tokens[two].token_file",
             "set `token` or `token_file`, not both",
         ),
-        (None, "api.tokens[#4].name", "is required"),
+        (Some(14), "api.tokens[#4].name", "is required"),
     ];
     assert_eq!(p.len(), expect.len(), "{p:#?}");
     for ((line, field, msg), (want_line, want_field, want_msg)) in p.iter().zip(expect) {
         assert_eq!(field, want_field, "{p:#?}");
         assert!(msg.contains(want_msg), "{field}: {msg}");
-        if want_line.is_some() {
-            assert_eq!(*line, want_line, "{field}");
-        }
+        assert_eq!(*line, want_line, "{field}");
     }
+}
+
+#[test]
+fn a_missing_key_points_at_its_token_not_at_the_next_one() {
+    let text = format!(
+        "api:\n  tokens:\n    - name: a\n      token: x\n    - name: b\n      token: y\n      scopes: [read]\n{REPOS}"
+    );
+    assert_eq!(
+        problems(&text),
+        [(
+            Some(3),
+            "api.tokens[a].scopes".to_string(),
+            "is required: one or more of read, sync, admin (e.g. scopes: [sync])".to_string()
+        )]
+    );
 }
 
 #[test]
