@@ -626,3 +626,81 @@ fn token_new_prints_a_token_the_daemon_accepts_and_check_reports_bad_ones() {
         assert!(err.contains(&want), "no `{want}` in:\n{err}");
     }
 }
+
+/// A forced request that arrives while an ordinary sync of the repository is queued rides along
+/// with it: one sync runs, and it is forced. (`workers: 1`, held by another repository's
+/// `on_success` until the test lets it go; the hand edit keeps size and times, which only a
+/// forced sync looks past.)
+#[test]
+fn a_forced_request_rides_along_with_a_queued_sync() {
+    let (slow, site) = (Remote::local(), Remote::local());
+    let work = scratch("api-ride");
+    let release = work.path().join("release");
+    let hold = format!(
+        "    on_success:\n      command: [sh, -c, 'while [ ! -e {} ]; do sleep 0.05; done']\n",
+        release.display()
+    );
+    let d = Daemon::builder()
+        .top(&format!("workers: 1\napi: {{token: {OPS}}}\n"))
+        .repo(repo_yaml(
+            "slow",
+            &slow.url(),
+            &work.path().join("slow"),
+            &format!("    secret: s1\n{hold}"),
+        ))
+        .repo(repo_yaml(
+            "site",
+            &site.url(),
+            &work.path().join("site"),
+            "    secret: s2\n",
+        ))
+        .token(OPS)
+        .start();
+    std::fs::write(&release, "").unwrap();
+    d.wait_syncs("slow", 1);
+    d.wait_syncs("site", 1);
+    std::fs::remove_file(&release).unwrap();
+
+    let dir = work.path().join("site");
+    git(&dir, &["config", "core.trustctime", "false"]);
+    edit_keeping_stat(&dir.join("README"), "DEFACED\n");
+    let written = std::fs::metadata(dir.join("README"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let index = std::fs::File::options()
+        .write(true)
+        .open(dir.join(".git/index"))
+        .unwrap();
+    index
+        .set_modified(written + Duration::from_secs(10))
+        .unwrap();
+    drop(index);
+
+    // slow changes, so its on_success holds the only worker; site's ordinary sync queues.
+    slow.advance("hold the worker");
+    d.post_auth("/api/repos/slow/sync", Some(OPS)).expect(202);
+    d.wait_for("slow", "syncing", |s| s["state"] == "syncing");
+    d.post_auth("/api/repos/site/sync", Some(OPS)).expect(202);
+    d.wait_for("site", "queued", |s| s["state"] == "queued");
+    let v = d
+        .post_auth("/api/repos/site/sync?force=true", Some(OPS))
+        .expect(202);
+    assert_eq!(v["force"], true);
+    assert_eq!(
+        d.status("site")["state"],
+        "queued",
+        "still waiting for the worker"
+    );
+
+    std::fs::write(&release, "").unwrap();
+    let s = d.wait_syncs("site", 2);
+    assert_eq!(s["syncs"], 2, "one sync covered both requests: {s:#}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("README")).unwrap(),
+        "initial\n"
+    );
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.status("site")["syncs"], 2, "and no second one");
+}
