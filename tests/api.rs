@@ -130,14 +130,25 @@ fn engine_repo(url: &str, dir: &Path, extra: &str) -> Repo {
     c.repos.remove(0)
 }
 
-/// Edits `file` in place keeping its size and modification time, as a hand edit within the
-/// same second may: the index's cached stat data then still says "unchanged".
-fn edit_keeping_stat(path: &Path, content: &str) {
-    let before = std::fs::metadata(path).unwrap();
+/// Edits `file` of the checkout `dir` in place so that only its content tells: same size, same
+/// modification time, ctime not trusted (`core.trustctime = false`, as on filesystems whose
+/// ctime is unreliable), and the index stamped well after the file (else git treats it as
+/// "racily clean" and reads it whatever its stat data says).
+fn edit_keeping_stat(dir: &Path, file: &str, content: &str) {
+    git(dir, &["config", "core.trustctime", "false"]);
+    let path = dir.join(file);
+    let before = std::fs::metadata(&path).unwrap();
     assert_eq!(before.len() as usize, content.len());
-    std::fs::write(path, content).unwrap();
-    let f = std::fs::File::options().write(true).open(path).unwrap();
+    std::fs::write(&path, content).unwrap();
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
     f.set_modified(before.modified().unwrap()).unwrap();
+    let index = std::fs::File::options()
+        .write(true)
+        .open(dir.join(".git/index"))
+        .unwrap();
+    index
+        .set_modified(before.modified().unwrap() + Duration::from_secs(10))
+        .unwrap();
 }
 
 /// The engine's repair path: a forced sync rewrites every file that differs from the commit,
@@ -157,24 +168,7 @@ fn a_forced_sync_rewrites_files_edited_by_hand_while_head_stayed() {
 
     // Hand damage: a changed file (same size, same time), a changed file (new size), a deleted
     // file, an untracked file.
-    // (Without ctime checks, as on filesystems whose ctime is unreliable, only the content shows
-    // the first edit.)
-    git(&dir, &["config", "core.trustctime", "false"]);
-    edit_keeping_stat(&dir.join("index.html"), "<h1>HACKED!</h1>\n");
-    // The index written well after the files (else git treats them as "racily clean" and reads
-    // them whatever their stat data says).
-    let written = std::fs::metadata(dir.join("index.html"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    let index = std::fs::File::options()
-        .write(true)
-        .open(dir.join(".git/index"))
-        .unwrap();
-    index
-        .set_modified(written + Duration::from_secs(10))
-        .unwrap();
-    drop(index);
+    edit_keeping_stat(&dir, "index.html", "<h1>HACKED!</h1>\n");
     sync_once(&r, &SyncOptions::default()).unwrap();
     assert_eq!(
         std::fs::read_to_string(dir.join("index.html")).unwrap(),
@@ -662,20 +656,7 @@ fn a_forced_request_rides_along_with_a_queued_sync() {
     std::fs::remove_file(&release).unwrap();
 
     let dir = work.path().join("site");
-    git(&dir, &["config", "core.trustctime", "false"]);
-    edit_keeping_stat(&dir.join("README"), "DEFACED\n");
-    let written = std::fs::metadata(dir.join("README"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    let index = std::fs::File::options()
-        .write(true)
-        .open(dir.join(".git/index"))
-        .unwrap();
-    index
-        .set_modified(written + Duration::from_secs(10))
-        .unwrap();
-    drop(index);
+    edit_keeping_stat(&dir, "README", "DEFACED\n");
 
     // slow changes, so its on_success holds the only worker; site's ordinary sync queues.
     slow.advance("hold the worker");
