@@ -31,6 +31,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod metrics;
 pub mod queue;
 pub mod refname;
 pub mod reload;
