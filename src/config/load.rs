@@ -129,6 +129,27 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
     if let Some(t) = &mut config.api_token {
         read(t, None, "api.token_file");
     }
+    let mut wrong_secrets = Vec::new();
+    let mut notify_secrets = |targets: &mut [super::NotifyTarget],
+                              repo: Option<&str>,
+                              read: &mut dyn FnMut(&mut Credential, Option<&str>, &str)| {
+        for (i, t) in targets.iter_mut().enumerate() {
+            let field = format!("notify.{i}.secret_file");
+            read(&mut t.secret, repo, &field);
+            if let Some(path) = &t.secret.file
+                && !t.secret.value.is_empty()
+                && let Some(why) = super::notify_secret_problem(t.secret.value.expose())
+            {
+                wrong_secrets.push(problem(
+                    &file,
+                    repo,
+                    &field,
+                    format!("{}: {why}", path.display()),
+                ));
+            }
+        }
+    };
+    notify_secrets(&mut config.notify, None, &mut read);
     let mut unreadable = Vec::new();
     for repo in &mut config.repos {
         let name = repo.name.clone();
@@ -141,6 +162,7 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
         if let Some(t) = &mut repo.auth.token {
             read(t, Some(&name), "auth.token_file");
         }
+        notify_secrets(&mut repo.notify, Some(&name), &mut read);
         if let Some(path) = &repo.auth.ssh_key {
             match std::fs::read_to_string(path) {
                 Ok(text) if !text.trim_start().starts_with("-----BEGIN") => {
@@ -171,6 +193,7 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
             ));
         }
     }
+    problems.extend(wrong_secrets);
     problems.extend(unreadable);
     if problems.is_empty() {
         Ok(())

@@ -305,7 +305,7 @@ impl Metrics {
             reloads.clone(),
         );
         for result in ["ok", "failed"] {
-            reloads.get_or_create(&ResultLabel { result });
+            let _ = reloads.get_or_create(&ResultLabel { result });
         }
         let notifications = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -319,7 +319,7 @@ impl Metrics {
             NotifyResult::Failed,
             NotifyResult::Dropped,
         ] {
-            notifications.get_or_create(&ResultLabel { result: r.as_str() });
+            let _ = notifications.get_or_create(&ResultLabel { result: r.as_str() });
         }
         let build_info = Family::<VersionLabel, Gauge>::default();
         registry.register(

@@ -3,10 +3,12 @@
 //! gwg's keys are rewritten into hookmirror's first (see `gwg`), then defaults applied, `${VAR}`
 //! expanded, paths made absolute, and every problem collected with the repo, the key and the line.
 //! Pure: the environment and the folders come in through [`Context`]. The top-level keys are
-//! checked in `top`, a repo's in `repo`, and its schedule in `schedule`.
+//! checked in `top`, a repo's in `repo`, its schedule in `schedule`, and `notify`/`health` in
+//! `notify`.
 
 #[cfg(test)]
 mod gwg_keys;
+mod notify;
 mod repo;
 mod schedule;
 mod top;
@@ -301,6 +303,8 @@ impl Validator<'_, '_> {
             None => None,
         };
         let limits = self.limits(&raw);
+        let health = self.health(&raw);
+        let notify = self.notify_targets(&raw.notify);
 
         let defaults = raw.defaults.unwrap_or_default();
         for (field, set) in [
@@ -332,6 +336,8 @@ impl Validator<'_, '_> {
             log,
             api_token,
             limits,
+            health,
+            notify,
             repos,
         }
     }

@@ -137,6 +137,7 @@ impl Validator<'_, '_> {
         let auth = self.auth(&r);
         let retry = self.retry(&r);
         let on_success = self.on_success(&r);
+        let notify = self.notify_targets(&r.notify);
         Repo {
             name,
             url: url.unwrap_or_else(RemoteUrl::missing),
@@ -155,6 +156,7 @@ impl Validator<'_, '_> {
             auth,
             retry,
             on_success,
+            notify,
         }
     }
 
