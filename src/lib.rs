@@ -32,6 +32,7 @@ pub mod config;
 pub mod daemon;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod queue;
 pub mod refname;
 pub mod reload;
