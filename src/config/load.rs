@@ -130,25 +130,26 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
         read(t, None, "api.token_file");
     }
     let mut wrong_secrets = Vec::new();
-    let mut notify_secrets = |targets: &mut [super::NotifyTarget],
-                              repo: Option<&str>,
-                              read: &mut dyn FnMut(&mut Credential, Option<&str>, &str)| {
-        for (i, t) in targets.iter_mut().enumerate() {
-            let field = format!("notify.{i}.secret_file");
-            read(&mut t.secret, repo, &field);
-            if let Some(path) = &t.secret.file
-                && !t.secret.value.is_empty()
-                && let Some(why) = super::notify_secret_problem(t.secret.value.expose())
-            {
-                wrong_secrets.push(problem(
-                    &file,
-                    repo,
-                    &field,
-                    format!("{}: {why}", path.display()),
-                ));
+    let mut notify_secrets =
+        |targets: &mut [super::NotifyTarget],
+         repo: Option<&str>,
+         read: &mut dyn FnMut(&mut Credential, Option<&str>, &str)| {
+            for (i, t) in targets.iter_mut().enumerate() {
+                let field = format!("notify.{i}.secret_file");
+                read(&mut t.secret, repo, &field);
+                if let Some(path) = &t.secret.file
+                    && !t.secret.value.is_empty()
+                    && let Some(why) = super::notify_secret_problem(t.secret.value.expose())
+                {
+                    wrong_secrets.push(problem(
+                        &file,
+                        repo,
+                        &field,
+                        format!("{}: {why}", path.display()),
+                    ));
+                }
             }
-        }
-    };
+        };
     notify_secrets(&mut config.notify, None, &mut read);
     let mut unreadable = Vec::new();
     for repo in &mut config.repos {

@@ -81,7 +81,11 @@ pub enum SyncResult {
 }
 
 impl SyncResult {
-    pub const ALL: [SyncResult; 3] = [SyncResult::Updated, SyncResult::Unchanged, SyncResult::Failed];
+    pub const ALL: [SyncResult; 3] = [
+        SyncResult::Updated,
+        SyncResult::Unchanged,
+        SyncResult::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -133,7 +137,14 @@ impl WebhookResult {
 
 /// The `provider` label values: the forges `webhook::Provider` names, then `unknown` for a
 /// request no forge header identifies.
-pub const PROVIDERS: [&str; 6] = ["github", "gitlab", "gitea", "bitbucket", "standard", "unknown"];
+pub const PROVIDERS: [&str; 6] = [
+    "github",
+    "gitlab",
+    "gitea",
+    "bitbucket",
+    "standard",
+    "unknown",
+];
 
 /// What became of an outbound notification, as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -51,7 +51,8 @@ fn both_formats_carry_the_exact_names() {
         ] {
             let line = line.replace(".0 ", " ");
             assert!(
-                text.lines().any(|l| l.replace(".0 ", " ").starts_with(&line)),
+                text.lines()
+                    .any(|l| l.replace(".0 ", " ").starts_with(&line)),
                 "openmetrics={openmetrics}: missing {line}\n{text}"
             );
         }
@@ -61,10 +62,7 @@ fn both_formats_carry_the_exact_names() {
             "process_open_fds",
             "process_start_time_seconds",
         ] {
-            assert!(
-                text.lines().any(|l| l.starts_with(name)),
-                "{name}\n{text}"
-            );
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name}\n{text}");
         }
         assert_eq!(text.ends_with("# EOF\n"), openmetrics, "{text}");
     }
@@ -89,7 +87,9 @@ fn disabled_records_nothing() {
     m.webhook("github", WebhookResult::Queued);
     let text = m.encode(false);
     assert!(!text.contains("repo=\"site\""), "{text}");
-    assert!(text.contains(r#"hookmirror_webhook_requests_total{provider="github",result="queued"} 0"#));
+    assert!(
+        text.contains(r#"hookmirror_webhook_requests_total{provider="github",result="queued"} 0"#)
+    );
 }
 
 #[test]

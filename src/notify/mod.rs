@@ -123,9 +123,10 @@ impl Notifier {
 
     /// Queues `event` for every target that wants it. Never blocks: past [`QUEUE_CAPACITY`] (or
     /// after shutdown) the notification is dropped, counted and logged.
-    pub fn announce(&self, targets: &[Arc<NotifyTarget>], event: NotifyEvent, data: &SyncEvent) {
-        let wanted: Vec<&Arc<NotifyTarget>> = targets
+    pub fn announce(&self, targets: &[&NotifyTarget], event: NotifyEvent, data: &SyncEvent) {
+        let wanted: Vec<&NotifyTarget> = targets
             .iter()
+            .copied()
             .filter(|t| t.events.contains(&event))
             .collect();
         if wanted.is_empty() {
@@ -146,7 +147,7 @@ impl Notifier {
                 due: Instant::now(),
                 seq,
                 attempt: 1,
-                target: target.clone(),
+                target: Arc::new(target.clone()),
                 id: message_id(seq),
                 event,
                 body: body.clone(),
@@ -320,12 +321,12 @@ mod tests {
         let metrics = Arc::new(Metrics::new(true));
         let n = Notifier::new(metrics.clone());
         n.shutdown(Duration::ZERO);
-        let target = Arc::new(NotifyTarget {
+        let target = NotifyTarget {
             url: "http://127.0.0.1:9/x".into(),
             secret: crate::config::Credential::inline("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             events: vec![NotifyEvent::Failed],
             headers: vec![],
-        });
+        };
         let data = SyncEvent {
             repo: "site".into(),
             git_ref: None,
@@ -337,8 +338,8 @@ mod tests {
             error: Some("x".into()),
         };
         // Not wanted by the target: nothing at all.
-        n.announce(&[target.clone()], NotifyEvent::Succeeded, &data);
-        n.announce(&[target], NotifyEvent::Failed, &data);
+        n.announce(&[&target], NotifyEvent::Succeeded, &data);
+        n.announce(&[&target], NotifyEvent::Failed, &data);
         assert_eq!(n.outstanding(), 0);
         assert!(
             metrics

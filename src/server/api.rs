@@ -20,7 +20,7 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// `None` when the request may proceed, else the refusal. `write`: the endpoint changes something, so a token must
 /// be configured at all.
-fn refusal(d: &Daemon, headers: &HeaderMap, write: bool) -> Option<Response> {
+pub(super) fn refusal(d: &Daemon, headers: &HeaderMap, write: bool) -> Option<Response> {
     let config = d.config();
     let Some(token) = &config.api_token else {
         return write.then(|| {

@@ -1,8 +1,10 @@
 //! The HTTP edge: the accept loop (connection cap, header-read timeout, graceful close) and the
-//! axum router — webhook routes, the API, health. Handlers never do git work: they verify, parse
-//! and queue.
+//! axum router — webhook routes, the API, health, metrics and the status page. Handlers never do
+//! git work: they verify, parse and queue.
 
 mod api;
+mod observe;
+mod page;
 mod webhook;
 
 use std::sync::Arc;
@@ -22,9 +24,13 @@ use crate::daemon::Daemon;
 /// The router; tests call it with `oneshot` without a socket.
 pub fn app(daemon: Daemon) -> Router {
     Router::new()
+        .route("/", get(observe::status_page))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::metrics))
         .route("/api/repos", get(api::list))
         .route("/api/repos/{name}", get(api::show))
+        .route("/api/repos/{name}/history", get(observe::history))
         .route("/api/repos/{name}/sync", post(api::sync))
         .fallback(webhook::handle)
         .with_state(daemon)

@@ -54,10 +54,7 @@ impl Validator<'_, '_> {
         let url = match self.opt(&at("url"), &t.url) {
             Some(u) => {
                 if let Err(why) = check_url(&u) {
-                    self.problem(
-                        &at("url"),
-                        format!("`{}` {why}", crate::url::redact(&u)),
-                    );
+                    self.problem(&at("url"), format!("`{}` {why}", crate::url::redact(&u)));
                 }
                 u
             }
@@ -66,8 +63,7 @@ impl Validator<'_, '_> {
                 String::new()
             }
         };
-        let secret =
-            self.credential(&at("secret"), &t.secret, &at("secret_file"), &t.secret_file);
+        let secret = self.credential(&at("secret"), &t.secret, &at("secret_file"), &t.secret_file);
         let secret = match secret {
             Some(s) => {
                 if s.file.is_none()
@@ -178,7 +174,10 @@ mod tests {
         assert_eq!(t.events, vec![crate::config::NotifyEvent::Failed]);
         assert_eq!(t.headers[0].0, "Authorization");
         assert_eq!(t.headers[0].1.expose(), "Bearer x");
-        let all = check(&with_notify(&format!("{{url: 'http://h/x', secret: {SECRET}}}"))).unwrap();
+        let all = check(&with_notify(&format!(
+            "{{url: 'http://h/x', secret: {SECRET}}}"
+        )))
+        .unwrap();
         assert_eq!(all.notify[0].events.len(), 3);
     }
 
@@ -195,17 +194,53 @@ mod tests {
     #[test]
     fn every_wrong_value_is_named() {
         let cases = [
-            ("{url: 'ftp://h/x', secret: SECRET}", "notify.0.url", "not an http:// or https://"),
-            ("{url: 'not a url', secret: SECRET}", "notify.0.url", "is not a URL"),
+            (
+                "{url: 'ftp://h/x', secret: SECRET}",
+                "notify.0.url",
+                "not an http:// or https://",
+            ),
+            (
+                "{url: 'not a url', secret: SECRET}",
+                "notify.0.url",
+                "is not a URL",
+            ),
             ("{secret: SECRET}", "notify.0.url", "is required"),
             ("{url: 'http://h/x'}", "notify.0.secret", "is required"),
-            ("{url: 'http://h/x', secret: hunter2}", "notify.0.secret", "whsec_"),
-            ("{url: 'http://h/x', secret: 'whsec_%%%'}", "notify.0.secret", "not base64"),
-            ("{url: 'http://h/x', secret: SECRET, events: [sync.done]}", "notify.0.events", "`sync.done` is not an event"),
-            ("{url: 'http://h/x', secret: SECRET, events: []}", "notify.0.events", "lists no event"),
-            ("{url: 'http://h/x', secret: SECRET, headers: {'bad name': x}}", "notify.0.headers.bad name", "not a valid header name"),
-            ("{url: 'http://h/x', secret: SECRET, headers: {Webhook-Signature: x}}", "notify.0.headers.Webhook-Signature", "set by hookmirror"),
-            ("{url: 'http://h/x', secret: SECRET, headers: {X-Token: '${UNSET_VAR}'}}", "notify.0.headers.X-Token", "UNSET_VAR"),
+            (
+                "{url: 'http://h/x', secret: hunter2}",
+                "notify.0.secret",
+                "whsec_",
+            ),
+            (
+                "{url: 'http://h/x', secret: 'whsec_%%%'}",
+                "notify.0.secret",
+                "not base64",
+            ),
+            (
+                "{url: 'http://h/x', secret: SECRET, events: [sync.done]}",
+                "notify.0.events",
+                "`sync.done` is not an event",
+            ),
+            (
+                "{url: 'http://h/x', secret: SECRET, events: []}",
+                "notify.0.events",
+                "lists no event",
+            ),
+            (
+                "{url: 'http://h/x', secret: SECRET, headers: {'bad name': x}}",
+                "notify.0.headers.bad name",
+                "not a valid header name",
+            ),
+            (
+                "{url: 'http://h/x', secret: SECRET, headers: {Webhook-Signature: x}}",
+                "notify.0.headers.Webhook-Signature",
+                "set by hookmirror",
+            ),
+            (
+                "{url: 'http://h/x', secret: SECRET, headers: {X-Token: '${UNSET_VAR}'}}",
+                "notify.0.headers.X-Token",
+                "UNSET_VAR",
+            ),
         ];
         for (target, field, message) in cases {
             let text = with_notify(&target.replace("SECRET", SECRET));
