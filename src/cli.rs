@@ -45,6 +45,18 @@ pub enum Command {
     /// Run the daemon: receive webhooks on `listen`, serve the API, run schedules. Reloads the
     /// config when it changes or on SIGHUP; stops gracefully on SIGTERM or SIGINT.
     Serve,
+    /// Ask the running daemon (at the config's `listen`, with its API token) how each repository
+    /// is doing, and print a table. Exits 1 if a repository's last sync failed or the daemon
+    /// cannot be asked.
+    Status,
+    /// Print a shell completion script (e.g. `hookmirror completions bash >
+    /// /etc/bash_completion.d/hookmirror`).
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `hookmirror man > hookmirror.1; man -l hookmirror.1`.
+    Man,
 }
 
 const AFTER_HELP: &str = "\
@@ -53,5 +65,18 @@ Examples:
   hookmirror sync                 # sync every repository once
   hookmirror sync site docs       # sync two repositories
   hookmirror serve                # run the daemon
+  hookmirror status               # ask the running daemon how each repository is doing
 
 Exit codes: 0 success, 1 a sync failed, 2 invalid config or usage.";
+
+/// Writes the completion script for `shell` to `out`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "hookmirror", out);
+}
+
+/// Writes the man page (roff) made from the same definitions to `out`.
+pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)
+}
