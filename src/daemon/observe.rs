@@ -194,7 +194,8 @@ impl Daemon {
         )
     }
 
-    /// Records a request to a webhook path: the metric, and the status page's list.
+    /// Records a request to a webhook path: the metric, and the status page's list (not for a
+    /// path nobody serves: scanners and browsers' favicon requests would fill it).
     pub fn record_delivery(
         &self,
         forge: &'static str,
@@ -202,6 +203,9 @@ impl Daemon {
         result: WebhookResult,
     ) {
         self.0.metrics.webhook(forge, result);
+        if result == WebhookResult::NotFound {
+            return;
+        }
         let delivery = delivery.map(|d| d.chars().take(MAX_DELIVERY_ID).collect());
         let mut book = self.book();
         if book.deliveries.len() >= DELIVERIES {
