@@ -90,10 +90,10 @@ pub fn render(p: &Page<'_>) -> String {
          <title>hookmirror{}</title><style>{STYLE}</style></head><body>\n",
         if ready { "" } else { " (not ready)" }
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<header><h1>hookmirror</h1><p id=\"summary\"><span class=\"badge {}\">{}</span> \
-         {} repositor{} &middot; version {} &middot; as of <time datetime=\"{}\">{} UTC</time></p></header>\n",
+         {} repositor{} &middot; version {} &middot; as of <time datetime=\"{}\">{} UTC</time></p></header>",
         if ready { "ready" } else { "unready" },
         if ready { "ready" } else { "not ready" },
         p.repos.len(),
@@ -241,15 +241,14 @@ fn chart(h: &mut String, name: &str, history: &[SyncRecord]) {
 }
 
 fn deliveries(h: &mut String, p: &Page<'_>) {
-    let _ = write!(
-        h,
+    h.push_str(
         "<section><h2>Recent deliveries</h2><table id=\"deliveries\"><thead><tr><th>Time</th>\
-         <th>Forge</th><th>Delivery</th><th>Result</th></tr></thead><tbody>\n"
+         <th>Forge</th><th>Delivery</th><th>Result</th></tr></thead><tbody>\n",
     );
     for d in p.deliveries {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td><time datetime=\"{}\" title=\"{}\">{}</time></td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+            "<tr><td><time datetime=\"{}\" title=\"{}\">{}</time></td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
             d.at.to_rfc3339(),
             d.at.format("%Y-%m-%d %H:%M:%S UTC"),
             relative(p.now, d.at),

@@ -99,10 +99,15 @@ impl Validator<'_, '_> {
                 "path",
                 format!("`{path}` must be a URL path starting with `/`"),
             );
-        } else if path == "/hooks" || path.starts_with("/api/") || path == "/api" {
+        } else if path == "/hooks"
+            || path.starts_with("/api/")
+            || ["/api", "/", "/healthz", "/readyz", "/metrics"].contains(&path.as_str())
+        {
             self.problem(
                 "path",
-                format!("`{path}` is reserved (shared /hooks endpoint and the API)"),
+                format!(
+                    "`{path}` is reserved (shared /hooks endpoint, the API, the status page, health and metrics)"
+                ),
             );
         }
 
