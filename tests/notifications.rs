@@ -105,16 +105,8 @@ fn serve(
             return;
         }
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return,
+            if !read_more(&mut s, &mut buf) {
+                return;
             }
             continue;
         };
@@ -130,16 +122,8 @@ fn serve(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         while buf.len() < end + 4 + len {
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return,
+            if !read_more(&mut s, &mut buf) {
+                return;
             }
         }
         let body: Vec<u8> = buf[end + 4..end + 4 + len].to_vec();
@@ -162,6 +146,23 @@ fn serve(
         if s.write_all(answer.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// Reads what arrived into `buf` (nothing within the read timeout is fine); false when the
+/// connection is closed or broken.
+fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match s.read(&mut chunk) {
+        Ok(0) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
     }
 }
 
@@ -199,6 +200,20 @@ fn notify_top(url: &str, extra: &str) -> String {
     )
 }
 
+/// A mirror of repo `site` (branch main, webhook `secret`) notifying `receiver`, with
+/// `DEPLOY_TOKEN` set to `deploy_token`.
+fn notifying_mirror(receiver: &Receiver, secret: &str, deploy_token: &str) -> Mirror {
+    Mirror::on(Remote::new())
+        .keys(&format!("    branch: main\n    secret: {secret}\n"))
+        .daemon(
+            Daemon::builder()
+                .top(&notify_top(&receiver.url(), ""))
+                .env("DEPLOY_TOKEN", deploy_token)
+                .token(TOKEN),
+        )
+        .start()
+}
+
 fn metric(d: &Daemon, line: &str) -> bool {
     d.api_get("/metrics").text.lines().any(|l| l == line)
 }
@@ -208,15 +223,7 @@ fn sync_events_are_signed_retried_and_announced_once_each() {
     // Two 500s, then 200s: the first notification takes three attempts.
     let receiver = Receiver::start(vec![500, 500], false);
     let secret = "intake-secret-1234";
-    let m = Mirror::on(Remote::new())
-        .keys(&format!("    branch: main\n    secret: {secret}\n"))
-        .daemon(
-            Daemon::builder()
-                .top(&notify_top(&receiver.url(), ""))
-                .env("DEPLOY_TOKEN", "deploy-token-42")
-                .token(TOKEN),
-        )
-        .start();
+    let m = notifying_mirror(&receiver, secret, "deploy-token-42");
     let d = &m.daemon;
     // The first sync cloned (old: none → new): sync.succeeded, delivered on the third attempt.
     let got = receiver.wait(3);
@@ -293,15 +300,7 @@ fn sync_events_are_signed_retried_and_announced_once_each() {
 fn a_hung_receiver_delays_neither_syncs_nor_shutdown() {
     let receiver = Receiver::start(vec![], true);
     let secret = "intake-secret-5678";
-    let m = Mirror::on(Remote::new())
-        .keys(&format!("    branch: main\n    secret: {secret}\n"))
-        .daemon(
-            Daemon::builder()
-                .top(&notify_top(&receiver.url(), ""))
-                .env("DEPLOY_TOKEN", "x")
-                .token(TOKEN),
-        )
-        .start();
+    let m = notifying_mirror(&receiver, secret, "x");
     let d = &m.daemon;
     receiver.wait(1);
     // Pushes keep syncing promptly while the notification hangs.

@@ -135,15 +135,7 @@ fn metrics_are_scraped_with_a_prometheus_parser() {
                 "trigger" => {
                     ["webhook", "api", "startup", "schedule", "lag", "reload"].contains(&v.as_str())
                 }
-                "provider" => [
-                    "github",
-                    "gitlab",
-                    "gitea",
-                    "bitbucket",
-                    "standard",
-                    "unknown",
-                ]
-                .contains(&v.as_str()),
+                "provider" => hookmirror::metrics::PROVIDERS.contains(&v.as_str()),
                 _ => true,
             };
             assert!(allowed, "{} {k}={v}", sample.metric);
