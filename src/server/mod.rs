@@ -24,10 +24,11 @@ use crate::daemon::Daemon;
 /// The router; tests call it with `oneshot` without a socket.
 pub fn app(daemon: Daemon) -> Router {
     Router::new()
-        .route("/", get(observe::status_page))
+        // Other methods on the read-only pages go where unknown paths go (404, counted).
+        .route("/", get(observe::status_page).fallback(webhook::handle))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(observe::readyz))
-        .route("/metrics", get(observe::metrics))
+        .route("/readyz", get(observe::readyz).fallback(webhook::handle))
+        .route("/metrics", get(observe::metrics).fallback(webhook::handle))
         .route("/api/repos", get(api::list))
         .route("/api/repos/{name}", get(api::show))
         .route("/api/repos/{name}/history", get(observe::history))
