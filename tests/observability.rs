@@ -127,7 +127,10 @@ fn metrics_are_scraped_with_a_prometheus_parser() {
     assert!(value(&s, "process_cpu_seconds_total", &[]).unwrap() > 0.0);
     let start = value(&s, "process_start_time_seconds", &[]).unwrap();
     // /proc's boot time is in whole seconds: the start time may be off by one.
-    assert!(now - start > -2.0 && now - start < 600.0, "{start} vs {now}");
+    assert!(
+        now - start > -2.0 && now - start < 600.0,
+        "{start} vs {now}"
+    );
     // Every label value is from a bounded set.
     for sample in &s.samples {
         for (k, v) in sample.labels.iter() {
