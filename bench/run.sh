@@ -63,7 +63,10 @@
 #     body, measured in the driver with the same crates, to attribute the difference.
 #
 # Driver options (after run.sh): --iterations N --warmup N --bursts N --burst-size N
-# --requests N --warm-requests N --rounds N --concurrency N --depth N (hookmirror `depth:`).
+# --requests N --warm-requests N --rounds N --concurrency N --depth N (hookmirror `depth:`)
+# --intake-floor metrics-off: (c) compares hookmirror with its metrics (always on) against the
+# same binary with HOOKMIRROR_METRICS=off (no recording: no counters, no delivery list) instead of
+# the minimal server, and prints the metrics-overhead ratio (target >= 0.95).
 # The driver also has `load PORT FIXTURE URL REQUESTS CONCURRENCY` to load a running server by
 # hand (e.g. under `perf record`).
 set -euo pipefail

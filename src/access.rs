@@ -42,6 +42,15 @@ impl Caller {
         }
     }
 
+    /// Whether this caller may read every repository (an answer that names them all, such as
+    /// the metrics, cannot be filtered).
+    pub fn may_read_all(&self) -> bool {
+        match self {
+            Caller::Anonymous => true,
+            Caller::Token(t) => t.scopes.admin || (t.scopes.read && t.repos.is_none()),
+        }
+    }
+
     /// Whether a list answer may show `repo` to this caller.
     pub fn may_read(&self, repo: &str) -> bool {
         match self {

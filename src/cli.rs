@@ -50,6 +50,22 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Ask the running daemon (at the config's `listen`) how each repository is doing, and print
+    /// a table. Exits 1 if a repository's last sync failed or the daemon cannot be asked.
+    Status {
+        /// An API token with the `read` scope, when reads are protected. Default: the
+        /// `token_file` of the first configured token that may read.
+        #[arg(long, env = "HOOKMIRROR_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Print a shell completion script (e.g. `hookmirror completions bash >
+    /// /etc/bash_completion.d/hookmirror`).
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `hookmirror man > hookmirror.1; man -l hookmirror.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,5 +96,18 @@ Examples:
   hookmirror sync site docs       # sync two repositories
   hookmirror serve                # run the daemon
   hookmirror token new --name ci-docs --scope sync --repo docs   # a scoped API token
+  hookmirror status               # ask the running daemon how each repository is doing
 
 Exit codes: 0 success, 1 a sync failed, 2 invalid config or usage.";
+
+/// Writes the completion script for `shell` to `out`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "hookmirror", out);
+}
+
+/// Writes the man page (roff) made from the same definitions to `out`.
+pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command()).render(out)
+}

@@ -25,14 +25,20 @@
 //! - [`reload`]: config file watcher and SIGHUP, feeding the daemon's validate-then-swap reload.
 //! - [`systemd`]: READY/WATCHDOG/STATUS/STOPPING notifications and socket activation.
 //! - [`logging`]: tracing setup (text/JSON, stdout/stderr/file, journald-aware timestamps).
-//! - [`cli`]: clap definitions; [`commands`]: what `check` and `sync` do.
+//! - [`cli`]: clap definitions (and the completions and man page made from them);
+//!   [`commands`]: what `check` and `sync` do; [`client`]: `status`, asking the running daemon.
+//! - [`metrics`]: the Prometheus registry the daemon and the server record into.
+//! - [`notify`]: signed outbound notifications of sync events, sent off the sync path.
 
 pub mod access;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod queue;
 pub mod refname;
 pub mod reload;

@@ -8,10 +8,21 @@ use hookmirror::{commands, config, logging};
 fn main() {
     let cli = Cli::parse();
     let code = match &cli.command {
-        // Making a token needs no config.
+        // These need no config.
         Command::Token { action } => {
             commands::token(action, &mut std::io::stdout(), &mut std::io::stderr())
         }
+        Command::Completions { shell } => {
+            hookmirror::cli::completions(*shell, &mut std::io::stdout());
+            0
+        }
+        Command::Man => match hookmirror::cli::man(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("hookmirror: {e}");
+                1
+            }
+        },
         _ => with_config(cli),
     };
     std::process::exit(code);
@@ -38,6 +49,12 @@ fn with_config(cli: Cli) -> i32 {
                 &mut std::io::stderr(),
             )
         }
+        Command::Status { token } => hookmirror::client::status(
+            &config,
+            token.as_deref(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
         Command::Serve => {
             if let Err(e) = logging::init(&config.log, cli.log_level.as_deref()) {
                 eprintln!("hookmirror: {e}");
@@ -52,8 +69,7 @@ fn with_config(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Token { action } => {
-            commands::token(&action, &mut std::io::stdout(), &mut std::io::stderr())
-        }
+        // Handled in `main` without a config.
+        Command::Token { .. } | Command::Completions { .. } | Command::Man => 0,
     }
 }

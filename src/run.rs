@@ -15,6 +15,14 @@ use crate::daemon::{Daemon, Trigger};
 /// timeout is 90 s; a fetch that takes longer is retried after the restart).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long shutdown waits for queued notifications after the syncs ended (a hung receiver
+/// must not hold the stop up; systemd's stop timeout has room for it).
+pub const NOTIFY_GRACE: Duration = Duration::from_secs(5);
+
+/// `HOOKMIRROR_METRICS=off` stops recording metrics. For the overhead benchmark only: recording
+/// is cheap enough to be always on, and `/metrics` answers 404 then.
+pub const METRICS_ENV: &str = "HOOKMIRROR_METRICS";
+
 /// How long the config may keep changing before a reload happens (editors write in bursts).
 pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -145,7 +153,9 @@ pub async fn run_on(
 ) -> anyhow::Result<()> {
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<&'static str>(16);
     crate::reload::on_sighup(reload_tx.clone());
-    let daemon = Daemon::new(config);
+    let metrics_on = std::env::var(METRICS_ENV).map_or(true, |v| v != "off");
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(metrics_on));
+    let daemon = Daemon::with_metrics(config, metrics);
     daemon.set_reload_channel(reload_tx.clone());
     daemon.load_commits().await;
     let addr = listener.local_addr()?;
@@ -198,6 +208,8 @@ pub async fn run_on(
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "syncs still running at shutdown; exiting anyway");
     }
     server.retire().await;
+    let d = daemon.clone();
+    let _ = tokio::task::spawn_blocking(move || d.finish_notifications(NOTIFY_GRACE)).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,8 +1,12 @@
 //! A burst of pushes against the real `hookmirror serve`: the origin's branch moves 50 times in
 //! quick succession (plumbing in the bare repo: the commits are made with `git commit-tree`
 //! beforehand, each move is a `git update-ref`), each move followed at once by a signed GitHub
-//! delivery naming the new `after`, without waiting for any sync. In each of 20 runs (one daemon, one origin) the checkout must end at the last commit;
-//! coalescing must keep the number of fetches far below one per push.
+//! delivery naming the new `after`, without waiting for any sync. In each of 20 runs (one daemon,
+//! one origin) the checkout must end at the last commit, and coalescing must hold: once the last
+//! webhook is answered, at most the running sync and one more stand between it and the checkout
+//! (a daemon that queued a sync per push would still have dozens to go), and far fewer fetches
+//! than pushes happen. Sync times are read from the daemon's history, so a slow machine slows
+//! both sides of the comparison alike.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,6 +21,8 @@ use support::git;
 
 const RUNS: usize = 20;
 const PUSHES: usize = 50;
+/// Polling and answering the status API on a loaded machine, on top of two syncs.
+const TAIL_SLACK_MS: u64 = 500;
 
 #[test]
 fn fifty_quick_pushes_end_at_the_last_commit_in_each_of_20_runs() {
@@ -74,6 +80,20 @@ fn fifty_quick_pushes_end_at_the_last_commit_in_each_of_20_runs() {
         );
         assert!(fetches >= 1, "run {run}: the pushes were fetched");
         assert!(syncs >= fetches, "run {run}");
+        let history = server.get("/api/repos/site/history").expect(200);
+        let runs_syncs = history["syncs"].as_array().unwrap();
+        let longest = runs_syncs[runs_syncs.len() - syncs as usize..]
+            .iter()
+            .map(|h| h["duration_ms"].as_u64().unwrap())
+            .max()
+            .unwrap();
+        let tail = settled.saturating_sub(sent);
+        let bound = Duration::from_millis(2 * longest + TAIL_SLACK_MS);
+        assert!(
+            tail <= bound,
+            "run {run}: {tail:?} from the last webhook to the checkout, more than the running \
+             sync and one more ({longest} ms each at most) allow: requests were not coalesced"
+        );
         fetches_per_run.push(fetches);
     }
     let total: u64 = fetches_per_run.iter().sum();
@@ -86,7 +106,7 @@ fn fifty_quick_pushes_end_at_the_last_commit_in_each_of_20_runs() {
         fetches_per_run.iter().max().unwrap()
     );
     assert!(
-        mean <= 15.0,
+        mean <= PUSHES as f64 / 2.0,
         "coalescing: {mean:.1} fetches per {PUSHES} pushes on average"
     );
     let logs = server.logs();

@@ -42,6 +42,9 @@ struct Opts {
     concurrency: usize,
     /// `depth:` for hookmirror's repository in (a) and (b) (shallow fetches); none by default.
     depth: Option<u32>,
+    /// `--intake-floor metrics-off`: (c) compares hookmirror against itself with metrics off
+    /// (`HOOKMIRROR_METRICS=off`) instead of the minimal server: the cost of recording metrics.
+    metrics_floor: bool,
 }
 
 fn main() {
@@ -110,6 +113,7 @@ fn parse_opts(args: &[String]) -> Opts {
         rounds: 5,
         concurrency: 32,
         depth: None,
+        metrics_floor: false,
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
@@ -134,6 +138,10 @@ fn parse_opts(args: &[String]) -> Opts {
             "--rounds" => o.rounds = num() as usize,
             "--concurrency" => o.concurrency = num() as usize,
             "--depth" => o.depth = Some(num() as u32),
+            "--intake-floor" => {
+                assert!(v == "metrics-off" || v == "minimal", "--intake-floor metrics-off|minimal");
+                o.metrics_floor = v == "metrics-off";
+            }
             _ => panic!("unknown option {k}"),
         }
     }
@@ -211,7 +219,19 @@ fn write_config(
 /// Starts `hookmirror serve` with the config at `config` (whose port is `port`) and waits for
 /// `/healthz`.
 async fn start_hookmirror(bin: &Path, config: &Path, port: u16, out: &Path) -> Proc {
+    start_hookmirror_env(bin, config, port, out, &[]).await
+}
+
+/// [`start_hookmirror`] with extra environment variables.
+async fn start_hookmirror_env(
+    bin: &Path,
+    config: &Path,
+    port: u16,
+    out: &Path,
+    env: &[(&str, &str)],
+) -> Proc {
     let mut cmd = Command::new(bin);
+    cmd.envs(env.iter().copied());
     cmd.arg("serve")
         .arg("--config")
         .arg(config)
@@ -493,8 +513,14 @@ async fn run(o: Opts) {
     for round in 0..o.rounds {
         for k in 0..2 {
             let is_hm = (k == 0) == (round % 2 == 1);
-            let (mut p, port) = if is_hm {
+            let (mut p, port) = if is_hm || o.metrics_floor {
                 let port = free_port();
+                // The floor side of `--intake-floor metrics-off`: the same binary, metrics off.
+                let env: &[(&str, &str)] = if is_hm {
+                    &[]
+                } else {
+                    &[("HOOKMIRROR_METRICS", "off")]
+                };
                 write_config(
                     &cfg_c,
                     port,
@@ -504,11 +530,12 @@ async fn run(o: Opts) {
                     false,
                     None,
                 );
-                let p = start_hookmirror(
+                let p = start_hookmirror_env(
                     &o.hookmirror,
                     &cfg_c,
                     port,
                     &w.join("hookmirror-intake.out"),
+                    env,
                 )
                 .await;
                 (p, port)
@@ -528,7 +555,11 @@ async fn run(o: Opts) {
             let r = load::run(addr, HOOK_PATH, &untracked, o.requests, o.concurrency).await;
             let (s1, c1) = (proc_cpu(p.pid()), self_cpu());
             p.stop();
-            let name = if is_hm { "hookmirror" } else { "minimal" };
+            let name = match (is_hm, o.metrics_floor) {
+                (true, _) => "hookmirror",
+                (false, true) => "no-metrics",
+                (false, false) => "minimal",
+            };
             assert!(
                 r.errors == 0 && r.ok() == r.requests,
                 "{name}: not every request got 200: {:?}, {} errors; sample: {}",
@@ -536,7 +567,7 @@ async fn run(o: Opts) {
                 r.errors,
                 r.sample
             );
-            if is_hm {
+            if is_hm || o.metrics_floor {
                 assert!(
                     r.sample.contains("ignored"),
                     "hookmirror answered: {}",
@@ -582,6 +613,22 @@ async fn run(o: Opts) {
         packs,
         untracked.body.len(),
     );
+    if o.metrics_floor {
+        let rps = |r: &[IntakeRound]| median(&r.iter().map(|x| x.rps).collect::<Vec<_>>());
+        let paired: Vec<f64> = hm_rounds
+            .iter()
+            .zip(&min_rounds)
+            .map(|(h, f)| h.rps / f.rps)
+            .collect();
+        let ratio = rps(&hm_rounds) / rps(&min_rounds);
+        println!(
+            "metrics overhead (c): hookmirror with metrics {:.0} req/s, with HOOKMIRROR_METRICS=off {:.0} req/s: ratio {ratio:.3} (of the medians), {:.3} (median of per-round ratios); target >= 0.95: {}",
+            rps(&hm_rounds),
+            rps(&min_rounds),
+            median(&paired),
+            if ratio >= 0.95 { "met" } else { "NOT met" }
+        );
+    }
     log(format!("done in {:.1} s", t_start.elapsed().as_secs_f64()));
     drop(daemon);
 }

@@ -139,6 +139,28 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
         read(&mut cred, None, &field);
         t.sha256 = super::token_sha256(cred.value.expose());
     }
+    let mut wrong_secrets = Vec::new();
+    let mut notify_secrets =
+        |targets: &mut [super::NotifyTarget],
+         repo: Option<&str>,
+         read: &mut dyn FnMut(&mut Credential, Option<&str>, &str)| {
+            for (i, t) in targets.iter_mut().enumerate() {
+                let field = format!("notify.{i}.secret_file");
+                read(&mut t.secret, repo, &field);
+                if let Some(path) = &t.secret.file
+                    && !t.secret.value.is_empty()
+                    && let Some(why) = super::notify_secret_problem(t.secret.value.expose())
+                {
+                    wrong_secrets.push(problem(
+                        &file,
+                        repo,
+                        &field,
+                        format!("{}: {why}", path.display()),
+                    ));
+                }
+            }
+        };
+    notify_secrets(&mut config.notify, None, &mut read);
     let mut unreadable = same_token_twice(config);
     for repo in &mut config.repos {
         let name = repo.name.clone();
@@ -151,6 +173,7 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
         if let Some(t) = &mut repo.auth.token {
             read(t, Some(&name), "auth.token_file");
         }
+        notify_secrets(&mut repo.notify, Some(&name), &mut read);
         if let Some(path) = &repo.auth.ssh_key {
             match std::fs::read_to_string(path) {
                 Ok(text) if !text.trim_start().starts_with("-----BEGIN") => {
@@ -181,6 +204,7 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
             ));
         }
     }
+    problems.extend(wrong_secrets);
     problems.extend(unreadable);
     if problems.is_empty() {
         Ok(())

@@ -34,6 +34,9 @@ pub struct Config {
     /// Who may call the HTTP API, and whether reading needs a token.
     pub api: Api,
     pub limits: Limits,
+    pub health: Health,
+    /// Notification targets for every repository (each repository may add its own).
+    pub notify: Vec<NotifyTarget>,
     pub repos: Vec<Repo>,
     /// What is allowed but probably not meant (a token glob that matches no repository, an
     /// expired token): `check` prints them, the daemon logs them at start and reload.
@@ -191,6 +194,72 @@ impl Default for Limits {
     }
 }
 
+/// When `/readyz` turns red.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// A repository failing this many syncs in a row makes the daemon not ready.
+    pub max_consecutive_failures: u64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            max_consecutive_failures: 3,
+        }
+    }
+}
+
+/// The events an outbound notification can be sent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotifyEvent {
+    /// A sync moved the checkout to another commit.
+    Succeeded,
+    Failed,
+    /// The first successful sync after failures.
+    Recovered,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 3] = [
+        NotifyEvent::Succeeded,
+        NotifyEvent::Failed,
+        NotifyEvent::Recovered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Succeeded => "sync.succeeded",
+            NotifyEvent::Failed => "sync.failed",
+            NotifyEvent::Recovered => "sync.recovered",
+        }
+    }
+}
+
+/// Where sync events are POSTed, signed per Standard Webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    /// http(s) only; may hold credentials, so it is shown redacted.
+    pub url: String,
+    /// A `whsec_…` signing secret (checked at validation, or when the file is read).
+    pub secret: Credential,
+    pub events: Vec<NotifyEvent>,
+    /// Extra request headers; values may be credentials (`Authorization`), so they are secrets.
+    pub headers: Vec<(String, Secret)>,
+}
+
+/// What is wrong with a Standard Webhooks signing secret, if anything: it must be `whsec_`
+/// followed by the base64 of at least one byte.
+pub fn notify_secret_problem(secret: &str) -> Option<&'static str> {
+    use base64::Engine as _;
+    let Some(encoded) = secret.strip_prefix("whsec_") else {
+        return Some("must be a Standard Webhooks secret: `whsec_` followed by base64");
+    };
+    match base64::engine::general_purpose::STANDARD.decode(encoded) {
+        Ok(key) if !key.is_empty() => None,
+        _ => Some("the part after `whsec_` is not base64 of a key"),
+    }
+}
+
 /// A secret from the config, inline or from a file; `file` is kept so a reload re-reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
@@ -338,6 +407,8 @@ pub struct Repo {
     pub auth: Auth,
     pub retry: Retry,
     pub on_success: OnSuccess,
+    /// Notification targets of this repository (beside the top-level ones).
+    pub notify: Vec<NotifyTarget>,
 }
 
 /// One thing wrong with a config, with where it is.

@@ -1,6 +1,7 @@
 //! The config file as written: serde structs that mirror the file (hookmirror's keys and gwg's),
 //! and `parse_str`, which turns text into them while collecting every unknown key. Pure.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -52,6 +53,8 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub api: Option<RawApi>,
     pub limits: Option<RawLimits>,
+    pub health: Option<RawHealth>,
+    pub notify: Option<Vec<RawNotify>>,
     pub defaults: Option<RawRepo>,
     pub repos: Option<Vec<RawRepo>>,
 
@@ -107,6 +110,21 @@ pub struct RawLimits {
     pub max_connections: Option<i64>,
 }
 
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawHealth {
+    pub max_consecutive_failures: Option<i64>,
+}
+
+/// One outbound notification target (`notify:` at the top level, in `defaults` or in a repo).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawNotify {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
 /// One repository (also the shape of `defaults`). Fields after the blank line are gwg's names.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RawRepo {
@@ -133,6 +151,7 @@ pub struct RawRepo {
     pub auth: Option<RawAuth>,
     pub retry: Option<RawRetry>,
     pub on_success: Option<RawOnSuccess>,
+    pub notify: Option<Vec<RawNotify>>,
 
     pub label: Option<String>,
     #[serde(rename = "labelType")]
@@ -197,6 +216,7 @@ impl RawRepo {
             depth,
             submodules,
             clean,
+            notify,
             label,
             label_type,
             trigger,

@@ -93,6 +93,7 @@ impl Daemon {
 
     /// Counts a reload in the status: a success, or a failure and why.
     pub fn count_reload(&self, result: Result<(), String>) {
+        self.0.metrics.reload(result.is_ok());
         let mut book = self.book();
         book.reload.last_reload = Some(Utc::now());
         match result {
@@ -163,7 +164,12 @@ impl Daemon {
                 book.queue.remove(name);
                 book.status.remove(name);
                 book.waiters.remove(name);
+                book.history.remove(name);
+                book.pushes.remove(name);
             }
+        }
+        for name in &summary.removed {
+            self.0.metrics.forget_repo(name);
         }
         self.sync_schedules();
         for name in &resync {

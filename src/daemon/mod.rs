@@ -11,10 +11,11 @@
 
 mod apply;
 mod deliver;
+mod observe;
 mod status;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -23,10 +24,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::queue::{Action, Coalescer, Dedupe};
 
 pub use apply::ReloadSummary;
 pub use deliver::{Delivered, wanted};
+pub use observe::{DELIVERIES, DeliveryRecord, HISTORY, SyncRecord, Unready};
 pub use status::{ErrorInfo, ReloadStatus, RepoStatus, RepoView, SyncReport};
 
 /// Delivery ids remembered for dedupe.
@@ -77,7 +81,12 @@ struct Book {
     status: HashMap<String, RepoStatus>,
     waiters: HashMap<String, Vec<(u64, Waiter)>>,
     dedupe: Dedupe,
-    triggers: HashMap<String, String>,
+    triggers: HashMap<String, Trigger>,
+    /// The last syncs of each repository (see `observe`).
+    history: HashMap<String, observe::History>,
+    /// Webhook requests not yet synced: (request number, when it arrived).
+    pushes: HashMap<String, Vec<(u64, std::time::Instant)>>,
+    deliveries: VecDeque<DeliveryRecord>,
     reload: ReloadStatus,
     /// Running schedule loops: the schedule and the sender that stops its loop.
     schedules: HashMap<String, (crate::config::Schedule, tokio::sync::watch::Sender<bool>)>,
@@ -95,6 +104,8 @@ struct Shared {
     idle: Notify,
     /// Where `POST /api/reload` asks for a reload (the run loop's channel, as SIGHUP does).
     reload_requests: Mutex<Option<tokio::sync::mpsc::Sender<&'static str>>>,
+    metrics: Arc<Metrics>,
+    notifier: Notifier,
 }
 
 /// Why a sync request was not queued.
@@ -110,12 +121,20 @@ pub struct Daemon(Arc<Shared>);
 
 impl Daemon {
     pub fn new(config: Config) -> Daemon {
+        Daemon::with_metrics(config, Arc::new(Metrics::new(true)))
+    }
+
+    /// A daemon recording into `metrics`.
+    pub fn with_metrics(config: Config, metrics: Arc<Metrics>) -> Daemon {
         let book = Book {
             queue: Coalescer::default(),
             status: HashMap::new(),
             waiters: HashMap::new(),
             dedupe: Dedupe::new(DEDUPE_CAPACITY),
             triggers: HashMap::new(),
+            history: HashMap::new(),
+            pushes: HashMap::new(),
+            deliveries: VecDeque::new(),
             reload: ReloadStatus::default(),
             schedules: HashMap::new(),
         };
@@ -128,6 +147,8 @@ impl Daemon {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             reload_requests: Mutex::new(None),
+            notifier: Notifier::new(metrics.clone()),
+            metrics,
         }))
     }
 
@@ -228,8 +249,12 @@ impl Daemon {
             waiters.push((seq, Waiter::Report(tx)));
             rx
         });
-        book.triggers.insert(name.to_string(), trigger.to_string());
+        let webhook = matches!(trigger, Trigger::Webhook { .. });
+        book.triggers.insert(name.to_string(), trigger.clone());
         drop(book);
+        if webhook {
+            self.note_push(name, seq);
+        }
         tracing::debug!(repo = name, %trigger, seq, force, coalesced = (action == Action::Coalesced), "sync requested");
         if action == Action::Start {
             self.spawn_worker(name);

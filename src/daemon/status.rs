@@ -44,6 +44,8 @@ pub struct RepoStatus {
     pub last_trigger: Option<String>,
     pub syncs: u64,
     pub failures: u64,
+    /// Syncs that failed in a row (0 after a success).
+    pub consecutive_failures: u64,
     /// Syncs that fetched from the remote (the rest were answered from the checkout).
     pub fetches: u64,
     /// When the schedule next enqueues a sync (before jitter).

@@ -45,7 +45,7 @@ impl Daemon {
                 self.book().queue.remove(name);
                 return;
             };
-            let trigger = self.book().triggers.get(name).cloned().unwrap_or_default();
+            let trigger = self.book().triggers.get(name).cloned();
             self.book()
                 .status
                 .entry(name.to_string())
@@ -72,7 +72,7 @@ impl Daemon {
                     touch_error: None,
                 },
             };
-            self.record(&repo, &trigger, covers, &outcome);
+            self.record(&repo, trigger.as_ref(), covers, &outcome);
             if !self.book().queue.finish(name) {
                 return;
             }
@@ -80,7 +80,9 @@ impl Daemon {
     }
 
     /// Updates status, logs the sync line, answers waiters and schedules a replica-lag retry.
-    fn record(&self, repo: &Repo, trigger: &str, covers: u64, o: &Outcome) {
+    fn record(&self, repo: &Repo, cause: Option<&Trigger>, covers: u64, o: &Outcome) {
+        let trigger = cause.map(Trigger::to_string).unwrap_or_default();
+        let trigger = trigger.as_str();
         let ms = o.duration.as_millis() as u64;
         let report = SyncReport {
             name: repo.name.clone(),
@@ -161,6 +163,7 @@ impl Daemon {
             }
         }
         drop(book);
+        self.observe(repo, cause, covers, o, &report, lag_retry.is_some());
         if let Some((n, hint)) = lag_retry {
             let d = self.clone();
             let name = repo.name.clone();

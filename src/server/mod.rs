@@ -1,9 +1,11 @@
 //! The HTTP edge: the accept loop (connection cap, header-read timeout, graceful close) and the
-//! axum router — webhook routes, the API, health. Handlers never do git work: they verify, parse
-//! and queue.
+//! axum router — webhook routes, the API, health, metrics and the status page. Handlers never do
+//! git work: they verify, parse and queue.
 
 mod api;
 mod guard;
+mod observe;
+mod page;
 mod webhook;
 
 use std::sync::Arc;
@@ -23,9 +25,14 @@ use crate::daemon::Daemon;
 /// The router; tests call it with `oneshot` without a socket.
 pub fn app(daemon: Daemon) -> Router {
     Router::new()
+        // Other methods on the read-only pages go where unknown paths go (404, counted).
+        .route("/", get(observe::status_page).fallback(webhook::handle))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(observe::readyz).fallback(webhook::handle))
+        .route("/metrics", get(observe::metrics).fallback(webhook::handle))
         .route("/api/repos", get(api::list))
         .route("/api/repos/{name}", get(api::show))
+        .route("/api/repos/{name}/history", get(observe::history))
         .route("/api/repos/{name}/sync", post(api::sync))
         .route("/api/reload", post(api::reload))
         .fallback(webhook::handle)

@@ -16,13 +16,49 @@ use serde_json::json;
 use super::error;
 use crate::config::{Config, Repo};
 use crate::daemon::{Daemon, Delivered};
+use crate::metrics::WebhookResult;
 use crate::queue;
 use crate::secret::Secret;
 use crate::webhook::{self, Event, Provider, VerifyOptions};
 
 /// Handles every request no other route took: webhook paths (per repo and the shared `/hooks`),
-/// and 404 for the rest.
+/// and 404 for the rest. Each is counted by forge and result, and listed on the status page.
 pub async fn handle(State(d): State<Daemon>, request: Request) -> Response {
+    if !d.metrics_enabled() {
+        return intake(&d, request).await;
+    }
+    let forge = Provider::detect(request.headers()).map_or("unknown", Provider::as_str);
+    let delivery = webhook::delivery_id(request.headers());
+    let r = intake(&d, request).await;
+    if let Some(result) = outcome(&r) {
+        d.record_delivery(forge, delivery.as_deref(), result);
+    }
+    r
+}
+
+/// What became of a request, for the metrics: the answers that carry it say so (an extension),
+/// the rest by status. A 503 at shutdown is not counted.
+fn outcome(r: &Response) -> Option<WebhookResult> {
+    if let Some(result) = r.extensions().get::<WebhookResult>() {
+        return Some(*result);
+    }
+    match r.status() {
+        StatusCode::ACCEPTED => Some(WebhookResult::Queued),
+        StatusCode::UNAUTHORIZED => Some(WebhookResult::Unauthorized),
+        StatusCode::NOT_FOUND => Some(WebhookResult::NotFound),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(WebhookResult::TooLarge),
+        s if s.is_client_error() => Some(WebhookResult::BadRequest),
+        _ => None,
+    }
+}
+
+/// Marks an answer with what became of the delivery.
+fn with_result(mut r: Response, result: WebhookResult) -> Response {
+    r.extensions_mut().insert(result);
+    r
+}
+
+async fn intake(d: &Daemon, request: Request) -> Response {
     // Taken apart rather than extracted: the `HeaderMap` extractor would copy the headers.
     let (parts, body) = request.into_parts();
     let (method, headers) = (&parts.method, &parts.headers);
@@ -55,8 +91,8 @@ pub async fn handle(State(d): State<Daemon>, request: Request) -> Response {
         now_unix: unix_now(),
     };
     match repo {
-        Some(repo) => one_repo(&d, repo, headers, &body, opts),
-        None => shared_endpoint(&d, &config, headers, &body, opts),
+        Some(repo) => one_repo(d, repo, headers, &body, opts),
+        None => shared_endpoint(d, &config, headers, &body, opts),
     }
 }
 
@@ -186,7 +222,8 @@ fn deliver(
     let push = match webhook::parse(provider, headers, body) {
         Ok(Event::Push(p)) => p,
         Ok(Event::Ping) => {
-            return (StatusCode::OK, Json(json!({ "ok": true, "event": "ping" }))).into_response();
+            let r = (StatusCode::OK, Json(json!({ "ok": true, "event": "ping" }))).into_response();
+            return with_result(r, WebhookResult::Ping);
         }
         Ok(Event::Ignored(reason)) => return ignored(&reason),
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -205,16 +242,18 @@ fn deliver(
                 queue::Delivery::Succeeded => "succeeded",
                 queue::Delivery::Failed => "failed",
             };
-            (
+            let r = (
                 StatusCode::OK,
                 Json(json!({ "duplicate": true, "delivery": delivery, "state": state })),
             )
-                .into_response()
+                .into_response();
+            with_result(r, WebhookResult::Duplicate)
         }
         Delivered::ShuttingDown => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }
 
 fn ignored(reason: &str) -> Response {
-    (StatusCode::OK, Json(json!({ "ignored": reason }))).into_response()
+    let r = (StatusCode::OK, Json(json!({ "ignored": reason }))).into_response();
+    with_result(r, WebhookResult::Ignored)
 }

@@ -24,16 +24,21 @@ pub(super) fn any_secret<'s>(
 /// True when the MAC of the concatenated `parts` under `key` equals any of `tags` (constant time;
 /// a tag of the wrong length only reveals that its length is wrong).
 pub(super) fn mac_matches<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]], tags: &[Vec<u8>]) -> bool {
-    let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
+    let Some(expected) = mac_of::<M>(key, parts) else {
         return false;
     };
-    for part in parts {
-        mac.update(part);
-    }
-    let expected = mac.finalize().into_bytes();
     tags.iter().fold(false, |found, tag| {
         bool::from(expected.as_slice().ct_eq(tag)) | found
     })
+}
+
+/// The MAC of the concatenated `parts` under `key` (`None` for a key the MAC refuses).
+pub(super) fn mac_of<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut mac = <M as KeyInit>::new_from_slice(key).ok()?;
+    for part in parts {
+        mac.update(part);
+    }
+    Some(mac.finalize().into_bytes().to_vec())
 }
 
 /// Verify `hex_mac` (lowercase hex, as GitHub, Gitea and Bitbucket send it) as the MAC of `body`

@@ -19,6 +19,8 @@ mod json;
 mod mac;
 mod standard;
 
+pub use standard::sign as sign_standard;
+
 use std::str::FromStr;
 
 use http::HeaderMap;

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::json::parse_object;
-use super::mac::{HmacSha256, any_secret, mac_matches};
+use super::mac::{HmacSha256, any_secret, mac_matches, mac_of};
 use super::{Event, ParseError, VerifyError, github, header, printable};
 use crate::secret::Secret;
 
@@ -63,6 +63,16 @@ pub(super) fn verify_with<'s>(
         return Err(VerifyError::Stale);
     }
     Ok(())
+}
+
+/// The `webhook-signature` value (`v1,<base64>`) of a message, signed the way [`verify_with`]
+/// checks it: HMAC-SHA256 over `{id}.{timestamp}.{body}`. Used for outbound notifications.
+/// `None` when the secret yields no key (`whsec_` followed by something that is not base64).
+pub fn sign(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Option<String> {
+    let key = signing_key(secret)?;
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+    let tag = mac_of::<HmacSha256>(&key, &signed)?;
+    Some(format!("v1,{}", BASE64.encode(tag)))
 }
 
 /// The HMAC key of a secret: base64-decoded after `whsec_`, else the secret's own bytes.
@@ -136,6 +146,17 @@ mod tests {
         let map = signed(VECTOR);
         assert_eq!(Provider::detect(&map), Some(Provider::Standard));
         assert_eq!(check(&map, BODY, &[SECRET], SENT_AT), Ok(()));
+    }
+
+    #[test]
+    fn signing_reproduces_the_test_vector_and_verifies() {
+        assert_eq!(
+            super::sign(SECRET, ID_VALUE, "1614265330", BODY).as_deref(),
+            Some(VECTOR)
+        );
+        let other = super::sign(SECRET, ID_VALUE, "1614265330", b"{}").unwrap();
+        assert_eq!(check(&signed(&other), b"{}", &[SECRET], SENT_AT), Ok(()));
+        assert_eq!(super::sign("whsec_%%%", ID_VALUE, "1", BODY), None);
     }
 
     #[test]

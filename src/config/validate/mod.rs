@@ -3,11 +3,13 @@
 //! gwg's keys are rewritten into hookmirror's first (see `gwg`), then defaults applied, `${VAR}`
 //! expanded, paths made absolute, and every problem collected with the repo, the key and the line.
 //! Pure: the environment and the folders come in through [`Context`]. The top-level keys are
-//! checked in `top`, a repo's in `repo`, and its schedule in `schedule`.
+//! checked in `top`, a repo's in `repo`, its schedule in `schedule`, and `notify`/`health` in
+//! `notify`.
 
 mod api;
 #[cfg(test)]
 mod gwg_keys;
+mod notify;
 mod repo;
 mod schedule;
 mod top;
@@ -300,6 +302,8 @@ impl Validator<'_, '_> {
         let workers = self.workers(&raw);
         let log = self.log(&raw);
         let limits = self.limits(&raw);
+        let health = self.health(&raw);
+        let notify = self.notify_targets(&raw.notify);
 
         let defaults = raw.defaults.unwrap_or_default();
         for (field, set) in [
@@ -333,6 +337,8 @@ impl Validator<'_, '_> {
             log,
             api,
             limits,
+            health,
+            notify,
             repos,
             warnings: std::mem::take(&mut self.warnings),
         }

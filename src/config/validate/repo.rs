@@ -99,10 +99,15 @@ impl Validator<'_, '_> {
                 "path",
                 format!("`{path}` must be a URL path starting with `/`"),
             );
-        } else if path == "/hooks" || path.starts_with("/api/") || path == "/api" {
+        } else if path == "/hooks"
+            || path.starts_with("/api/")
+            || ["/api", "/", "/healthz", "/readyz", "/metrics"].contains(&path.as_str())
+        {
             self.problem(
                 "path",
-                format!("`{path}` is reserved (shared /hooks endpoint and the API)"),
+                format!(
+                    "`{path}` is reserved (shared /hooks endpoint, the API, the status page, health and metrics)"
+                ),
             );
         }
 
@@ -137,6 +142,7 @@ impl Validator<'_, '_> {
         let auth = self.auth(&r);
         let retry = self.retry(&r);
         let on_success = self.on_success(&r);
+        let notify = self.notify_targets(&r.notify);
         Repo {
             name,
             url: url.unwrap_or_else(RemoteUrl::missing),
@@ -155,6 +161,7 @@ impl Validator<'_, '_> {
             auth,
             retry,
             on_success,
+            notify,
         }
     }
 

@@ -1,0 +1,119 @@
+//! The read-only observability endpoints: `/metrics`, `/readyz`, the status page at `/` and
+//! `/api/repos/{name}/history`. Every one of them but `/readyz` passes the API's guard
+//! ([`super::guard::allow`]) with a read.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use super::guard::allow;
+use super::{error, page};
+use crate::access::{Caller, Need};
+use crate::daemon::Daemon;
+use crate::metrics::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics};
+
+/// A read of `repo` (`None`: of everything, filtered to what the caller may see).
+fn read(d: &Daemon, headers: &HeaderMap, repo: Option<&str>) -> Result<Caller, Box<Response>> {
+    allow(d, headers, Need::Read(repo))
+}
+
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics when `Accept` asks for it.
+pub async fn metrics(State(d): State<Daemon>, headers: HeaderMap) -> Response {
+    match read(&d, &headers, None) {
+        // The series name every repository: a token limited to some may not read them.
+        Ok(caller) if !caller.may_read_all() => {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!("token `{}` lacks access to every repository", caller.name()),
+            );
+        }
+        Ok(_) => {}
+        Err(r) => return *r,
+    }
+    if !d.metrics_enabled() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "metrics are off (HOOKMIRROR_METRICS=off)",
+        );
+    }
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(wants_openmetrics);
+    let body = d.metrics_text(openmetrics);
+    let content_type = if openmetrics {
+        OPENMETRICS_CONTENT_TYPE
+    } else {
+        TEXT_CONTENT_TYPE
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// `GET /readyz`: 200 once every repository had its first sync and none fails past
+/// `health.max_consecutive_failures`; else 503 naming them. Open, like `/healthz`.
+pub async fn readyz(State(d): State<Daemon>) -> Response {
+    if !d.intake_open() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": "shutting down", "repos": [] })),
+        )
+            .into_response();
+    }
+    let unready = d.unready();
+    if unready.is_empty() {
+        return Json(json!({ "ready": true })).into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "ready": false, "repos": unready })),
+    )
+        .into_response()
+}
+
+/// `GET /`: the status page.
+pub async fn status_page(State(d): State<Daemon>, headers: HeaderMap) -> Response {
+    let caller = match read(&d, &headers, None) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let repos: Vec<_> = d
+        .statuses()
+        .into_iter()
+        .filter(|r| caller.may_read(&r.name))
+        .collect();
+    let histories: Vec<_> = repos
+        .iter()
+        .map(|r| d.history(&r.name).unwrap_or_default())
+        .collect();
+    let deliveries = d.deliveries();
+    let unready = d.unready();
+    let html = page::render(&page::Page {
+        now: chrono::Utc::now(),
+        version: env!("CARGO_PKG_VERSION"),
+        repos: &repos,
+        histories: &histories,
+        deliveries: &deliveries,
+        unready: &unready,
+    });
+    let mut r = Html(html).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `GET /api/repos/{name}/history`: the last syncs, oldest first.
+pub async fn history(
+    State(d): State<Daemon>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = read(&d, &headers, Some(&name)) {
+        return *r;
+    }
+    match d.history(&name) {
+        Some(syncs) => Json(json!({ "name": name, "syncs": syncs })).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such repository"),
+    }
+}
