@@ -625,8 +625,10 @@ fn git_urls_go_through_hookmirrors_own_transport() {
     let origin = Origin::new();
     let daemon = GitDaemon::start(origin.root.path());
     let url = daemon.url("origin.git");
+    // The engine hands libgit2 `hm-git://…` for it (sync::transport::fetch_url).
+    let own = format!("hm-{url}");
     // Fetching works over it (ref advertisement, then negotiation and pack on the same stream)…
-    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    let mut remote = git2::Remote::create_detached(own.as_str()).unwrap();
     remote.connect(git2::Direction::Fetch).unwrap();
     let heads: Vec<String> = remote
         .list()
@@ -653,7 +655,11 @@ fn git_urls_go_through_hookmirrors_own_transport() {
     );
     assert_eq!(read(&dir, "n"), "next\n");
     // …and it is ours: libgit2's built-in git:// transport would try to push.
-    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    let mut remote = git2::Remote::create_detached(own.as_str()).unwrap();
     let e = remote.connect(git2::Direction::Push).unwrap_err();
     assert!(e.message().contains("hookmirror only fetches"), "{e}");
+    // `git://` itself stays libgit2's, for `transport: libgit2`.
+    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    let e = remote.connect(git2::Direction::Push).unwrap_err();
+    assert!(!e.message().contains("hookmirror"), "{e}");
 }

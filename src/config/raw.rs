@@ -54,6 +54,7 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub defaults: Option<RawRepo>,
     pub repos: Option<Vec<RawRepo>>,
+    pub ssh: Option<RawSsh>,
 
     pub port: Option<u16>,
     pub threads: Option<i64>,
@@ -74,6 +75,14 @@ pub struct RawLog {
 pub struct RawApi {
     pub token: Option<String>,
     pub token_file: Option<String>,
+    pub proxy: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+/// Settings of hookmirror's SSH transport, for every repository.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawSsh {
+    pub idle_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -107,6 +116,7 @@ pub struct RawRepo {
     pub depth: Option<i64>,
     pub submodules: Option<bool>,
     pub clean: Option<bool>,
+    pub transport: Option<String>,
     pub auth: Option<RawAuth>,
     pub retry: Option<RawRetry>,
     pub on_success: Option<RawOnSuccess>,
@@ -130,6 +140,8 @@ pub struct RawAuth {
     pub username: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<String>,
+    pub proxy: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -174,6 +186,7 @@ impl RawRepo {
             depth,
             submodules,
             clean,
+            transport,
             label,
             label_type,
             trigger,
@@ -191,7 +204,9 @@ impl RawRepo {
                 known_hosts,
                 username,
                 token,
-                token_file
+                token_file,
+                proxy,
+                ca_file
             );
         }
         if let Some(d) = &defaults.retry {

@@ -108,6 +108,7 @@ pub struct Daemon(Arc<Shared>);
 
 impl Daemon {
     pub fn new(config: Config) -> Daemon {
+        crate::sync::configure(&config);
         let book = Book {
             queue: Coalescer::default(),
             status: HashMap::new(),

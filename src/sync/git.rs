@@ -298,7 +298,9 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
     let refspec = format!("+{src}:{dst}");
     let state = RefCell::new(AuthState::default());
     let fail = |e: git2::Error| FetchError::new(e, &state.borrow());
-    let mut remote = git.remote_anonymous(&repo.url).map_err(fail)?;
+    let mut remote = git
+        .remote_anonymous(&transport::fetch_url(repo))
+        .map_err(fail)?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(repo, &state));
     fo.download_tags(AutotagOption::None);

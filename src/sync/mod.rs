@@ -11,7 +11,11 @@ mod credentials;
 mod error;
 pub mod git;
 pub mod git_proto;
+mod http;
 pub mod known_hosts;
+mod proxy;
+mod ssh;
+pub mod ssh_pool;
 mod recovery;
 pub mod transport;
 
@@ -98,8 +102,8 @@ pub const IO_TIMEOUT_MS: i32 = 60_000;
 /// How long one sync may take in all, retries aside, unless the repository sets `sync_timeout`.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Sets libgit2's global network timeouts and registers hookmirror's `git://` transport
-/// ([`git_proto`]). Call once at start, before any other thread exists; later calls do nothing.
+/// Sets libgit2's global network timeouts and registers hookmirror's transports ([`git_proto`],
+/// [`http`], [`ssh`]) under their private schemes (see [`transport::fetch_url`]). Call once at start, before any other thread exists; later calls do nothing.
 #[allow(unsafe_code)]
 pub fn init_libgit2() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -110,11 +114,25 @@ pub fn init_libgit2() {
         unsafe {
             let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
             let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
-            if let Err(e) = git2::transport::register("git", git_proto::factory) {
-                tracing::warn!(error = %e, "cannot register the git:// transport; libgit2's own is used");
+            let own: [(&str, fn(&git2::Remote<'_>) -> Result<git2::transport::Transport, git2::Error>); 4] = [
+                (git_proto::SCHEME, git_proto::factory),
+                (http::SCHEMES[0], http::factory),
+                (http::SCHEMES[1], http::factory),
+                (ssh::SCHEME, ssh::factory),
+            ];
+            for (scheme, factory) in own {
+                if let Err(e) = git2::transport::register(scheme, factory) {
+                    tracing::error!(scheme, error = %e, "cannot register a transport of hookmirror's");
+                }
             }
         }
     });
+}
+
+/// Puts the settings of hookmirror's transports that are not per repository in force (at start
+/// and on every reload).
+pub fn configure(config: &crate::config::Config) {
+    ssh_pool::set_idle_timeout(config.ssh.idle_timeout);
 }
 
 fn run_actions(repo: &Repo, s: &Synced, outcome: &mut Outcome) {

@@ -301,6 +301,7 @@ impl Validator<'_, '_> {
             None => None,
         };
         let limits = self.limits(&raw);
+        let ssh = self.ssh(&raw);
 
         let defaults = raw.defaults.unwrap_or_default();
         for (field, set) in [
@@ -332,6 +333,7 @@ impl Validator<'_, '_> {
             log,
             api_token,
             limits,
+            ssh,
             repos,
         }
     }
