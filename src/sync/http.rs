@@ -587,6 +587,20 @@ fn as_failure(e: io::Error) -> io::Error {
     transport::fail(io_error(&e, &message))
 }
 
+/// What is read of an answer libgit2 stopped reading (its last flush packet came before the end
+/// of the body, e.g. a trailing newline or gzip's trailer), so the connection goes back to the
+/// pool; more than this and the connection is closed instead.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+
+impl Drop for HttpStream {
+    fn drop(&mut self) {
+        // ureq returns a connection to its pool when its answer has been read to the end.
+        if let Some(reader) = self.reader.take() {
+            let _ = io::copy(&mut reader.take(DRAIN_LIMIT), &mut io::sink());
+        }
+    }
+}
+
 impl Write for HttpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.client.is_none() {

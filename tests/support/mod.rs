@@ -7,6 +7,8 @@
 //! - [`Sshd`]: a private `sshd` with its own host key, user keys (ed25519, RSA, ECDSA, all with
 //!   a passphrase) and known_hosts files for the known, changed-key and unknown-host cases.
 //! - [`GitHttp`]: smart HTTP (`git http-backend` as CGI) behind HTTP basic auth, on axum.
+//! - [`https`]: nginx + fcgiwrap + `git http-backend` over TLS with a test CA, tinyproxy, and a
+//!   TCP proxy that delays every byte (for benchmarks).
 //! - [`daemon`]: the one harness for `hookmirror serve` ([`daemon::Daemon`]), remotes for it
 //!   ([`daemon::Remote`]) and the "origin + first sync" fixture ([`daemon::Mirror`]).
 //! - [`forge`]: webhook deliveries signed as each forge signs them, with payloads made from the
@@ -19,6 +21,7 @@
 
 pub mod daemon;
 pub mod forge;
+pub mod https;
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -637,6 +640,42 @@ impl Sshd {
     /// A `GIT_SSH_COMMAND` value for the OpenSSH client: this identity only, this known_hosts
     /// only, strict checking, no user config, no prompts. `key` must not need a passphrase
     /// (see [`Sshd::unencrypted_copy`]).
+    /// Public-key logins sshd accepted so far: one per SSH session a client opened.
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey").count()
+    }
+
+    /// Sessions clients ended themselves (sshd logs the reason a client gave).
+    pub fn client_disconnects(&self) -> usize {
+        self.log().matches("Received disconnect").count()
+    }
+
+    /// Kills the per-connection sshd processes (not the listener): every open session dies, as
+    /// when a server restarts or a connection is dropped.
+    pub fn kill_sessions(&self) -> usize {
+        let listener = self.child.child.id();
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = read_file_lossy(&entry.path().join("stat"));
+            // pid (comm) state ppid …: the comm may hold spaces, so split after its `)`.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(listener) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                killed += 1;
+            }
+        }
+        killed
+    }
+
     pub fn ssh_command(&self, key: &Path, known_hosts: &Path) -> String {
         format!(
             "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} \
