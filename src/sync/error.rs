@@ -218,7 +218,7 @@ mod tests {
         (E::Auth, C::Http, "unexpected authentication failure", K::Auth),
         (E::Auth, C::Http, "unexpected http status code: 404", K::Auth),
         (E::Certificate, C::Ssh, "invalid or unknown remote ssh hostkey", K::HostKey),
-        (E::Certificate, C::Ssl, "the SSL certificate is invalid", K::HostKey),
+        (E::Certificate, C::Ssl, "the SSL certificate is invalid", K::Tls),
         (E::Timeout, C::Net, "git://: failed to connect to h:1: timed out", K::Timeout),
         (E::NotFound, C::Http, "whatever", K::NotFound),
         // Then classes, with a generic code.

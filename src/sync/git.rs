@@ -366,6 +366,10 @@ fn checkout(git: &Repository, repo: &Repo, remote_ref: &str, commit: Oid) -> Res
     let object = git.find_object(commit, None).map_err(err)?;
     let mut co = CheckoutBuilder::new();
     co.force();
+    // A first checkout writes every file: skip the per-file filter setup when no filter applies.
+    if git.index().is_ok_and(|i| i.is_empty()) && !super::filters::needed(git, commit) {
+        co.disable_filters(true);
+    }
     git.reset(&object, ResetType::Hard, Some(&mut co))
         .map_err(err)?;
     if repo.clean {

@@ -633,7 +633,7 @@ mod tests {
     #[test]
     fn the_token_becomes_a_basic_login() {
         let mut repo = crate::config::tests_support::repo("r", "https://h/r.git");
-        repo.auth.token = Some(crate::config::Credential::inline("tok".into()));
+        repo.auth.token = Some(crate::config::Credential::inline("tok"));
         let e = Endpoint::of("hm-https://h/r.git").unwrap();
         // base64("x-access-token:tok")
         assert_eq!(
