@@ -287,8 +287,14 @@ fn one_change(
             assert_eq!(git(&cli, &["rev-parse", "HEAD"]), new, "{}", case.name);
         }
         let (h, c) = (median(ours), median(theirs));
+        let through = if case.name.contains("+20") {
+            let proxy = if case.name.starts_with("https") { nginx_delayed } else { sshd_delayed };
+            format!("  ({} connections through the proxy, both sides)", proxy.accepted())
+        } else {
+            String::new()
+        };
         println!(
-            "    {:<26} {:>12.1} {:>12.1} {:>8.2}",
+            "    {:<26} {:>12.1} {:>12.1} {:>8.2}{through}",
             case.name,
             h,
             c,

@@ -31,7 +31,7 @@ use ssh2::{Channel, HostKeyType, MethodType, Session};
 use super::credentials::{known_hosts_path, ssh_key_path, ssh_user, verify_host_key};
 use super::git_proto::{io_error, net_error};
 use super::known_hosts::{self, Verdict};
-use super::ssh_pool::{self, Key};
+use super::ssh_pool::{self, Conn, Key};
 use super::transport::{self, FetchContext, Watch};
 use super::CONNECT_TIMEOUT_MS;
 
@@ -155,18 +155,18 @@ fn open(ctx: &FetchContext) -> Result<SshStream, Error> {
         t.passphrase.as_deref(),
         &t.known_hosts,
     );
-    if let Some(session) = ssh_pool::take(&key) {
-        match start(&session, &t.command) {
-            Ok(channel) => return Ok(SshStream::new(session, channel, key, ctx)),
+    if let Some(conn) = ssh_pool::take(&key) {
+        match start(&conn.session, &t.command) {
+            Ok(channel) => return Ok(SshStream::new(conn, channel, key, ctx)),
             Err(e) => {
                 tracing::debug!(host = %t.host, error = %e, "pooled SSH session is dead; reconnecting");
             }
         }
     }
-    let session = connect(&t)?;
-    let channel = start(&session, &t.command)
+    let conn = connect(&t)?;
+    let channel = start(&conn.session, &t.command)
         .map_err(|e| Error::new(ErrorCode::GenericError, ErrorClass::Ssh, format!("ssh: cannot start git-upload-pack: {e}")))?;
-    Ok(SshStream::new(session, channel, key, ctx))
+    Ok(SshStream::new(conn, channel, key, ctx))
 }
 
 fn start(session: &Session, command: &str) -> Result<Channel, ssh2::Error> {
@@ -177,7 +177,7 @@ fn start(session: &Session, command: &str) -> Result<Channel, ssh2::Error> {
 }
 
 /// A new session: TCP connect, key exchange, host-key check, public-key login.
-fn connect(t: &Target) -> Result<Session, Error> {
+fn connect(t: &Target) -> Result<Conn, Error> {
     let shown = format!("{}:{}", t.host, t.port);
     let addrs = (t.host.as_str(), t.port)
         .to_socket_addrs()
@@ -202,6 +202,9 @@ fn connect(t: &Target) -> Result<Session, Error> {
         (None, None) => return Err(net_error(&format!("ssh: {} has no address", t.host))),
     };
     let _ = tcp.set_nodelay(true);
+    let socket = tcp
+        .try_clone()
+        .map_err(|e| io_error(&e, &format!("ssh: {shown}: {e}")))?;
     let ssh_error = |what: &str, e: ssh2::Error| {
         let code = if e.code() == ssh2::ErrorCode::Session(-9) {
             ErrorCode::Timeout
@@ -241,7 +244,16 @@ fn connect(t: &Target) -> Result<Session, Error> {
         });
     }
     ssh_pool::opened();
-    Ok(session)
+    Ok(Conn { session, socket })
+}
+
+/// Puts the socket in quick-ACK mode (Linux clears it by itself, so before every read). sshd
+/// leaves Nagle's algorithm on for sessions without a terminal: upload-pack's small answers wait
+/// for the ACK of the previous segment, and a client that delays its ACKs (~40 ms) stalls every
+/// negotiation round, as over `git daemon` (see `git_proto`). Best effort.
+fn quickack(socket: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
 }
 
 /// libssh2's key type in OpenSSH's words.
@@ -277,7 +289,7 @@ pub fn host_key_preference(known_hosts_text: &str, host: &str, port: u16) -> Str
 /// upload-pack's channel. Dropped after a clean end (the remote's exit status 0), its session
 /// goes back to the pool; otherwise it is closed.
 struct SshStream {
-    session: Session,
+    conn: Conn,
     channel: Option<Channel>,
     key: Key,
     watch: Watch,
@@ -286,9 +298,9 @@ struct SshStream {
 }
 
 impl SshStream {
-    fn new(session: Session, channel: Channel, key: Key, ctx: &FetchContext) -> SshStream {
+    fn new(conn: Conn, channel: Channel, key: Key, ctx: &FetchContext) -> SshStream {
         SshStream {
-            session,
+            conn,
             channel: Some(channel),
             key,
             watch: Watch::new(ctx.limits),
@@ -300,12 +312,16 @@ impl SshStream {
 impl Read for SshStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let timeout = self.watch.before_read().map_err(failure)?;
-        self.session
+        self.conn
+            .session
             .set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
         let Some(channel) = self.channel.as_mut() else {
             return Ok(0);
         };
-        let n = self.watch.after_read(channel.read(buf)).map_err(failure)?;
+        quickack(&self.conn.socket);
+        let read = channel.read(buf);
+        quickack(&self.conn.socket);
+        let n = self.watch.after_read(read).map_err(failure)?;
         if n == 0 && !self.eof {
             self.eof = true;
             // upload-pack refusing (no such repository, access denied) writes only to stderr:
@@ -330,7 +346,8 @@ fn failure(e: io::Error) -> io::Error {
 impl Write for SshStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.watch.limits().stall;
-        self.session
+        self.conn
+            .session
             .set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
         match self.channel.as_mut() {
             Some(c) => c.write(buf),
@@ -351,7 +368,8 @@ impl Drop for SshStream {
         let Some(mut channel) = self.channel.take() else {
             return;
         };
-        self.session.set_timeout(CLOSE_TIMEOUT_MS);
+        self.conn.session.set_timeout(CLOSE_TIMEOUT_MS);
+        quickack(&self.conn.socket);
         // upload-pack has sent its last byte when libgit2 lets go of the stream; what is left is
         // its exit. A session whose channel does not close cleanly is not reused.
         let clean = channel.send_eof().is_ok()
@@ -360,11 +378,19 @@ impl Drop for SshStream {
             && channel.wait_close().is_ok()
             && channel.exit_status().is_ok_and(|s| s == 0);
         drop(channel);
-        if clean {
-            ssh_pool::give(self.key.clone(), self.session.clone());
-        } else {
-            self.session.set_timeout(1000);
-            let _ = self.session.disconnect(None, "hookmirror: fetch ended", None);
+        let socket = self.conn.socket.try_clone();
+        match socket {
+            Ok(socket) if clean => ssh_pool::give(
+                self.key.clone(),
+                Conn {
+                    session: self.conn.session.clone(),
+                    socket,
+                },
+            ),
+            _ => {
+                self.conn.session.set_timeout(1000);
+                let _ = self.conn.session.disconnect(None, "hookmirror: fetch ended", None);
+            }
         }
     }
 }

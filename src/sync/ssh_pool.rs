@@ -15,9 +15,17 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ssh2::Session;
+
+/// A logged-in session and its socket (a second handle to the one libssh2 reads, for socket
+/// options: see `ssh::quickack`).
+pub struct Conn {
+    pub session: Session,
+    pub socket: TcpStream,
+}
 
 /// Where and as whom a session is logged in, and a digest of what it was made with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,7 +76,7 @@ static IDLE_MS: AtomicU64 = AtomicU64::new(300_000);
 /// Sessions opened since start (for logs and tests of reuse).
 static OPENED: AtomicUsize = AtomicUsize::new(0);
 
-type Idle = Vec<(Session, Instant)>;
+type Idle = Vec<(Conn, Instant)>;
 
 static POOL: Mutex<Option<HashMap<Key, Idle>>> = Mutex::new(None);
 
@@ -98,7 +106,7 @@ fn with_pool<R>(f: impl FnOnce(&mut HashMap<Key, Idle>) -> R) -> R {
 
 /// An idle session for `key`, the most recently used first. Sessions of the same login made
 /// with another key file content, passphrase or known_hosts are dropped.
-pub fn take(key: &Key) -> Option<Session> {
+pub fn take(key: &Key) -> Option<Conn> {
     let (session, dropped) = with_pool(|pool| {
         let mut dropped = Vec::new();
         pool.retain(|k, idle| {
@@ -108,20 +116,20 @@ pub fn take(key: &Key) -> Option<Session> {
             }
             !stale
         });
-        let session = pool.get_mut(key).and_then(|idle| idle.pop()).map(|(s, _)| s);
-        (session, dropped)
+        let conn = pool.get_mut(key).and_then(|idle| idle.pop()).map(|(c, _)| c);
+        (conn, dropped)
     });
     // Closed outside the lock: a disconnect writes to the socket.
-    for (s, _) in dropped {
-        close(&s, "credentials or known_hosts changed");
+    for (c, _) in dropped {
+        close(&c.session, "credentials or known_hosts changed");
     }
     session
 }
 
 /// Gives a session back after a fetch that ended cleanly.
-pub fn give(key: Key, session: Session) {
+pub fn give(key: Key, conn: Conn) {
     start_reaper();
-    with_pool(|pool| pool.entry(key).or_default().push((session, Instant::now())));
+    with_pool(|pool| pool.entry(key).or_default().push((conn, Instant::now())));
 }
 
 /// Closes sessions idle past the timeout; returns how many.
@@ -139,8 +147,8 @@ pub fn reap() -> usize {
         expired
     });
     let n = expired.len();
-    for (s, _) in expired {
-        close(&s, "idle");
+    for (c, _) in expired {
+        close(&c.session, "idle");
     }
     n
 }

@@ -749,6 +749,9 @@ fn ssh_banner(port: u16) -> bool {
     stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
 }
 
+/// The private sshd's config. `HOME` is the sshd's own folder: bash, the login shell that runs
+/// each command, reads `~/.bashrc` when started by sshd, and a user's rc file (here root's runs
+/// `pyenv init`, ~300 ms) is not what a forge's SSH front end does per fetch.
 fn sshd_config(
     dir: &Path,
     port: u16,
@@ -771,10 +774,12 @@ fn sshd_config(
          PrintMotd no\n\
          AcceptEnv GIT_PROTOCOL\n\
          LogLevel VERBOSE\n\
-         PidFile {pid}\n",
+         PidFile {pid}\n\
+         SetEnv HOME={home}\n",
         host_key = host_key.display(),
         authorized_keys = authorized_keys.display(),
         pid = dir.join("sshd.pid").display(),
+        home = dir.display(),
     );
     if no_penalties {
         c.push_str("PerSourcePenalties no\n");
