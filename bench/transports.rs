@@ -203,7 +203,14 @@ fn main() {
     let sshd_delayed = DelayProxy::start(servers.sshd.port, DELAY);
 
     if part('1') {
-        one_change(&origin, &servers, &nginx_delayed, &sshd_delayed, iterations, scratch.path());
+        one_change(
+            &origin,
+            &servers,
+            &nginx_delayed,
+            &sshd_delayed,
+            iterations,
+            scratch.path(),
+        );
     }
     if part('2') {
         first_clone(&servers, root, if quick { 1 } else { 5 }, scratch.path());
@@ -242,7 +249,12 @@ fn one_change(
         s.https("https:// (nginx, TLS)", "origin.git", s.nginx.port),
         s.ssh("ssh:// (sshd)", &origin.bare, s.sshd.port, scratch),
         s.https("https:// +20 ms each way", "origin.git", nginx_delayed.port),
-        s.ssh("ssh:// +20 ms each way", &origin.bare, sshd_delayed.port, scratch),
+        s.ssh(
+            "ssh:// +20 ms each way",
+            &origin.bare,
+            sshd_delayed.port,
+            scratch,
+        ),
     ];
     println!(
         "1. one new commit synced, median of {iterations} (ms); hookmirror in process, git CLI as fetch + reset --hard"
@@ -288,8 +300,15 @@ fn one_change(
         }
         let (h, c) = (median(ours), median(theirs));
         let through = if case.name.contains("+20") {
-            let proxy = if case.name.starts_with("https") { nginx_delayed } else { sshd_delayed };
-            format!("  ({} connections through the proxy, both sides)", proxy.accepted())
+            let proxy = if case.name.starts_with("https") {
+                nginx_delayed
+            } else {
+                sshd_delayed
+            };
+            format!(
+                "  ({} connections through the proxy, both sides)",
+                proxy.accepted()
+            )
         } else {
             String::new()
         };
@@ -308,10 +327,19 @@ fn one_change(
 fn big_origin(path: &Path, files: usize) {
     git(
         path.parent().expect("parent"),
-        &["init", "-q", "--bare", "-b", "main", path.to_str().expect("utf-8")],
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            path.to_str().expect("utf-8"),
+        ],
     );
     let mut stream = String::new();
-    stream.push_str("commit refs/heads/main\ncommitter B <b@invalid> 1700000000 +0000\ndata 5\nwide\n");
+    stream.push_str(
+        "commit refs/heads/main\ncommitter B <b@invalid> 1700000000 +0000\ndata 5\nwide\n",
+    );
     for i in 0..files {
         let content = format!("file {i}: {}\n", "x".repeat(80 + i % 40));
         stream.push_str(&format!(
@@ -347,7 +375,9 @@ fn first_clone(s: &Servers, root: &Path, rounds: usize, scratch: &Path) {
         s.ssh("ssh:// (sshd)", &wide, s.sshd.port, scratch),
     ];
     println!();
-    println!("2. first clone of 20,000 files into /dev/shm, median of {rounds} (ms): hookmirror's first sync vs git clone");
+    println!(
+        "2. first clone of 20,000 files into /dev/shm, median of {rounds} (ms): hookmirror's first sync vs git clone"
+    );
     println!(
         "    {:<26} {:>12} {:>12} {:>8}",
         "transport", "hookmirror", "git clone", "ratio"
@@ -371,7 +401,10 @@ fn first_clone(s: &Servers, root: &Path, rounds: usize, scratch: &Path) {
                     ours.push(ms(t));
                 } else {
                     let dest = shm.path().join("c");
-                    case.cli(&["clone", "-q", &case.cli_url, dest.to_str().expect("utf-8")], shm.path());
+                    case.cli(
+                        &["clone", "-q", &case.cli_url, dest.to_str().expect("utf-8")],
+                        shm.path(),
+                    );
                     theirs.push(ms(t));
                 }
             }
@@ -417,7 +450,17 @@ fn status_mib(field: &str) -> f64 {
 
 fn memory(s: &Servers, root: &Path) {
     let big = root.join("big.git");
-    git(root, &["init", "-q", "--bare", "-b", "main", big.to_str().expect("utf-8")]);
+    git(
+        root,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            big.to_str().expect("utf-8"),
+        ],
+    );
     // 110 files of 1 MiB of noise: a pack of ~110 MB that zlib cannot shrink.
     let mut stream = String::from(
         "commit refs/heads/main\ncommitter B <b@invalid> 1700000000 +0000\ndata 4\nbig\n",
@@ -455,7 +498,11 @@ fn memory(s: &Servers, root: &Path) {
     println!("3. memory: clone of a {pack_mb:.0} MB pack over https in {took:.0} ms");
     println!(
         "    idle RSS {idle:.1} MiB, peak {peak:.1} MiB{}: +{:.1} MiB (target: within 64 MiB)",
-        if reset { "" } else { " (peak counter not reset: over the process's life)" },
+        if reset {
+            ""
+        } else {
+            " (peak counter not reset: over the process's life)"
+        },
         peak - idle
     );
 }
@@ -478,25 +525,40 @@ fn eight_at_once(origin: &Origin, s: &Servers, scratch: &Path) {
                 scope.spawn(move || case.synced(r));
             }
         });
-        let before = if k == 0 { s.nginx.connections() } else { s.sshd.logins() };
+        let before = if k == 0 {
+            s.nginx.connections()
+        } else {
+            s.sshd.logins()
+        };
         let mut times = Vec::new();
         for round in 0..3 {
             let new = origin.commit("d1/f1", &format!("round {round} {}\n", case.name));
             let t = Instant::now();
             std::thread::scope(|scope| {
-                let hs: Vec<_> = repos.iter().map(|r| scope.spawn(move || case.synced(r))).collect();
+                let hs: Vec<_> = repos
+                    .iter()
+                    .map(|r| scope.spawn(move || case.synced(r)))
+                    .collect();
                 for h in hs {
                     assert_eq!(h.join().expect("sync thread"), new, "{}", case.name);
                 }
             });
             times.push(ms(t));
         }
-        let after = if k == 0 { s.nginx.connections() } else { s.sshd.logins() };
+        let after = if k == 0 {
+            s.nginx.connections()
+        } else {
+            s.sshd.logins()
+        };
         println!(
             "    {:<26} 24 syncs ok, {} new {} (rounds: {:.0} / {:.0} / {:.0} ms)",
             case.name,
             after - before,
-            if k == 0 { "TCP/TLS connections" } else { "SSH logins" },
+            if k == 0 {
+                "TCP/TLS connections"
+            } else {
+                "SSH logins"
+            },
             times[0],
             times[1],
             times[2]

@@ -347,7 +347,9 @@ impl PartialEq<String> for RemoteUrl {
 pub fn check_proxy(proxy: &str) -> Result<(), String> {
     let shown = redact(proxy);
     let Some((scheme, rest)) = proxy.split_once("://") else {
-        return Err(format!("`{shown}` is not a proxy URL: write http://host:port"));
+        return Err(format!(
+            "`{shown}` is not a proxy URL: write http://host:port"
+        ));
     };
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
@@ -358,7 +360,9 @@ pub fn check_proxy(proxy: &str) -> Result<(), String> {
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     match split_host_port(hostport) {
         Some((host, _)) if !host.is_empty() && !authority.contains('/') => Ok(()),
-        _ => Err(format!("`{shown}` is not a proxy URL: write http://host:port")),
+        _ => Err(format!(
+            "`{shown}` is not a proxy URL: write http://host:port"
+        )),
     }
 }
 
@@ -493,10 +497,21 @@ mod tests {
 
     #[test]
     fn proxies_are_plain_http_urls() {
-        for ok in ["http://127.0.0.1:3128", "http://proxy.corp", "http://u:p@[::1]:8080/"] {
+        for ok in [
+            "http://127.0.0.1:3128",
+            "http://proxy.corp",
+            "http://u:p@[::1]:8080/",
+        ] {
             assert!(check_proxy(ok).is_ok(), "{ok}");
         }
-        for bad in ["proxy:3128", "socks5://h:1080", "https://h:1", "http://:1", "http://h:x", "http://h/p"] {
+        for bad in [
+            "proxy:3128",
+            "socks5://h:1080",
+            "https://h:1",
+            "http://:1",
+            "http://h:x",
+            "http://h/p",
+        ] {
             assert!(check_proxy(bad).is_err(), "{bad}");
         }
         let e = check_proxy("ftp://u:secret@h").unwrap_err();

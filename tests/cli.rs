@@ -902,7 +902,10 @@ repos:
     }
 
     write(tmp.path(), "empty.pem", "not a certificate\n");
-    for (file, says) in [("missing.pem", "cannot read"), ("empty.pem", "holds no PEM certificate")] {
+    for (file, says) in [
+        ("missing.pem", "cannot read"),
+        ("empty.pem", "holds no PEM certificate"),
+    ] {
         let text = format!(
             "repos:\n  - name: site\n    url: https://git.example.org/site.git\n    directory: /srv/site\n    secret: s1\n    transport: libgit2\n    auth:\n      proxy: http://proxy:3128\n      ca_file: {file}\n"
         );

@@ -78,7 +78,11 @@ fn https_syncs_reuse_one_connection_with_a_token_and_a_private_ca() {
     let dir = tmp.path().join("c");
     let r = repo(&s.nginx.url("origin.git"), &dir, &s.auth());
     let o = sync(&r);
-    assert_eq!(o.result.as_ref().unwrap().new, s.origin.head("main"), "{o:?}");
+    assert_eq!(
+        o.result.as_ref().unwrap().new,
+        s.origin.head("main"),
+        "{o:?}"
+    );
     for i in 0..3 {
         let new = s.origin.commit("f", &format!("{i}\n"));
         let o = sync(&r);
@@ -87,7 +91,11 @@ fn https_syncs_reuse_one_connection_with_a_token_and_a_private_ca() {
     let log = s.nginx.access_log();
     // A clone and 3 fetches: an advertisement and a POST each, all on one connection.
     assert!(s.nginx.requests() >= 8, "{log}");
-    assert_eq!(s.nginx.connections(), 1, "one keep-alive connection:\n{log}");
+    assert_eq!(
+        s.nginx.connections(),
+        1,
+        "one keep-alive connection:\n{log}"
+    );
     assert!(
         log.lines().all(|l| l.contains(" 200 ")),
         "credentials went with every request (no 401 round trip):\n{log}"
@@ -100,7 +108,10 @@ fn https_syncs_reuse_one_connection_with_a_token_and_a_private_ca() {
         "{log}"
     );
     let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
-    assert!(config.contains(&s.nginx.url("origin.git")) && !config.contains("hm-"), "{config}");
+    assert!(
+        config.contains(&s.nginx.url("origin.git")) && !config.contains("hm-"),
+        "{config}"
+    );
 }
 
 #[test]
@@ -112,7 +123,11 @@ fn a_refused_token_is_an_auth_error_that_names_the_url_without_it() {
     let o = sync(&r);
     let e = o.result.unwrap_err();
     assert_eq!((e.kind, o.attempts), (ErrorKind::Auth, 1), "{e:?}");
-    assert!(e.message.contains(&s.nginx.url("origin.git")), "{}", e.message);
+    assert!(
+        e.message.contains(&s.nginx.url("origin.git")),
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("401"), "{}", e.message);
     assert!(!e.message.contains("WRONG"), "{}", e.message);
     // The token in the URL instead: refused the same way, and not shown.
@@ -136,18 +151,41 @@ fn an_untrusted_expired_or_misnamed_certificate_is_a_tls_error() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
         // Signed by a CA the repository does not name: the system store does not know it.
-        ("untrusted", ca.issue("ok", "IP:127.0.0.1", 2), &other_ca, "not signed by a trusted CA"),
-        ("expired", ca.issue("old", "IP:127.0.0.1", -1), &ca, "expired"),
-        ("misnamed", ca.issue("other", "DNS:git.example.org,IP:127.0.0.2", 2), &ca, "another host name"),
+        (
+            "untrusted",
+            ca.issue("ok", "IP:127.0.0.1", 2),
+            &other_ca,
+            "not signed by a trusted CA",
+        ),
+        (
+            "expired",
+            ca.issue("old", "IP:127.0.0.1", -1),
+            &ca,
+            "expired",
+        ),
+        (
+            "misnamed",
+            ca.issue("other", "DNS:git.example.org,IP:127.0.0.2", 2),
+            &ca,
+            "another host name",
+        ),
     ];
     for (name, cert, trusted, says) in cases {
         let nginx = NginxGit::start(origin.root.path(), &cert, &NginxOptions::default());
         let extra = format!("    auth:\n      ca_file: '{}'\n", trusted.cert.display());
-        let o = sync(&repo(&nginx.url("origin.git"), &tmp.path().join(name), &extra));
+        let o = sync(&repo(
+            &nginx.url("origin.git"),
+            &tmp.path().join(name),
+            &extra,
+        ));
         let e = o.result.unwrap_err();
         assert_eq!((e.kind, o.attempts), (ErrorKind::Tls, 1), "{name}: {e:?}");
         assert!(e.message.contains(says), "{name}: {}", e.message);
-        assert!(e.message.contains(&nginx.url("origin.git")), "{name}: {}", e.message);
+        assert!(
+            e.message.contains(&nginx.url("origin.git")),
+            "{name}: {}",
+            e.message
+        );
         assert_eq!(nginx.requests(), 0, "{name}: nothing was sent");
     }
 }
@@ -165,7 +203,11 @@ fn redirects_are_followed_on_the_same_host_only() {
             && log.contains(" 200 POST /origin.git/git-upload-pack"),
         "the POST went where the advertisement was redirected:\n{log}"
     );
-    let r = repo(&s.nginx.url("offsite/origin.git"), &tmp.path().join("off"), &s.auth());
+    let r = repo(
+        &s.nginx.url("offsite/origin.git"),
+        &tmp.path().join("off"),
+        &s.auth(),
+    );
     let e = sync(&r).result.unwrap_err();
     assert!(e.message.contains("not followed"), "{e:?}");
     assert!(e.message.contains("127.0.0.2"), "{}", e.message);
@@ -200,7 +242,10 @@ fn the_daemon_takes_its_proxy_from_the_environment_unless_no_proxy_says_otherwis
         "site",
         &s.nginx.url("origin.git"),
         &tmp.path().join("site"),
-        &format!("    insecure_no_secret: true\n    branch: main\n{}", s.auth()),
+        &format!(
+            "    insecure_no_secret: true\n    branch: main\n{}",
+            s.auth()
+        ),
     );
     let d = Daemon::builder()
         .repo(yaml.clone())
@@ -218,7 +263,12 @@ fn the_daemon_takes_its_proxy_from_the_environment_unless_no_proxy_says_otherwis
         .env("NO_PROXY", "localhost,127.0.0.1")
         .start();
     d.wait_head("site", &tmp.path().join("direct"), &s.origin.head("main"));
-    assert_eq!(proxy.connects(), before, "NO_PROXY: direct\n{}", proxy.log());
+    assert_eq!(
+        proxy.connects(),
+        before,
+        "NO_PROXY: direct\n{}",
+        proxy.log()
+    );
 }
 
 fn ssh_extra(sshd: &Sshd, known_hosts: &Path) -> String {
@@ -238,7 +288,11 @@ fn ssh_sessions_are_kept_replaced_when_dead_and_dropped_when_known_hosts_change(
     let known_hosts = tmp.path().join("known_hosts");
     std::fs::copy(&sshd.known_hosts, &known_hosts).unwrap();
     let dir = tmp.path().join("c");
-    let r = repo(&sshd.url(&origin.bare), &dir, &ssh_extra(&sshd, &known_hosts));
+    let r = repo(
+        &sshd.url(&origin.bare),
+        &dir,
+        &ssh_extra(&sshd, &known_hosts),
+    );
     sync(&r).result.unwrap();
     for i in 0..3 {
         let new = origin.commit("f", &format!("{i}\n"));
@@ -284,7 +338,11 @@ fn eight_repos_of_one_host_sync_at_once_over_reused_connections() {
     let tmp = tempfile::tempdir().unwrap();
     let mut repos = Vec::new();
     for i in 0..8 {
-        repos.push(repo(&s.nginx.url("origin.git"), &tmp.path().join(format!("h{i}")), &s.auth()));
+        repos.push(repo(
+            &s.nginx.url("origin.git"),
+            &tmp.path().join(format!("h{i}")),
+            &s.auth(),
+        ));
         repos.push(repo(
             &sshd.url(&s.origin.bare),
             &tmp.path().join(format!("s{i}")),
@@ -302,12 +360,20 @@ fn eight_repos_of_one_host_sync_at_once_over_reused_connections() {
     };
     round(&s.origin.head("main"));
     let (http_conns, ssh_logins) = (s.nginx.connections(), sshd.logins());
-    assert!(http_conns <= 8 && ssh_logins <= 8, "{http_conns} {ssh_logins}");
+    assert!(
+        http_conns <= 8 && ssh_logins <= 8,
+        "{http_conns} {ssh_logins}"
+    );
     for i in 0..2 {
         let new = s.origin.commit("f", &format!("round {i}\n"));
         round(&new);
     }
-    assert_eq!(s.nginx.connections(), http_conns, "{}", s.nginx.access_log());
+    assert_eq!(
+        s.nginx.connections(),
+        http_conns,
+        "{}",
+        s.nginx.access_log()
+    );
     assert_eq!(sshd.logins(), ssh_logins, "{}", sshd.log());
 }
 
@@ -329,7 +395,10 @@ fn transport_libgit2_keeps_libgit2s_own_ssh_transport() {
     let r = repo(
         &sshd.url(&origin.bare),
         &tmp.path().join("u"),
-        &format!("    transport: libgit2\n{}", ssh_extra(&sshd, &sshd.other_known_hosts)),
+        &format!(
+            "    transport: libgit2\n{}",
+            ssh_extra(&sshd, &sshd.other_known_hosts)
+        ),
     );
     let e = sync(&r).result.unwrap_err();
     assert!(e.message.contains("HOST KEY CHANGED"), "{e:?}");

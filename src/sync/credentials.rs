@@ -198,23 +198,21 @@ pub(super) fn verify_host_key(
     } else {
         format!("[{host}]:{port}")
     };
-    Err(
-        match known_hosts::check(&text, host, port, kind, key) {
-            Verdict::Match => return Ok(()),
-            Verdict::Unknown => format!(
-                "host key for {shown} ({} {fp}) is not in {}; strict host-key checking refuses unknown hosts: verify the fingerprint and add it (ssh-keyscan -p {port} {host})",
-                kind,
-                path.display()
-            ),
-            Verdict::Mismatch { .. } => format!(
-                "HOST KEY CHANGED for {shown}: it offered {} {fp}, which does not match {}; this may be an attack — refusing to connect",
-                kind,
-                path.display()
-            ),
-            Verdict::Revoked => format!(
-                "host key {fp} of {shown} is marked @revoked in {}",
-                path.display()
-            ),
-        },
-    )
+    Err(match known_hosts::check(&text, host, port, kind, key) {
+        Verdict::Match => return Ok(()),
+        Verdict::Unknown => format!(
+            "host key for {shown} ({} {fp}) is not in {}; strict host-key checking refuses unknown hosts: verify the fingerprint and add it (ssh-keyscan -p {port} {host})",
+            kind,
+            path.display()
+        ),
+        Verdict::Mismatch { .. } => format!(
+            "HOST KEY CHANGED for {shown}: it offered {} {fp}, which does not match {}; this may be an attack — refusing to connect",
+            kind,
+            path.display()
+        ),
+        Verdict::Revoked => format!(
+            "host key {fp} of {shown} is marked @revoked in {}",
+            path.display()
+        ),
+    })
 }

@@ -54,8 +54,8 @@ pub(super) fn needed(git: &Repository, commit: Oid) -> bool {
             TreeWalkResult::Ok
         }
     });
-    // An aborted walk reports an error; only a walk that failed by itself is unclear.
-    found || (walked.is_err() && !found)
+    // An aborted walk reports an error too; one that failed by itself leaves it unclear.
+    found || walked.is_err()
 }
 
 #[cfg(test)]
@@ -98,9 +98,15 @@ mod tests {
         let deep = commit_with(&git, &[("d/e/.gitattributes", "*.txt text\n")]);
         assert!(needed(&git, deep));
         if !outside_files {
-            git.config().unwrap().set_str("core.autocrlf", "input").unwrap();
+            git.config()
+                .unwrap()
+                .set_str("core.autocrlf", "input")
+                .unwrap();
             assert!(needed(&git, plain));
-            git.config().unwrap().set_bool("core.autocrlf", false).unwrap();
+            git.config()
+                .unwrap()
+                .set_bool("core.autocrlf", false)
+                .unwrap();
             assert!(!needed(&git, plain));
             std::fs::create_dir_all(git.path().join("info")).unwrap();
             std::fs::write(git.path().join("info/attributes"), "* ident\n").unwrap();

@@ -18,42 +18,25 @@
 //! within `stall_timeout`). A redirect is followed only to the same scheme, host and port, as
 //! the git CLI's `http.followRedirects=initial` does for the advertisement only. Fetch only.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 use ureq::Agent;
 use ureq::http::{Response, StatusCode};
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
 
 use super::credentials::token_login;
 use super::git_proto::{io_error, net_error};
+use super::http_agent;
 use super::transport::{self, Limits, Watch};
-use super::{CONNECT_TIMEOUT_MS, DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS, proxy};
+use super::{DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS};
 use crate::config::Repo;
 use crate::url::{Scheme, redact};
 
 /// The private URL schemes libgit2 hands to this transport (see `sync::fetch_url`).
 pub const SCHEMES: [&str; 2] = ["hm-https", "hm-http"];
-
-/// Sent as `User-Agent`. Some servers answer smart HTTP only to agents that start `git/` (as
-/// libgit2's own `git/2.0 (libgit2 …)` does); the comment names hookmirror and its version.
-const USER_AGENT: &str = concat!("git/2.0 (hookmirror/", env!("CARGO_PKG_VERSION"), ")");
-
-/// Idle connections kept per host: one per concurrent sync of that host, up to a worker pool's
-/// usual size, so a burst of syncs of repos on one forge reuses them all.
-const IDLE_PER_HOST: usize = 16;
-
-/// Idle connections kept in all, per agent (per proxy and CA setting).
-const IDLE_TOTAL: usize = 64;
-
-/// How long an idle connection is kept. Forges close idle keep-alive connections after a minute
-/// or two (nginx: 75 s); one closed by the server is noticed before reuse and replaced.
-const IDLE_AGE: Duration = Duration::from_secs(300);
 
 /// Redirects followed for the ref advertisement (the git CLI follows up to 20; a forge needs one
 /// or two, e.g. `http` → `https` is refused anyway since the scheme must stay).
@@ -93,7 +76,7 @@ impl SmartSubtransport for SmartHttp {
             .clone()
             .unwrap_or_else(|| endpoint.base.clone());
         let client = Client {
-            agent: agent_for(&endpoint, repo)?,
+            agent: http_agent::agent_for(endpoint.scheme, &endpoint.host, repo)?,
             authorization: authorization(&endpoint, repo),
             limits,
         };
@@ -150,12 +133,9 @@ impl Endpoint {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        let userinfo = userinfo.and_then(|u| u.split_once(':')).map(|(u, p)| {
-            (
-                percent_decode(u),
-                percent_decode(p),
-            )
-        });
+        let userinfo = userinfo
+            .and_then(|u| u.split_once(':'))
+            .map(|(u, p)| (percent_decode(u), percent_decode(p)));
         Ok(Endpoint {
             scheme: parsed.scheme,
             host: parsed.host,
@@ -176,7 +156,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -199,109 +181,6 @@ fn authorization(endpoint: &Endpoint, repo: Option<&Repo>) -> Option<String> {
     Some(format!("Basic {encoded}"))
 }
 
-/// What makes two repositories' connections interchangeable: the same proxy and trusted CAs
-/// (the pool inside an agent is per host).
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct AgentKey {
-    proxy: Option<String>,
-    /// The CA file and its modification time and size: a replaced file makes a new agent.
-    ca_file: Option<(PathBuf, Option<SystemTime>, u64)>,
-}
-
-static AGENTS: Mutex<Option<HashMap<AgentKey, Agent>>> = Mutex::new(None);
-
-/// The agent (and so the connection pool) for `endpoint` with `repo`'s proxy and CA settings.
-fn agent_for(endpoint: &Endpoint, repo: Option<&Repo>) -> Result<Agent, Error> {
-    let auth = repo.map(|r| &r.auth);
-    let proxy = proxy::choose(
-        endpoint.scheme,
-        &endpoint.host,
-        auth.and_then(|a| a.proxy.as_deref()),
-        |name| std::env::var(name).ok(),
-    );
-    let ca_file = auth.and_then(|a| a.ca_file.clone()).map(|p| {
-        let meta = std::fs::metadata(&p).ok();
-        let modified = meta.as_ref().and_then(|m| m.modified().ok());
-        let len = meta.map_or(0, |m| m.len());
-        (p, modified, len)
-    });
-    let key = AgentKey { proxy, ca_file };
-    let mut agents = AGENTS.lock().unwrap_or_else(PoisonError::into_inner);
-    let agents = agents.get_or_insert_with(HashMap::new);
-    if let Some(agent) = agents.get(&key) {
-        return Ok(agent.clone());
-    }
-    let agent = build_agent(&key)?;
-    // A changed CA file or proxy leaves its old agent unused: drop agents no longer keyed by a
-    // current setting of the same proxy (its idle connections close with it).
-    agents.retain(|k, _| k.proxy != key.proxy || k.ca_file.as_ref().map(|c| &c.0) != key.ca_file.as_ref().map(|c| &c.0));
-    agents.insert(key, agent.clone());
-    Ok(agent)
-}
-
-fn build_agent(key: &AgentKey) -> Result<Agent, Error> {
-    let roots = match &key.ca_file {
-        None => RootCerts::PlatformVerifier,
-        Some((path, _, _)) => RootCerts::Specific(Arc::new(roots_with(path)?)),
-    };
-    let proxy = match &key.proxy {
-        None => None,
-        Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
-            Error::new(
-                ErrorCode::GenericError,
-                ErrorClass::Net,
-                format!("http(s): unusable proxy {}: {e}", redact(p)),
-            )
-        })?),
-    };
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::NativeTls)
-        .root_certs(roots)
-        .build();
-    Ok(Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .user_agent(USER_AGENT)
-        .no_delay(true)
-        .proxy(proxy)
-        .tls_config(tls)
-        .max_idle_connections(IDLE_TOTAL)
-        .max_idle_connections_per_host(IDLE_PER_HOST)
-        .max_idle_age(IDLE_AGE)
-        .timeout_connect(Some(Duration::from_millis(CONNECT_TIMEOUT_MS as u64)))
-        .build()
-        .new_agent())
-}
-
-/// The system's CA certificates (OpenSSL's bundle, where `openssl-probe` finds it) and those of
-/// `ca_file`.
-fn roots_with(ca_file: &std::path::Path) -> Result<Vec<Certificate<'static>>, Error> {
-    let tls_error = |m: String| Error::new(ErrorCode::Certificate, ErrorClass::Ssl, m);
-    let extra = std::fs::read(ca_file)
-        .map_err(|e| tls_error(format!("cannot read auth.ca_file {}: {e}", ca_file.display())))?;
-    let mut certs = pem_certificates(&extra);
-    if certs.is_empty() {
-        return Err(tls_error(format!(
-            "auth.ca_file {} holds no PEM certificate",
-            ca_file.display()
-        )));
-    }
-    let probed = openssl_probe::probe();
-    if let Some(bundle) = probed.cert_file.and_then(|f| std::fs::read(f).ok()) {
-        certs.extend(pem_certificates(&bundle));
-    }
-    Ok(certs)
-}
-
-fn pem_certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
-    ureq::tls::parse_pem(pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
 /// What one stream needs to make its request.
 struct Client {
     agent: Agent,
@@ -321,7 +200,11 @@ impl Client {
             let response = self.send(&url, None)?;
             let status = response.status();
             if !status.is_redirection() {
-                self.check(&url, &response, "application/x-git-upload-pack-advertisement")?;
+                self.check(
+                    &url,
+                    &response,
+                    "application/x-git-upload-pack-advertisement",
+                )?;
                 let moved = (url != format!("{base}{SUFFIX}"))
                     .then(|| url.trim_end_matches(SUFFIX).to_string());
                 return Ok((response, moved));
@@ -490,7 +373,10 @@ fn tls_reason(text: &str) -> String {
         "the server's certificate has expired"
     } else if lower.contains("hostname mismatch") || lower.contains("ip address mismatch") {
         "the server's certificate is for another host name"
-    } else if lower.contains("self-signed") || lower.contains("local issuer") || lower.contains("unable to get") {
+    } else if lower.contains("self-signed")
+        || lower.contains("local issuer")
+        || lower.contains("unable to get")
+    {
         "the server's certificate is not signed by a trusted CA (add it with auth.ca_file)"
     } else {
         "the TLS handshake failed"
@@ -626,7 +512,10 @@ mod tests {
         assert_eq!(e.host, "git.example.org");
         assert_eq!(e.userinfo, Some(("u".into(), "p@ss".into())));
         let e = Endpoint::of("hm-http://h/r").unwrap();
-        assert_eq!((e.scheme, e.base.as_str(), e.userinfo), (Scheme::Http, "http://h/r", None));
+        assert_eq!(
+            (e.scheme, e.base.as_str(), e.userinfo),
+            (Scheme::Http, "http://h/r", None)
+        );
         assert!(Endpoint::of("hm-ssh://h/r").is_err());
     }
 
@@ -641,14 +530,20 @@ mod tests {
             Some("Basic eC1hY2Nlc3MtdG9rZW46dG9r")
         );
         let with_url = Endpoint::of("hm-https://a:b@h/r.git").unwrap();
-        assert_eq!(authorization(&with_url, Some(&repo)).as_deref(), Some("Basic YTpi"));
+        assert_eq!(
+            authorization(&with_url, Some(&repo)).as_deref(),
+            Some("Basic YTpi")
+        );
         assert_eq!(authorization(&e, None), None);
     }
 
     #[test]
     fn redirects_stay_on_the_same_origin() {
         let from = "https://h:1/r.git/info/refs?service=git-upload-pack";
-        assert_eq!(resolve(from, "/s/r.git/info/refs?service=git-upload-pack"), "https://h:1/s/r.git/info/refs?service=git-upload-pack");
+        assert_eq!(
+            resolve(from, "/s/r.git/info/refs?service=git-upload-pack"),
+            "https://h:1/s/r.git/info/refs?service=git-upload-pack"
+        );
         assert_eq!(resolve(from, "https://x/y"), "https://x/y");
         assert_eq!(resolve(from, "other"), "https://h:1/r.git/info/other");
         assert!(same_origin(from, "https://H:1/else"));

@@ -13,11 +13,12 @@ mod filters;
 pub mod git;
 pub mod git_proto;
 mod http;
+mod http_agent;
 pub mod known_hosts;
 mod proxy;
+mod recovery;
 mod ssh;
 pub mod ssh_pool;
-mod recovery;
 pub mod transport;
 
 use std::time::Duration;
@@ -108,6 +109,9 @@ pub const MWINDOW_MAPPED_LIMIT: usize = 32 << 20;
 /// How long one sync may take in all, retries aside, unless the repository sets `sync_timeout`.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A transport factory as `git2::transport::register` takes it.
+type Factory = fn(&git2::Remote<'_>) -> Result<git2::transport::Transport, git2::Error>;
+
 /// Sets libgit2's global network timeouts and registers hookmirror's transports ([`git_proto`],
 /// [`http`], [`ssh`]) under their private schemes (see [`transport::fetch_url`]). Call once at start, before any other thread exists; later calls do nothing.
 #[allow(unsafe_code)]
@@ -130,7 +134,7 @@ pub fn init_libgit2() {
             // too. Measured by `cargo bench --bench transports` (part 3).
             let _ = git2::opts::set_mwindow_size(MWINDOW_SIZE);
             let _ = git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_LIMIT);
-            let own: [(&str, fn(&git2::Remote<'_>) -> Result<git2::transport::Transport, git2::Error>); 4] = [
+            let own: [(&str, Factory); 4] = [
                 (git_proto::SCHEME, git_proto::factory),
                 (http::SCHEMES[0], http::factory),
                 (http::SCHEMES[1], http::factory),

@@ -87,10 +87,19 @@ mod tests {
             ("http_proxy", "h:2"),
             ("ALL_PROXY", "http://a:3"),
         ]);
-        assert_eq!(choose(Scheme::Https, "x.org", None, &e).as_deref(), Some("http://s:1"));
-        assert_eq!(choose(Scheme::Http, "x.org", None, &e).as_deref(), Some("http://h:2"));
+        assert_eq!(
+            choose(Scheme::Https, "x.org", None, &e).as_deref(),
+            Some("http://s:1")
+        );
+        assert_eq!(
+            choose(Scheme::Http, "x.org", None, &e).as_deref(),
+            Some("http://h:2")
+        );
         let only_all = env(&[("ALL_PROXY", "http://a:3")]);
-        assert_eq!(choose(Scheme::Https, "x", None, &only_all).as_deref(), Some("http://a:3"));
+        assert_eq!(
+            choose(Scheme::Https, "x", None, &only_all).as_deref(),
+            Some("http://a:3")
+        );
         assert_eq!(choose(Scheme::Https, "x", None, env(&[])), None);
     }
 
@@ -107,14 +116,31 @@ mod tests {
     fn no_proxy_exempts_hosts_domains_and_everything() {
         let e = env(&[
             ("HTTPS_PROXY", "http://p:1"),
-            ("NO_PROXY", "internal.example, .corp.test,10.0.0.1,git.local:8443"),
+            (
+                "NO_PROXY",
+                "internal.example, .corp.test,10.0.0.1,git.local:8443",
+            ),
         ]);
-        for direct in ["internal.example", "a.internal.example", "corp.test", "x.corp.test", "10.0.0.1", "git.local"] {
+        for direct in [
+            "internal.example",
+            "a.internal.example",
+            "corp.test",
+            "x.corp.test",
+            "10.0.0.1",
+            "git.local",
+        ] {
             assert_eq!(choose(Scheme::Https, direct, None, &e), None, "{direct}");
-            assert_eq!(choose(Scheme::Https, direct, Some("http://c:1"), &e), None, "{direct}");
+            assert_eq!(
+                choose(Scheme::Https, direct, Some("http://c:1"), &e),
+                None,
+                "{direct}"
+            );
         }
         for proxied in ["example", "notinternal.example", "10.0.0.10", "github.com"] {
-            assert!(choose(Scheme::Https, proxied, None, &e).is_some(), "{proxied}");
+            assert!(
+                choose(Scheme::Https, proxied, None, &e).is_some(),
+                "{proxied}"
+            );
         }
         let all = env(&[("HTTPS_PROXY", "http://p:1"), ("no_proxy", "*")]);
         assert_eq!(choose(Scheme::Https, "github.com", None, &all), None);

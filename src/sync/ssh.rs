@@ -28,12 +28,12 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 use ssh2::{Channel, HostKeyType, MethodType, Session};
 
+use super::CONNECT_TIMEOUT_MS;
 use super::credentials::{known_hosts_path, ssh_key_path, ssh_user, verify_host_key};
 use super::git_proto::{io_error, net_error};
 use super::known_hosts::{self, Verdict};
 use super::ssh_pool::{self, Conn, Key};
 use super::transport::{self, FetchContext, Watch};
-use super::CONNECT_TIMEOUT_MS;
 
 /// The private URL scheme libgit2 hands to this transport (see `transport::fetch_url`).
 pub const SCHEME: &str = "hm-ssh";
@@ -122,7 +122,11 @@ fn target(ctx: &FetchContext) -> Result<Target, Error> {
 /// `git-upload-pack '<path>'` as git runs it: `/~user/x` becomes `~user/x`, the path single-quoted
 /// for the remote shell (`'` and `!` escaped as git's `sq_quote` does).
 pub fn upload_pack_command(path: &str) -> String {
-    let path = if path.starts_with("/~") { &path[1..] } else { path };
+    let path = if path.starts_with("/~") {
+        &path[1..]
+    } else {
+        path
+    };
     let mut quoted = String::from("'");
     for c in path.chars() {
         match c {
@@ -164,8 +168,13 @@ fn open(ctx: &FetchContext) -> Result<SshStream, Error> {
         }
     }
     let conn = connect(&t)?;
-    let channel = start(&conn.session, &t.command)
-        .map_err(|e| Error::new(ErrorCode::GenericError, ErrorClass::Ssh, format!("ssh: cannot start git-upload-pack: {e}")))?;
+    let channel = start(&conn.session, &t.command).map_err(|e| {
+        Error::new(
+            ErrorCode::GenericError,
+            ErrorClass::Ssh,
+            format!("ssh: cannot start git-upload-pack: {e}"),
+        )
+    })?;
     Ok(SshStream::new(conn, channel, key, ctx))
 }
 
@@ -197,7 +206,10 @@ fn connect(t: &Target) -> Result<Conn, Error> {
     let tcp = match (tcp, last) {
         (Some(s), _) => s,
         (None, Some(e)) => {
-            return Err(io_error(&e, &format!("ssh: failed to connect to {shown}: {e}")));
+            return Err(io_error(
+                &e,
+                &format!("ssh: failed to connect to {shown}: {e}"),
+            ));
         }
         (None, None) => return Err(net_error(&format!("ssh: {} has no address", t.host))),
     };
@@ -211,13 +223,20 @@ fn connect(t: &Target) -> Result<Conn, Error> {
         } else {
             ErrorCode::GenericError
         };
-        Error::new(code, ErrorClass::Ssh, format!("ssh: {what} {shown}: {}", e.message()))
+        Error::new(
+            code,
+            ErrorClass::Ssh,
+            format!("ssh: {what} {shown}: {}", e.message()),
+        )
     };
     let mut session = Session::new().map_err(|e| ssh_error("cannot start a session for", e))?;
     session.set_tcp_stream(tcp);
     session.set_timeout(CONNECT_TIMEOUT_MS as u32);
     let known = std::fs::read_to_string(&t.known_hosts).unwrap_or_default();
-    let _ = session.method_pref(MethodType::HostKey, &host_key_preference(&known, &t.host, t.port));
+    let _ = session.method_pref(
+        MethodType::HostKey,
+        &host_key_preference(&known, &t.host, t.port),
+    );
     session
         .handshake()
         .map_err(|e| ssh_error("key exchange failed with", e))?;
@@ -226,7 +245,9 @@ fn connect(t: &Target) -> Result<Conn, Error> {
         .ok_or_else(|| net_error(&format!("ssh: {shown} sent no host key")))?;
     verify_host_key(&t.known_hosts, &t.host, t.port, key_type_name(kind), key)
         .map_err(|msg| Error::new(ErrorCode::Certificate, ErrorClass::Ssh, msg))?;
-    if let Err(e) = session.userauth_pubkey_file(&t.user, None, &t.key_file, t.passphrase.as_deref()) {
+    if let Err(e) =
+        session.userauth_pubkey_file(&t.user, None, &t.key_file, t.passphrase.as_deref())
+    {
         // libssh2 says "Unable to extract public key from private key" (LIBSSH2_ERROR_FILE) when
         // the key does not decrypt or parse.
         let unreadable = e.code() == ssh2::ErrorCode::Session(-16)
@@ -277,11 +298,15 @@ pub fn host_key_preference(known_hosts_text: &str, host: &str, port: u16) -> Str
         _ => Vec::new(),
     };
     let wanted = |m: &str| {
-        listed.iter().any(|t| {
-            t == m || (t == "ssh-rsa" && m.starts_with("rsa-sha2-"))
-        })
+        listed
+            .iter()
+            .any(|t| t == m || (t == "ssh-rsa" && m.starts_with("rsa-sha2-")))
     };
-    let mut order: Vec<&str> = HOST_KEY_METHODS.iter().copied().filter(|m| wanted(m)).collect();
+    let mut order: Vec<&str> = HOST_KEY_METHODS
+        .iter()
+        .copied()
+        .filter(|m| wanted(m))
+        .collect();
     order.extend(HOST_KEY_METHODS.iter().copied().filter(|m| !wanted(m)));
     order.join(",")
 }
@@ -330,7 +355,11 @@ impl Read for SshStream {
             let _ = channel.stderr().take(4096).read_to_end(&mut text);
             let text = String::from_utf8_lossy(&text).trim().to_string();
             if !text.is_empty() {
-                return Err(transport::fail(Error::new(ErrorCode::Eof, ErrorClass::Ssh, text)));
+                return Err(transport::fail(Error::new(
+                    ErrorCode::Eof,
+                    ErrorClass::Ssh,
+                    text,
+                )));
             }
         }
         Ok(n)
@@ -389,7 +418,10 @@ impl Drop for SshStream {
             ),
             _ => {
                 self.conn.session.set_timeout(1000);
-                let _ = self.conn.session.disconnect(None, "hookmirror: fetch ended", None);
+                let _ = self
+                    .conn
+                    .session
+                    .disconnect(None, "hookmirror: fetch ended", None);
             }
         }
     }
@@ -401,9 +433,18 @@ mod tests {
 
     #[test]
     fn upload_pack_commands_match_what_git_runs() {
-        assert_eq!(upload_pack_command("/srv/r.git"), "git-upload-pack '/srv/r.git'");
-        assert_eq!(upload_pack_command("ns/r.git"), "git-upload-pack 'ns/r.git'");
-        assert_eq!(upload_pack_command("/~alice/r.git"), "git-upload-pack '~alice/r.git'");
+        assert_eq!(
+            upload_pack_command("/srv/r.git"),
+            "git-upload-pack '/srv/r.git'"
+        );
+        assert_eq!(
+            upload_pack_command("ns/r.git"),
+            "git-upload-pack 'ns/r.git'"
+        );
+        assert_eq!(
+            upload_pack_command("/~alice/r.git"),
+            "git-upload-pack '~alice/r.git'"
+        );
         assert_eq!(
             upload_pack_command("/a'b!c"),
             "git-upload-pack '/a'\\''b'\\!'c'"
@@ -414,7 +455,10 @@ mod tests {
     fn known_host_key_types_go_first() {
         let kh = "[h]:2222 ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBA==\n";
         let order = host_key_preference(kh, "h", 2222);
-        assert!(order.starts_with("ecdsa-sha2-nistp256,ssh-ed25519"), "{order}");
+        assert!(
+            order.starts_with("ecdsa-sha2-nistp256,ssh-ed25519"),
+            "{order}"
+        );
         let rsa = "h ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ==\n";
         assert!(host_key_preference(rsa, "h", 22).starts_with("rsa-sha2-512,rsa-sha2-256,"));
         assert!(host_key_preference("", "h", 22).starts_with("ssh-ed25519,"));

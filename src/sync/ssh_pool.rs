@@ -12,10 +12,10 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ssh2::Session;
@@ -116,7 +116,10 @@ pub fn take(key: &Key) -> Option<Conn> {
             }
             !stale
         });
-        let conn = pool.get_mut(key).and_then(|idle| idle.pop()).map(|(c, _)| c);
+        let conn = pool
+            .get_mut(key)
+            .and_then(|idle| idle.pop())
+            .map(|(c, _)| c);
         (conn, dropped)
     });
     // Closed outside the lock: a disconnect writes to the socket.
@@ -138,8 +141,9 @@ pub fn reap() -> usize {
     let expired = with_pool(|pool| {
         let mut expired = Vec::new();
         for idle in pool.values_mut() {
-            let (old, keep): (Idle, Idle) =
-                idle.drain(..).partition(|(_, since)| since.elapsed() >= limit);
+            let (old, keep): (Idle, Idle) = idle
+                .drain(..)
+                .partition(|(_, since)| since.elapsed() >= limit);
             *idle = keep;
             expired.extend(old);
         }

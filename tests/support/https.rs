@@ -36,11 +36,25 @@ impl TestCa {
         run(
             "openssl",
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-days", "2", "-subj", "/CN=hookmirror test CA",
-                "-addext", "basicConstraints=critical,CA:true",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap(),
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=hookmirror test CA",
+                "-addext",
+                "basicConstraints=critical,CA:true",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
             ],
         );
         TestCa { dir, cert, key }
@@ -60,17 +74,37 @@ impl TestCa {
         run(
             "openssl",
             &[
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-subj", "/CN=hookmirror test server", "-keyout", key.to_str().unwrap(),
-                "-out", csr.to_str().unwrap(),
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                "/CN=hookmirror test server",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                csr.to_str().unwrap(),
             ],
         );
         run(
             "openssl",
             &[
-                "x509", "-req", "-in", csr.to_str().unwrap(), "-CA", self.cert.to_str().unwrap(),
-                "-CAkey", self.key.to_str().unwrap(), "-CAcreateserial", "-days",
-                &days.to_string(), "-extfile", ext.to_str().unwrap(), "-out",
+                "x509",
+                "-req",
+                "-in",
+                csr.to_str().unwrap(),
+                "-CA",
+                self.cert.to_str().unwrap(),
+                "-CAkey",
+                self.key.to_str().unwrap(),
+                "-CAcreateserial",
+                "-days",
+                &days.to_string(),
+                "-extfile",
+                ext.to_str().unwrap(),
+                "-out",
                 cert.to_str().unwrap(),
             ],
         );
@@ -217,7 +251,11 @@ http {{
 
     /// `https://127.0.0.1:PORT/path`.
     pub fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}/{}", self.port, path.trim_start_matches('/'))
+        format!(
+            "https://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
     }
 
     /// The access log: one line per request, `connection requests-on-it reused status method uri gzip`.
@@ -348,7 +386,11 @@ impl DelayProxy {
                         let _ = client.set_nonblocking(false);
                         if let Ok(server) = TcpStream::connect(("127.0.0.1", target)) {
                             let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                            pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), delay);
+                            pipe(
+                                client.try_clone().unwrap(),
+                                server.try_clone().unwrap(),
+                                delay,
+                            );
                             pipe(server, client, delay);
                         }
                     }
@@ -384,7 +426,10 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                    if tx
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
                         break;
                     }
                 }

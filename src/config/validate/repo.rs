@@ -283,7 +283,10 @@ impl Validator<'_, '_> {
         {
             self.problem("auth.proxy", why);
         }
-        let ca_file = a.ca_file.as_ref().map(|f| self.path("auth.ca_file", f, false));
+        let ca_file = a
+            .ca_file
+            .as_ref()
+            .map(|f| self.path("auth.ca_file", f, false));
         Auth {
             ssh_key,
             ssh_key_passphrase: passphrase,
