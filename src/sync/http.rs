@@ -115,6 +115,8 @@ struct Endpoint {
     base: String,
     /// `user:password` from the URL.
     userinfo: Option<(String, String)>,
+    /// A user name alone in the URL (`https://TOKEN@github.com/…`: forges take a token there).
+    user_only: Option<String>,
 }
 
 impl Endpoint {
@@ -133,6 +135,9 @@ impl Endpoint {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
+        let user_only = userinfo
+            .filter(|u| !u.contains(':') && !u.is_empty())
+            .map(percent_decode);
         let userinfo = userinfo
             .and_then(|u| u.split_once(':'))
             .map(|(u, p)| (percent_decode(u), percent_decode(p)));
@@ -145,6 +150,7 @@ impl Endpoint {
                 path.trim_end_matches('/')
             ),
             userinfo,
+            user_only,
         })
     }
 }
@@ -170,13 +176,18 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The `Authorization` header: the URL's `user:password`, else the repository's token.
+/// The `Authorization` header: the URL's `user:password`, else the repository's token, else a
+/// user name alone in the URL with an empty password (as libgit2 and curl send it).
 fn authorization(endpoint: &Endpoint, repo: Option<&Repo>) -> Option<String> {
     use base64::Engine as _;
-    let (user, password) = endpoint.userinfo.clone().or_else(|| {
-        let auth = &repo?.auth;
-        auth.token.as_ref().map(|t| token_login(auth, t))
-    })?;
+    let (user, password) = endpoint
+        .userinfo
+        .clone()
+        .or_else(|| {
+            let auth = &repo?.auth;
+            auth.token.as_ref().map(|t| token_login(auth, t))
+        })
+        .or_else(|| endpoint.user_only.clone().map(|u| (u, String::new())))?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     Some(format!("Basic {encoded}"))
 }
@@ -535,6 +546,13 @@ mod tests {
             Some("Basic YTpi")
         );
         assert_eq!(authorization(&e, None), None);
+        let user_only = Endpoint::of("hm-https://ghp_x@h/r.git").unwrap();
+        // base64("ghp_x:")
+        assert_eq!(
+            authorization(&user_only, None).as_deref(),
+            Some("Basic Z2hwX3g6")
+        );
+        assert!(authorization(&user_only, Some(&repo)).is_some_and(|a| a.ends_with("G9r")));
     }
 
     #[test]
