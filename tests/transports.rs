@@ -405,7 +405,7 @@ fn transport_libgit2_keeps_libgit2s_own_ssh_transport() {
 }
 
 #[test]
-fn ssh_idle_sessions_are_closed_after_the_idle_timeout() {
+fn ssh_idle_sessions_are_closed_after_the_idle_timeout_which_hot_reloads() {
     let sshd = Sshd::start();
     let origin = Origin::new();
     let tmp = tempfile::tempdir().unwrap();
@@ -418,16 +418,26 @@ fn ssh_idle_sessions_are_closed_after_the_idle_timeout() {
             ssh_extra(&sshd, &sshd.known_hosts)
         ),
     );
-    let d = Daemon::builder()
-        .top("ssh:\n  idle_timeout: 1s\n")
-        .repo(yaml)
-        .start();
+    let body = |idle: &str| {
+        support::daemon::config_text(
+            &format!("ssh:\n  idle_timeout: {idle}\n"),
+            std::slice::from_ref(&yaml),
+        )
+    };
+    let d = Daemon::builder().config(&body("1h")).start();
     d.wait_head("site", &tmp.path().join("site"), &origin.head("main"));
+    // Kept while the timeout is an hour…
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sshd.client_disconnects(), 0, "{}", sshd.log());
+    // …and closed within a second or so of a reload that shortens it.
+    d.replace_config(&body("1s"));
+    d.wait_reloads(1);
     assert!(
         wait_until(Duration::from_secs(20), || sshd.client_disconnects() >= 1),
         "the idle session was closed:\n{}",
         sshd.log()
     );
     assert!(sshd.log().contains("idle"), "{}", sshd.log());
+    assert_eq!(sshd.logins(), 1, "{}", sshd.log());
     d.assert_clean_logs(&[&sshd.passphrase]);
 }

@@ -168,8 +168,8 @@ fn close(session: &Session, why: &str) {
     let _ = session.disconnect(None, &format!("hookmirror: {why}"), None);
 }
 
-/// Starts the thread that closes idle sessions, once. It wakes a few times per idle timeout
-/// (at least every 30 s, so a shortened timeout takes effect soon).
+/// Starts the thread that closes idle sessions, once. It wakes a few times per idle timeout,
+/// and at least every second, so a timeout shortened by a reload takes effect at once.
 fn start_reaper() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -177,7 +177,7 @@ fn start_reaper() {
             .name("ssh-pool-reaper".into())
             .spawn(|| {
                 loop {
-                    let nap = (idle_timeout() / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+                    let nap = (idle_timeout() / 4).clamp(Duration::from_millis(250), Duration::from_secs(1));
                     std::thread::sleep(nap);
                     let n = reap();
                     if n > 0 {
