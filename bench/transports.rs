@@ -56,6 +56,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Who goes first in round `i`: hookmirror (`true`) and the git CLI take turns.
+fn turns(i: usize) -> [bool; 2] {
+    if i.is_multiple_of(2) {
+        [true, false]
+    } else {
+        [false, true]
+    }
+}
+
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
@@ -276,12 +285,7 @@ fn one_change(
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for i in 0..iterations + 2 {
             let new = origin.commit("d0/f0", &format!("{} {i}\n", case.name));
-            // Alternate who goes first.
-            let mut order = [true, false];
-            if i % 2 == 1 {
-                order.reverse();
-            }
-            for hookmirror_turn in order {
+            for hookmirror_turn in turns(i) {
                 let t = Instant::now();
                 if hookmirror_turn {
                     assert_eq!(case.synced(&r), new, "{}", case.name);
@@ -389,11 +393,7 @@ fn first_clone(s: &Servers, root: &Path, rounds: usize, scratch: &Path) {
                 .prefix("hookmirror-bench-")
                 .tempdir_in("/dev/shm")
                 .expect("a tmpfs at /dev/shm");
-            let mut order = [true, false];
-            if i % 2 == 1 {
-                order.reverse();
-            }
-            for hookmirror_turn in order {
+            for hookmirror_turn in turns(i) {
                 let t = Instant::now();
                 if hookmirror_turn {
                     let r = repo(&case.url, &shm.path().join("h"), &case.extra);

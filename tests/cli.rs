@@ -891,12 +891,13 @@ repos:
         (8, &["transport", "`curl`", "hookmirror, libgit2"][..]),
         (10, &["auth.proxy", "only http:// proxies"][..]),
     ] {
-        let at = format!("{config}:{line}:");
+        let mut with_line = vec![format!("{config}:{line}:")];
+        with_line.extend(needles.iter().map(|n| n.to_string()));
         assert!(
             run.stderr
                 .lines()
-                .any(|l| l.contains(&at) && needles.iter().all(|n| l.contains(n))),
-            "no stderr line with {at:?} and {needles:?}\n{}",
+                .any(|l| with_line.iter().all(|n| l.contains(n.as_str()))),
+            "no stderr line with {with_line:?}\n{}",
             run.show()
         );
     }

@@ -10,27 +10,19 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use hookmirror::config::{Context, Format, Repo, parse_str, validate};
-use hookmirror::sync::{ErrorKind, Outcome, SyncOptions, sync_with_retry};
+use hookmirror::config::Repo;
+use hookmirror::sync::{ErrorKind, Outcome};
 use support::daemon::{Daemon, repo_yaml};
 use support::https::{NginxGit, NginxOptions, TestCa, Tinyproxy};
 use support::{Origin, Sshd, rev_parse, wait_until};
 
-/// A repo config as an operator would write it: `extra` holds more YAML keys, indented 4.
+/// A repo config tracking `main`: `extra` holds more YAML keys, indented 4.
 fn repo(url: &str, dir: &Path, extra: &str) -> Repo {
-    let text = format!(
-        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n    branch: main\n    retry: {{attempts: 3, initial_delay: 10ms, max_delay: 20ms}}\n{extra}",
-        dir.display()
-    );
-    let raw = parse_str(&text, Format::Yaml).unwrap();
-    let mut c =
-        validate(raw, &Context::bare(Format::Yaml, "/")).unwrap_or_else(|p| panic!("{p:#?}"));
-    c.repos.remove(0)
+    support::repo_config(url, dir, &format!("    branch: main\n{extra}"))
 }
 
 fn sync(r: &Repo) -> Outcome {
-    hookmirror::sync::init_libgit2();
-    sync_with_retry(r, &SyncOptions::default(), |_| true)
+    support::sync_repo(r)
 }
 
 fn head(dir: &Path) -> String {

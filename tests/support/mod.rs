@@ -155,6 +155,32 @@ pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The engine in process
+// ---------------------------------------------------------------------------------------------
+
+/// A repo config as an operator would write it (validated as `hookmirror check` does): `extra`
+/// holds more YAML keys, indented 4; retries are fast so a misclassified failure cannot stall a
+/// test.
+pub fn repo_config(url: &str, dir: &Path, extra: &str) -> hookmirror::config::Repo {
+    use hookmirror::config::{Context, Format, parse_str, validate};
+    let text = format!(
+        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n    retry: {{attempts: 3, initial_delay: 10ms, max_delay: 20ms}}\n{extra}",
+        dir.display()
+    );
+    let raw = parse_str(&text, Format::Yaml).unwrap();
+    let mut c =
+        validate(raw, &Context::bare(Format::Yaml, "/")).unwrap_or_else(|p| panic!("{p:#?}"));
+    c.repos.remove(0)
+}
+
+/// Syncs `r` in process as the daemon's workers do (libgit2 set up as `main` does: timeouts and
+/// hookmirror's transports).
+pub fn sync_repo(r: &hookmirror::config::Repo) -> hookmirror::sync::Outcome {
+    hookmirror::sync::init_libgit2();
+    hookmirror::sync::sync_with_retry(r, &hookmirror::sync::SyncOptions::default(), |_| true)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Origin
 // ---------------------------------------------------------------------------------------------
 
