@@ -191,7 +191,7 @@ http {{
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
-  log_format conns '$connection $connection_requests $ssl_session_reused $status $request_method $uri $gzip_ratio';
+  log_format conns '$connection $connection_requests $ssl_session_reused $status $request_method $uri $gzip_ratio "$http_user_agent"';
   access_log {d}/access.log conns;
   keepalive_timeout 120s;
   server {{
@@ -258,7 +258,8 @@ http {{
         )
     }
 
-    /// The access log: one line per request, `connection requests-on-it reused status method uri gzip`.
+    /// The access log: one line per request, `connection requests-on-it reused status method uri
+    /// gzip-ratio "user-agent"`.
     pub fn access_log(&self) -> String {
         read_file_lossy(&self.dir.path().join("access.log"))
     }
