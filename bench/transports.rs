@@ -7,7 +7,8 @@
 //! Complements `bench/run.sh`, whose latency part runs over `git daemon` only. All servers run
 //! on 127.0.0.1: `git daemon` (git://), nginx + fcgiwrap + `git http-backend` over TLS with a
 //! test CA and basic auth (https://, the test suite's `NginxGit`), a private OpenSSH `sshd`
-//! (ed25519 key). Parts:
+//! (ed25519 key; it runs commands with a HOME of its own, so the machine user's `~/.bashrc` is not
+//! timed with every fetch — a forge's SSH front end runs no rc file). Parts:
 //!
 //! 1. **One change synced**: the origin has 301 commits of history (50 files in 10 folders);
 //!    per iteration one new commit is pushed, then — in alternating order — hookmirror runs

@@ -447,10 +447,9 @@ impl HttpStream {
 impl Read for HttpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.reader.is_none() {
-            let client = self
-                .client
-                .take()
-                .ok_or_else(|| transport::fail(net_error("http(s): the request was lost")))?;
+            let client = self.client.take().ok_or_else(|| {
+                transport::fail(net_error("http(s): the answer ended in an error already"))
+            })?;
             let response = client
                 .send(&self.url, Some(&self.body))
                 .and_then(|r| {
@@ -463,12 +462,20 @@ impl Read for HttpStream {
             // The answer's first byte is not the remote being slow: start the window now.
             self.watch = Watch::new(self.watch_limits());
         }
-        self.watch.before_read().map_err(as_failure)?;
-        let result = match self.reader.as_mut() {
-            Some(r) => r.read(buf),
-            None => Ok(0),
-        };
-        self.watch.after_read(result).map_err(as_failure)
+        let result = self
+            .watch
+            .before_read()
+            .and_then(|_| match self.reader.as_mut() {
+                Some(r) => r.read(buf),
+                None => Ok(0),
+            });
+        let counted = self.watch.after_read(result);
+        if counted.is_err() {
+            // A failed answer is not drained on drop (that could wait out another stall): its
+            // connection closes instead of going back to the pool.
+            self.reader = None;
+        }
+        counted.map_err(as_failure)
     }
 }
 

@@ -320,6 +320,8 @@ struct SshStream {
     watch: Watch,
     /// The remote closed its output.
     eof: bool,
+    /// A read failed: the session is not reused.
+    failed: bool,
 }
 
 impl SshStream {
@@ -330,6 +332,7 @@ impl SshStream {
             key,
             watch: Watch::new(ctx.limits),
             eof: false,
+            failed: false,
         }
     }
 }
@@ -346,7 +349,15 @@ impl Read for SshStream {
         quickack(&self.conn.socket);
         let read = channel.read(buf);
         quickack(&self.conn.socket);
-        let n = self.watch.after_read(read).map_err(failure)?;
+        let n = match self.watch.after_read(read) {
+            Ok(n) => n,
+            Err(e) => {
+                // No graceful close on drop (it could wait out a stalled server): the session
+                // is dropped.
+                self.failed = true;
+                return Err(failure(e));
+            }
+        };
         if n == 0 && !self.eof {
             self.eof = true;
             // upload-pack refusing (no such repository, access denied) writes only to stderr:
@@ -401,7 +412,8 @@ impl Drop for SshStream {
         quickack(&self.conn.socket);
         // upload-pack has sent its last byte when libgit2 lets go of the stream; what is left is
         // its exit. A session whose channel does not close cleanly is not reused.
-        let clean = channel.send_eof().is_ok()
+        let clean = !self.failed
+            && channel.send_eof().is_ok()
             && channel.wait_eof().is_ok()
             && channel.close().is_ok()
             && channel.wait_close().is_ok()
