@@ -197,6 +197,30 @@ fn an_untrusted_expired_or_misnamed_certificate_is_a_tls_error() {
 }
 
 #[test]
+fn a_changed_ca_file_is_read_again_and_pooled_connections_are_not_trusted_past_it() {
+    let s = Https::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::copy(&s.ca.cert, &ca_file).unwrap();
+    let auth = format!(
+        "    auth:\n      username: bot\n      token: {TOKEN}\n      ca_file: '{}'\n",
+        ca_file.display()
+    );
+    let r = repo(&s.nginx.url("origin.git"), &tmp.path().join("c"), &auth);
+    sync(&r).result.unwrap();
+    // The file now names another CA only: the warm connection verified under the old one is
+    // not used, and the new handshake fails.
+    let other = TestCa::new();
+    std::fs::copy(&other.cert, &ca_file).unwrap();
+    s.origin.commit("f", "after the CA change\n");
+    let e = sync(&r).result.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Tls, "{e:?}");
+    // And back: trusted again.
+    std::fs::copy(&s.ca.cert, &ca_file).unwrap();
+    assert_eq!(sync(&r).result.unwrap().new, s.origin.head("main"));
+}
+
+#[test]
 fn redirects_are_followed_on_the_same_host_only() {
     let s = Https::start();
     let tmp = tempfile::tempdir().unwrap();

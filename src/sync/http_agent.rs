@@ -2,9 +2,10 @@
 //! setting, each holding its pool of keep-alive connections per host across syncs.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use git2::{Error, ErrorClass, ErrorCode};
 use ureq::Agent;
@@ -34,8 +35,9 @@ const USER_AGENT: &str = concat!("git/2.0 (hookmirror/", env!("CARGO_PKG_VERSION
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct AgentKey {
     proxy: Option<String>,
-    /// The CA file and its modification time and size: a replaced file makes a new agent.
-    ca_file: Option<(PathBuf, Option<SystemTime>, u64)>,
+    /// The CA file and a hash of its content (read at every fetch; a few KB): a changed file
+    /// makes a new agent, so no connection verified under the old CAs is used after it.
+    ca_file: Option<(PathBuf, u64)>,
 }
 
 static AGENTS: Mutex<Option<HashMap<AgentKey, Agent>>> = Mutex::new(None);
@@ -49,19 +51,28 @@ pub(super) fn agent_for(scheme: Scheme, host: &str, repo: Option<&Repo>) -> Resu
         auth.and_then(|a| a.proxy.as_deref()),
         |name| std::env::var(name).ok(),
     );
-    let ca_file = auth.and_then(|a| a.ca_file.clone()).map(|p| {
-        let meta = std::fs::metadata(&p).ok();
-        let modified = meta.as_ref().and_then(|m| m.modified().ok());
-        let len = meta.map_or(0, |m| m.len());
-        (p, modified, len)
-    });
+    let ca = match auth.and_then(|a| a.ca_file.clone()) {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                tls_error(format!("cannot read auth.ca_file {}: {e}", path.display()))
+            })?;
+            let mut h = DefaultHasher::new();
+            pem.hash(&mut h);
+            Some((path, h.finish(), pem))
+        }
+    };
+    let ca_file = ca.as_ref().map(|(p, h, _)| (p.clone(), *h));
     let key = AgentKey { proxy, ca_file };
     let mut agents = AGENTS.lock().unwrap_or_else(PoisonError::into_inner);
     let agents = agents.get_or_insert_with(HashMap::new);
     if let Some(agent) = agents.get(&key) {
         return Ok(agent.clone());
     }
-    let agent = build_agent(&key)?;
+    let agent = build_agent(
+        &key,
+        ca.as_ref().map(|(p, _, pem)| (p.as_path(), pem.as_slice())),
+    )?;
     // A changed CA file or proxy leaves its old agent unused: drop agents no longer keyed by a
     // current setting of the same proxy (its idle connections close with it).
     agents.retain(|k, _| {
@@ -72,10 +83,10 @@ pub(super) fn agent_for(scheme: Scheme, host: &str, repo: Option<&Repo>) -> Resu
     Ok(agent)
 }
 
-fn build_agent(key: &AgentKey) -> Result<Agent, Error> {
-    let roots = match &key.ca_file {
+fn build_agent(key: &AgentKey, ca: Option<(&Path, &[u8])>) -> Result<Agent, Error> {
+    let roots = match ca {
         None => RootCerts::PlatformVerifier,
-        Some((path, _, _)) => RootCerts::Specific(Arc::new(roots_with(path)?)),
+        Some((path, pem)) => RootCerts::Specific(Arc::new(roots_with(path, pem)?)),
     };
     let proxy = match &key.proxy {
         None => None,
@@ -107,20 +118,13 @@ fn build_agent(key: &AgentKey) -> Result<Agent, Error> {
 }
 
 /// The system's CA certificates (OpenSSL's bundle, where `openssl-probe` finds it) and those of
-/// `ca_file`.
-fn roots_with(ca_file: &std::path::Path) -> Result<Vec<Certificate<'static>>, Error> {
-    let tls_error = |m: String| Error::new(ErrorCode::Certificate, ErrorClass::Ssl, m);
-    let extra = std::fs::read(ca_file).map_err(|e| {
-        tls_error(format!(
-            "cannot read auth.ca_file {}: {e}",
-            ca_file.display()
-        ))
-    })?;
-    let mut certs = pem_certificates(&extra);
+/// the CA file at `path` (its content `pem`).
+fn roots_with(path: &Path, pem: &[u8]) -> Result<Vec<Certificate<'static>>, Error> {
+    let mut certs = pem_certificates(pem);
     if certs.is_empty() {
         return Err(tls_error(format!(
             "auth.ca_file {} holds no PEM certificate",
-            ca_file.display()
+            path.display()
         )));
     }
     let probed = openssl_probe::probe();
@@ -128,6 +132,11 @@ fn roots_with(ca_file: &std::path::Path) -> Result<Vec<Certificate<'static>>, Er
         certs.extend(pem_certificates(&bundle));
     }
     Ok(certs)
+}
+
+/// A CA problem, classified as `tls`.
+fn tls_error(message: String) -> Error {
+    Error::new(ErrorCode::Certificate, ErrorClass::Ssl, message)
 }
 
 fn pem_certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
