@@ -14,7 +14,7 @@ use hookmirror::config::Repo;
 use hookmirror::sync::{ErrorKind, Outcome};
 use support::daemon::{Daemon, repo_yaml};
 use support::https::{NginxGit, NginxOptions, TestCa, Tinyproxy};
-use support::{Origin, Sshd, rev_parse, wait_until};
+use support::{GitHttp, Origin, Sshd, rev_parse, wait_until};
 
 /// A repo config tracking `main`: `extra` holds more YAML keys, indented 4.
 fn repo(url: &str, dir: &Path, extra: &str) -> Repo {
@@ -426,6 +426,23 @@ fn transport_libgit2_keeps_libgit2s_own_ssh_transport() {
     );
     let e = sync(&r).result.unwrap_err();
     assert!(e.message.contains("HOST KEY CHANGED"), "{e:?}");
+}
+
+#[test]
+fn transport_libgit2_keeps_libgit2s_own_http_transport() {
+    let origin = Origin::new();
+    let http = GitHttp::start(origin.root.path(), "bot", TOKEN);
+    let tmp = tempfile::tempdir().unwrap();
+    let auth = format!("    auth:\n      username: bot\n      token: {TOKEN}\n");
+    // hookmirror's sends the login with every request: never a 401.
+    let r = repo(&http.url("origin.git"), &tmp.path().join("own"), &auth);
+    assert_eq!(sync(&r).result.unwrap().new, origin.head("main"));
+    assert_eq!(http.unauthorized_requests(), 0);
+    // libgit2's asks first and is told to log in.
+    let extra = format!("    transport: libgit2\n{auth}");
+    let r = repo(&http.url("origin.git"), &tmp.path().join("libgit2"), &extra);
+    assert_eq!(sync(&r).result.unwrap().new, origin.head("main"));
+    assert!(http.unauthorized_requests() >= 1);
 }
 
 #[test]
