@@ -482,3 +482,64 @@ fn ssh_idle_sessions_are_closed_after_the_idle_timeout_which_hot_reloads() {
     assert_eq!(sshd.logins(), 1, "{}", sshd.log());
     d.assert_clean_logs(&[&sshd.passphrase]);
 }
+
+/// A server on 127.0.0.1 that reads a request and then either stays silent or trickles an
+/// answer a byte at a time: hookmirror's HTTP transport gives up after one stall window, with
+/// a timeout (not a generic network error).
+#[test]
+fn a_silent_or_trickling_http_server_is_a_stall_timeout() {
+    use hookmirror::sync::transport::{FetchContext, Limits, scope, take_failure};
+    use std::io::{Read, Write};
+    hookmirror::sync::init_libgit2();
+    for trickle in [false, true] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Detached: it outlives the assertions (10 s of silence or trickle) and ends by itself.
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            if trickle {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\nContent-Length: 1000\r\n\r\n",
+                );
+                // A pkt-line a byte at a time: libgit2 keeps reading until it is whole.
+                for b in b"001e# service=git-upload-pack\n0000"
+                    .iter()
+                    .cycle()
+                    .take(200)
+                {
+                    if conn.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            } else {
+                std::thread::sleep(Duration::from_secs(10));
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/r.git");
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = FetchContext {
+            repo: repo(&url, &tmp.path().join("c"), ""),
+            limits: Limits::starting_now(Duration::from_secs(60), Duration::from_millis(400)),
+        };
+        let started = std::time::Instant::now();
+        let e = scope(ctx, || {
+            let mut remote = git2::Remote::create_detached(format!("hm-{url}").as_str())?;
+            remote.connect(git2::Direction::Fetch)
+        })
+        .unwrap_err();
+        let e = take_failure(&e).unwrap_or(e);
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{trickle}: {:?} {e}",
+            started.elapsed()
+        );
+        assert_eq!(e.code(), git2::ErrorCode::Timeout, "{trickle}: {e}");
+        assert!(
+            e.message().contains("stalled") || e.message().contains("timed out"),
+            "{trickle}: {e}"
+        );
+    }
+}

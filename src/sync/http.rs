@@ -491,16 +491,30 @@ fn as_failure(e: io::Error) -> io::Error {
     transport::fail(io_error(&e, &message))
 }
 
-/// What is read of an answer libgit2 stopped reading (its last flush packet came before the end
-/// of the body, e.g. a trailing newline or gzip's trailer), so the connection goes back to the
-/// pool; more than this and the connection is closed instead.
+/// What is read of an answer libgit2 stopped reading (its last flush packet comes before the end
+/// of the body: the chunked encoding's last chunk, gzip's trailer), so the connection goes back
+/// to the pool; more than this and the connection is closed instead.
 const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// How long dropping a stream waits for that rest. It is normally on its way with the last
+/// packet (microseconds); a server that pauses there gets the rest read on a thread of its own,
+/// so the fetch never waits on it (that connection then comes back to the pool late, or not).
+const DRAIN_WAIT: Duration = Duration::from_millis(50);
 
 impl Drop for HttpStream {
     fn drop(&mut self) {
         // ureq returns a connection to its pool when its answer has been read to the end.
         if let Some(reader) = self.reader.take() {
-            let _ = io::copy(&mut reader.take(DRAIN_LIMIT), &mut io::sink());
+            let (done, finished) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("http-drain".into())
+                .spawn(move || {
+                    let _ = io::copy(&mut reader.take(DRAIN_LIMIT), &mut io::sink());
+                    let _ = done.send(());
+                });
+            if spawned.is_ok() {
+                let _ = finished.recv_timeout(DRAIN_WAIT);
+            }
         }
     }
 }
