@@ -22,11 +22,12 @@ fn filter(config: &LogConfig, override_level: Option<&str>) -> EnvFilter {
 }
 
 /// The file watcher's crates log every filesystem event at trace level; with a log file in the
-/// config's folder each line written would be logged again, without end. They stay at info
+/// config's folder each line written would be logged again, without end. The HTTP client's
+/// crates log every request's steps at debug (hookmirror logs the sync). They stay at info
 /// unless a directive names them.
 fn with_quiet_watchers(directives: &str) -> String {
     let mut out = directives.to_string();
-    for noisy in ["notify", "inotify", "mio"] {
+    for noisy in ["notify", "inotify", "mio", "ureq", "ureq_proto"] {
         if !directives.contains(noisy) {
             out.push_str(&format!(",{noisy}=info"));
         }

@@ -342,6 +342,30 @@ impl PartialEq<String> for RemoteUrl {
     }
 }
 
+/// Checks a proxy URL as `auth.proxy` takes it: `http://[user:pass@]host[:port]` (the proxy is
+/// spoken to in plain HTTP, `CONNECT` for https remotes). `Err` says what is wrong.
+pub fn check_proxy(proxy: &str) -> Result<(), String> {
+    let shown = redact(proxy);
+    let Some((scheme, rest)) = proxy.split_once("://") else {
+        return Err(format!(
+            "`{shown}` is not a proxy URL: write http://host:port"
+        ));
+    };
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(format!(
+            "`{shown}`: only http:// proxies are supported (https remotes go through them with CONNECT)"
+        ));
+    }
+    let authority = rest.trim_end_matches('/');
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match split_host_port(hostport) {
+        Some((host, _)) if !host.is_empty() && !authority.contains('/') => Ok(()),
+        _ => Err(format!(
+            "`{shown}` is not a proxy URL: write http://host:port"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,5 +493,28 @@ mod tests {
             match_key("https://evil.com/Octo/Hello"),
             match_key(forms[0])
         );
+    }
+
+    #[test]
+    fn proxies_are_plain_http_urls() {
+        for ok in [
+            "http://127.0.0.1:3128",
+            "http://proxy.corp",
+            "http://u:p@[::1]:8080/",
+        ] {
+            assert!(check_proxy(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "proxy:3128",
+            "socks5://h:1080",
+            "https://h:1",
+            "http://:1",
+            "http://h:x",
+            "http://h/p",
+        ] {
+            assert!(check_proxy(bad).is_err(), "{bad}");
+        }
+        let e = check_proxy("ftp://u:secret@h").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
     }
 }

@@ -864,3 +864,61 @@ fn help_version_and_usage_errors() {
         assert!(run.stderr.contains("Usage"), "{}", run.show());
     }
 }
+
+/// The transport keys: a wrong `transport`, a proxy that is not `http://`, an idle timeout out
+/// of range, each at its line; then, in a config that is otherwise valid, a CA file that is
+/// missing and one that holds no certificate.
+#[test]
+fn check_reports_the_transport_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = "\
+ssh:
+  idle_timeout: 2d
+repos:
+  - name: site
+    url: https://git.example.org/site.git
+    directory: /srv/site
+    secret: s1
+    transport: curl
+    auth:
+      proxy: socks5://proxy:1080
+";
+    let config = write(tmp.path(), "bad.yaml", text);
+    let run = hookmirror(&["check", "--config", &config]);
+    run.expect_code(2);
+    for (line, needles) in [
+        (2, &["ssh.idle_timeout", "between 1s and 24h"][..]),
+        (8, &["transport", "`curl`", "hookmirror, libgit2"][..]),
+        (10, &["auth.proxy", "only http:// proxies"][..]),
+    ] {
+        let mut with_line = vec![format!("{config}:{line}:")];
+        with_line.extend(needles.iter().map(|n| n.to_string()));
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| with_line.iter().all(|n| l.contains(n.as_str()))),
+            "no stderr line with {with_line:?}\n{}",
+            run.show()
+        );
+    }
+
+    write(tmp.path(), "empty.pem", "not a certificate\n");
+    for (file, says) in [
+        ("missing.pem", "cannot read"),
+        ("empty.pem", "holds no PEM certificate"),
+    ] {
+        let text = format!(
+            "repos:\n  - name: site\n    url: https://git.example.org/site.git\n    directory: /srv/site\n    secret: s1\n    transport: libgit2\n    auth:\n      proxy: http://proxy:3128\n      ca_file: {file}\n"
+        );
+        let config = write(tmp.path(), "ca.yaml", &text);
+        let run = hookmirror(&["check", "--config", &config]);
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains("auth.ca_file") && l.contains(file) && l.contains(says)),
+            "{}",
+            run.show()
+        );
+    }
+}

@@ -9,26 +9,17 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use hookmirror::config::{Context, Format, Repo, parse_str, validate};
+use hookmirror::config::Repo;
 use hookmirror::sync::{ErrorKind, Outcome, SyncOptions, sync_once, sync_with_retry};
 use support::{GitDaemon, GitHttp, Origin, Sshd, git, rev_parse};
 
 /// A repo config as an operator would write it: `extra` holds more YAML keys, indented 4.
 fn repo(url: &str, dir: &Path, extra: &str) -> Repo {
-    let text = format!(
-        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n    retry: {{attempts: 3, initial_delay: 10ms, max_delay: 20ms}}\n{extra}",
-        dir.display()
-    );
-    let raw = parse_str(&text, Format::Yaml).unwrap();
-    let mut c =
-        validate(raw, &Context::bare(Format::Yaml, "/")).unwrap_or_else(|p| panic!("{p:#?}"));
-    c.repos.remove(0)
+    support::repo_config(url, dir, extra)
 }
 
 fn sync(r: &Repo) -> Outcome {
-    // As `main` does: timeouts and hookmirror's own git:// transport.
-    hookmirror::sync::init_libgit2();
-    sync_with_retry(r, &SyncOptions::default(), |_| true)
+    support::sync_repo(r)
 }
 
 fn head(dir: &Path) -> String {
@@ -628,8 +619,10 @@ fn git_urls_go_through_hookmirrors_own_transport() {
     let origin = Origin::new();
     let daemon = GitDaemon::start(origin.root.path());
     let url = daemon.url("origin.git");
+    // The engine hands libgit2 `hm-git://…` for it (sync::transport::fetch_url).
+    let own = format!("hm-{url}");
     // Fetching works over it (ref advertisement, then negotiation and pack on the same stream)…
-    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    let mut remote = git2::Remote::create_detached(own.as_str()).unwrap();
     remote.connect(git2::Direction::Fetch).unwrap();
     let heads: Vec<String> = remote
         .list()
@@ -656,7 +649,11 @@ fn git_urls_go_through_hookmirrors_own_transport() {
     );
     assert_eq!(read(&dir, "n"), "next\n");
     // …and it is ours: libgit2's built-in git:// transport would try to push.
-    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    let mut remote = git2::Remote::create_detached(own.as_str()).unwrap();
     let e = remote.connect(git2::Direction::Push).unwrap_err();
     assert!(e.message().contains("hookmirror only fetches"), "{e}");
+    // `git://` itself stays libgit2's, for `transport: libgit2`.
+    let mut remote = git2::Remote::create_detached(url.as_str()).unwrap();
+    let e = remote.connect(git2::Direction::Push).unwrap_err();
+    assert!(!e.message().contains("hookmirror"), "{e}");
 }

@@ -98,7 +98,7 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
 }
 
 /// Reads every secret and token file the config names (trailing newline trimmed) and checks that
-/// SSH keys and known_hosts files that are named can be read. Called again on reload so a
+/// SSH keys, known_hosts and CA files that are named can be read. Called again on reload so a
 /// rotated secret file takes effect.
 pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
     let mut problems = Vec::new();
@@ -191,6 +191,19 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
                     "auth.ssh_key",
                     format!("cannot read {}: {e}", path.display()),
                 )),
+            }
+        }
+        if let Some(path) = &repo.auth.ca_file {
+            let why = match std::fs::read_to_string(path) {
+                Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => None,
+                Ok(_) => Some(format!(
+                    "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )),
+                Err(e) => Some(format!("cannot read {}: {e}", path.display())),
+            };
+            if let Some(why) = why {
+                unreadable.push(problem(&file, Some(&name), "auth.ca_file", why));
             }
         }
         if let Some(path) = &repo.auth.known_hosts

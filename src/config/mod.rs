@@ -37,6 +37,7 @@ pub struct Config {
     pub health: Health,
     /// Notification targets for every repository (each repository may add its own).
     pub notify: Vec<NotifyTarget>,
+    pub ssh: SshSettings,
     pub repos: Vec<Repo>,
     /// What is allowed but probably not meant (a token glob that matches no repository, an
     /// expired token): `check` prints them, the daemon logs them at start and reload.
@@ -306,6 +307,31 @@ impl fmt::Display for Target {
     }
 }
 
+/// Settings of hookmirror's SSH transport (`ssh:`), shared by every repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SshSettings {
+    /// A pooled SSH session unused this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Which code talks to an `https`/`http`/`ssh`/`git` remote (`transport:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportChoice {
+    /// hookmirror's own transports: pooled connections (src/sync/http.rs, ssh.rs, git_proto.rs).
+    #[default]
+    Hookmirror,
+    /// libgit2's built-in transports, for setups the own ones do not cover.
+    Libgit2,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Auth {
     pub ssh_key: Option<PathBuf>,
@@ -314,6 +340,11 @@ pub struct Auth {
     pub known_hosts: Option<PathBuf>,
     pub username: Option<String>,
     pub token: Option<Credential>,
+    /// HTTP(S) proxy for this repository's remote (`http://host:port`); `None`: the
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` environment.
+    pub proxy: Option<String>,
+    /// Extra CA certificates (PEM) trusted for the remote, besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,6 +435,7 @@ pub struct Repo {
     pub depth: Option<u32>,
     pub submodules: bool,
     pub clean: bool,
+    pub transport: TransportChoice,
     pub auth: Auth,
     pub retry: Retry,
     pub on_success: OnSuccess,

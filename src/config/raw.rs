@@ -57,6 +57,7 @@ pub struct RawConfig {
     pub notify: Option<Vec<RawNotify>>,
     pub defaults: Option<RawRepo>,
     pub repos: Option<Vec<RawRepo>>,
+    pub ssh: Option<RawSsh>,
 
     pub port: Option<u16>,
     pub threads: Option<i64>,
@@ -100,6 +101,12 @@ pub struct RawApiToken {
 pub enum RawDate {
     Text(String),
     Toml(toml::value::Datetime),
+}
+
+/// Settings of hookmirror's SSH transport, for every repository.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawSsh {
+    pub idle_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -148,6 +155,7 @@ pub struct RawRepo {
     pub depth: Option<i64>,
     pub submodules: Option<bool>,
     pub clean: Option<bool>,
+    pub transport: Option<String>,
     pub auth: Option<RawAuth>,
     pub retry: Option<RawRetry>,
     pub on_success: Option<RawOnSuccess>,
@@ -172,6 +180,8 @@ pub struct RawAuth {
     pub username: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<String>,
+    pub proxy: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -217,6 +227,7 @@ impl RawRepo {
             submodules,
             clean,
             notify,
+            transport,
             label,
             label_type,
             trigger,
@@ -234,7 +245,9 @@ impl RawRepo {
                 known_hosts,
                 username,
                 token,
-                token_file
+                token_file,
+                proxy,
+                ca_file
             );
         }
         if let Some(d) = &defaults.retry {

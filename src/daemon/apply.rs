@@ -113,6 +113,7 @@ impl Daemon {
     /// ref, remote or directory changed resync; `workers` resizes the pool.
     pub fn apply(&self, new: Config) -> ReloadSummary {
         let old = self.config();
+        crate::sync::configure(&new);
         let mut summary = ReloadSummary {
             listen_changed: old.listen != new.listen,
             ..Default::default()

@@ -126,6 +126,7 @@ impl Daemon {
 
     /// A daemon recording into `metrics`.
     pub fn with_metrics(config: Config, metrics: Arc<Metrics>) -> Daemon {
+        crate::sync::configure(&config);
         let book = Book {
             queue: Coalescer::default(),
             status: HashMap::new(),

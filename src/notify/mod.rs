@@ -92,6 +92,12 @@ impl Notifier {
             // A receiver that moved must be reconfigured: a signed POST is not replayed elsewhere.
             .max_redirects(0)
             .user_agent(concat!("hookmirror/", env!("CARGO_PKG_VERSION")))
+            // The OpenSSL git2 links already, with the system's CA store (SSL_CERT_FILE too).
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::NativeTls)
+                    .build(),
+            )
             .build();
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),

@@ -9,7 +9,7 @@ use git2::{
 };
 
 use super::known_hosts::{self, Verdict};
-use crate::config::Repo;
+use crate::config::{Auth, Credential, Repo};
 
 /// What the credential and certificate callbacks learned, to explain a failure: libgit2 passes
 /// on only that a callback refused, not why.
@@ -72,10 +72,7 @@ fn credential(
     allowed: CredentialType,
 ) -> Result<Cred, git2::Error> {
     let auth = &repo.auth;
-    let user = user_from_url
-        .map(str::to_string)
-        .or_else(|| auth.username.clone())
-        .unwrap_or_else(|| "git".into());
+    let user = ssh_user(repo, user_from_url);
     if allowed.contains(CredentialType::USERNAME) {
         return Cred::username(&user);
     }
@@ -87,13 +84,7 @@ fn credential(
             ));
         }
         st.tried.push(CredentialType::SSH_KEY);
-        let key = auth.ssh_key.clone().or_else(|| {
-            let ssh = home?.join(".ssh");
-            DEFAULT_KEYS
-                .iter()
-                .map(|k| ssh.join(k))
-                .find(|p| p.is_file())
-        });
+        let key = ssh_key_path(auth, home);
         let Some(key) = key else {
             return Err(refuse(
                 st,
@@ -121,19 +112,53 @@ fn credential(
                 "the remote wants a username and token and none is configured (auth.token)",
             ));
         };
-        let token = token.value.expose();
-        // Direktiv style: `user:token` in the token field when no username is set.
-        let (user, token) = match (&auth.username, token.split_once(':')) {
-            (None, Some((u, t))) => (u.to_string(), t.to_string()),
-            (Some(u), _) => (u.clone(), token.to_string()),
-            (None, None) => ("x-access-token".to_string(), token.to_string()),
-        };
+        let (user, token) = token_login(auth, token);
         return Cred::userpass_plaintext(&user, &token);
     }
     Err(refuse(
         st,
         "the remote asks for a kind of credential hookmirror does not have",
     ))
+}
+
+/// The HTTP login for `auth.token`: with `auth.username` as the user; without one, a token
+/// written `user:token` is split (Direktiv style), and a bare token goes as `x-access-token`
+/// (GitHub's name for it; other forges ignore the user for tokens).
+pub(super) fn token_login(auth: &Auth, token: &Credential) -> (String, String) {
+    let token = token.value.expose();
+    match (&auth.username, token.split_once(':')) {
+        (None, Some((u, t))) => (u.to_string(), t.to_string()),
+        (Some(u), _) => (u.clone(), token.to_string()),
+        (None, None) => ("x-access-token".to_string(), token.to_string()),
+    }
+}
+
+/// The private key to offer: `auth.ssh_key`, else the first of [`DEFAULT_KEYS`] in `~/.ssh`.
+pub(super) fn ssh_key_path(auth: &Auth, home: Option<&Path>) -> Option<PathBuf> {
+    auth.ssh_key.clone().or_else(|| {
+        let ssh = home?.join(".ssh");
+        DEFAULT_KEYS
+            .iter()
+            .map(|k| ssh.join(k))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The SSH login: the URL's user, else `auth.username`, else `git`.
+pub(super) fn ssh_user(repo: &Repo, user_from_url: Option<&str>) -> String {
+    user_from_url
+        .map(str::to_string)
+        .or_else(|| repo.auth.username.clone())
+        .unwrap_or_else(|| "git".into())
+}
+
+/// The known_hosts file checked for `repo`: `auth.known_hosts`, else `~/.ssh/known_hosts`.
+pub(super) fn known_hosts_path(repo: &Repo, home: Option<&Path>) -> PathBuf {
+    repo.auth
+        .known_hosts
+        .clone()
+        .or_else(|| home.map(|h| h.join(".ssh/known_hosts")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent/known_hosts"))
 }
 
 /// Checks an SSH server's host key against `auth.known_hosts` (default `~/.ssh/known_hosts`);
@@ -149,40 +174,45 @@ fn check_host_key(
         return Ok(CertificateCheckStatus::CertificatePassthrough);
     };
     let port = repo.url.parsed().port.unwrap_or(22);
-    let path = repo
-        .auth
-        .known_hosts
-        .clone()
-        .or_else(|| home.map(|h| h.join(".ssh/known_hosts")))
-        .unwrap_or_else(|| PathBuf::from("/nonexistent/known_hosts"));
     let (Some(key), Some(kind)) = (hk.hostkey(), hk.hostkey_type()) else {
         return Err(format!("the SSH server {host} sent no usable host key"));
     };
+    verify_host_key(&known_hosts_path(repo, home), host, port, kind.name(), key)
+        .map(|()| CertificateCheckStatus::CertificateOk)
+}
+
+/// Checks `key` (of type `kind`, e.g. `ssh-ed25519`) offered by `host:port` against the
+/// known_hosts file at `path`; `Err` says why it is refused, with the key's fingerprint.
+pub(super) fn verify_host_key(
+    path: &Path,
+    host: &str,
+    port: u16,
+    kind: &str,
+    key: &[u8],
+) -> Result<(), String> {
     // A missing or unreadable file knows no hosts, so the key is refused as unknown.
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     let fp = known_hosts::fingerprint(key);
     let shown = if port == 22 {
         host.to_string()
     } else {
         format!("[{host}]:{port}")
     };
-    Err(
-        match known_hosts::check(&text, host, port, kind.name(), key) {
-            Verdict::Match => return Ok(CertificateCheckStatus::CertificateOk),
-            Verdict::Unknown => format!(
-                "host key for {shown} ({} {fp}) is not in {}; strict host-key checking refuses unknown hosts: verify the fingerprint and add it (ssh-keyscan -p {port} {host})",
-                kind.name(),
-                path.display()
-            ),
-            Verdict::Mismatch { .. } => format!(
-                "HOST KEY CHANGED for {shown}: it offered {} {fp}, which does not match {}; this may be an attack — refusing to connect",
-                kind.name(),
-                path.display()
-            ),
-            Verdict::Revoked => format!(
-                "host key {fp} of {shown} is marked @revoked in {}",
-                path.display()
-            ),
-        },
-    )
+    Err(match known_hosts::check(&text, host, port, kind, key) {
+        Verdict::Match => return Ok(()),
+        Verdict::Unknown => format!(
+            "host key for {shown} ({} {fp}) is not in {}; strict host-key checking refuses unknown hosts: verify the fingerprint and add it (ssh-keyscan -p {port} {host})",
+            kind,
+            path.display()
+        ),
+        Verdict::Mismatch { .. } => format!(
+            "HOST KEY CHANGED for {shown}: it offered {} {fp}, which does not match {}; this may be an attack — refusing to connect",
+            kind,
+            path.display()
+        ),
+        Verdict::Revoked => format!(
+            "host key {fp} of {shown} is marked @revoked in {}",
+            path.display()
+        ),
+    })
 }

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     NotFound,
     /// The SSH host key is unknown, changed or revoked. Not retried.
     HostKey,
+    /// The server's TLS certificate was refused: an unknown CA, expired, or issued for another
+    /// name. Not retried.
+    Tls,
     /// The tracked branch or tag is gone from the remote; the last tree stays. Not retried.
     RefMissing,
     /// The directory holds something that is not this repository's checkout. Not retried.
@@ -47,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::NotFound => "not_found",
             ErrorKind::HostKey => "host_key",
+            ErrorKind::Tls => "tls",
             ErrorKind::RefMissing => "ref_missing",
             ErrorKind::ForeignDirectory => "foreign_directory",
             ErrorKind::Timeout => "timeout",
@@ -75,6 +79,8 @@ impl SyncError {
 
 /// Maps a git2 error onto an [`ErrorKind`] and a message that names the cause and holds no secret.
 pub(super) fn classify(e: git2::Error, state: &AuthState) -> SyncError {
+    // A stream of hookmirror's transports failed with a code libgit2 could not carry.
+    let e = super::transport::take_failure(&e).unwrap_or(e);
     // The callbacks know why they refused; libgit2 only passes on that they did.
     if let Some(msg) = &state.host_key {
         return SyncError::new(ErrorKind::HostKey, msg.clone());
@@ -102,7 +108,9 @@ fn kind_of(e: &git2::Error) -> ErrorKind {
     match e.code() {
         // libgit2's own auth failures, and hookmirror's credential callback (credentials.rs).
         ErrorCode::Auth => return ErrorKind::Auth,
-        // TLS verification, libssh2's host-key check and hookmirror's certificate callback.
+        // hookmirror's HTTPS transport (http.rs) refusing the server's certificate.
+        ErrorCode::Certificate if e.class() == ErrorClass::Ssl => return ErrorKind::Tls,
+        // libssh2's host-key check and hookmirror's certificate callback and SSH transport.
         ErrorCode::Certificate => return ErrorKind::HostKey,
         // libgit2's socket stream, and hookmirror's git:// transport (git_proto.rs).
         ErrorCode::Timeout => return ErrorKind::Timeout,
@@ -210,7 +218,7 @@ mod tests {
         (E::Auth, C::Http, "unexpected authentication failure", K::Auth),
         (E::Auth, C::Http, "unexpected http status code: 404", K::Auth),
         (E::Certificate, C::Ssh, "invalid or unknown remote ssh hostkey", K::HostKey),
-        (E::Certificate, C::Ssl, "the SSL certificate is invalid", K::HostKey),
+        (E::Certificate, C::Ssl, "the SSL certificate is invalid", K::Tls),
         (E::Timeout, C::Net, "git://: failed to connect to h:1: timed out", K::Timeout),
         (E::NotFound, C::Http, "whatever", K::NotFound),
         // Then classes, with a generic code.

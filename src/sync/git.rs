@@ -305,7 +305,9 @@ fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
     let refspec = format!("+{src}:{dst}");
     let state = RefCell::new(AuthState::default());
     let fail = |e: git2::Error| FetchError::new(e, &state.borrow());
-    let mut remote = git.remote_anonymous(&repo.url).map_err(fail)?;
+    let mut remote = git
+        .remote_anonymous(&transport::fetch_url(repo))
+        .map_err(fail)?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(repo, &state));
     fo.download_tags(AutotagOption::None);
@@ -371,6 +373,10 @@ fn checkout(git: &Repository, repo: &Repo, remote_ref: &str, commit: Oid) -> Res
     let object = git.find_object(commit, None).map_err(err)?;
     let mut co = CheckoutBuilder::new();
     co.force();
+    // A first checkout writes every file: skip the per-file filter setup when no filter applies.
+    if git.index().is_ok_and(|i| i.is_empty()) && !super::filters::needed(git, commit) {
+        co.disable_filters(true);
+    }
     git.reset(&object, ResetType::Hard, Some(&mut co))
         .map_err(err)?;
     if repo.clean {

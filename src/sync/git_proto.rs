@@ -1,4 +1,5 @@
-//! hookmirror's own `git://` transport for libgit2, replacing libgit2's built-in one.
+//! hookmirror's own `git://` transport for libgit2 (libgit2's built-in one stays for
+//! `transport: libgit2`).
 //!
 //! Why: `git daemon`'s upload-pack writes its negotiation answers (`ACK … common`, then `NAK`)
 //! as separate small segments with Nagle's algorithm on, so the second waits for the client's
@@ -26,7 +27,10 @@ use super::{CONNECT_TIMEOUT_MS, DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS};
 /// git's registered port for `git://`.
 pub const DEFAULT_PORT: u16 = 9418;
 
-/// The transport factory to register for the `git` scheme.
+/// The private URL scheme libgit2 hands to this transport (see `transport::fetch_url`).
+pub const SCHEME: &str = "hm-git";
+
+/// The transport factory to register for [`SCHEME`].
 pub fn factory(remote: &Remote<'_>) -> Result<Transport, Error> {
     // `rpc: false`: the protocol is stateful; libgit2 reuses the stream opened for the ref
     // advertisement for the negotiation and the pack.
@@ -56,7 +60,7 @@ impl SmartSubtransport for GitProto {
     }
 }
 
-fn net_error(message: &str) -> Error {
+pub(super) fn net_error(message: &str) -> Error {
     Error::new(ErrorCode::GenericError, ErrorClass::Net, message)
 }
 
@@ -72,6 +76,7 @@ pub struct Target {
 /// Parses a `git://host[:port]/path` URL into where to connect and what to send, as the git CLI
 /// does (`~user` paths lose their leading `/`; `host=` carries the port when the URL has one).
 pub fn target(url: &str) -> Result<Target, String> {
+    let url = url.strip_prefix("hm-").unwrap_or(url);
     let parsed = crate::url::parse(url)
         .filter(|p| p.scheme == crate::url::Scheme::Git)
         .ok_or_else(|| "git://: malformed URL".to_string())?;
@@ -149,7 +154,7 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
 
 /// A socket error as libgit2's own transports report it; a timeout carries
 /// [`ErrorCode::Timeout`] so the sync classifies it without reading the message.
-fn io_error(e: &io::Error, message: &str) -> Error {
+pub(super) fn io_error(e: &io::Error, message: &str) -> Error {
     let code = match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorCode::Timeout,
         _ => ErrorCode::GenericError,

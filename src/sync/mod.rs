@@ -9,10 +9,16 @@ pub mod actions;
 pub mod backoff;
 mod credentials;
 mod error;
+mod filters;
 pub mod git;
 pub mod git_proto;
+mod http;
+mod http_agent;
 pub mod known_hosts;
+mod proxy;
 mod recovery;
+mod ssh;
+pub mod ssh_pool;
 pub mod transport;
 
 use std::time::Duration;
@@ -95,11 +101,19 @@ pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
 /// How long a remote may stay silent mid-transfer before the attempt fails. Without it a remote
 /// that accepts the connection and then hangs would block its repository forever.
 pub const IO_TIMEOUT_MS: i32 = 60_000;
+/// libgit2's pack window size (git's `core.packedGitWindowSize` idea).
+pub const MWINDOW_SIZE: usize = 8 << 20;
+/// Pack windows mapped at once, in bytes: keeps a clone's RSS within tens of MiB of idle
+/// whatever the pack's size.
+pub const MWINDOW_MAPPED_LIMIT: usize = 32 << 20;
 /// How long one sync may take in all, retries aside, unless the repository sets `sync_timeout`.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Sets libgit2's global network timeouts and registers hookmirror's `git://` transport
-/// ([`git_proto`]). Call once at start, before any other thread exists; later calls do nothing.
+/// A transport factory as `git2::transport::register` takes it.
+type Factory = fn(&git2::Remote<'_>) -> Result<git2::transport::Transport, git2::Error>;
+
+/// Sets libgit2's global network timeouts and registers hookmirror's transports ([`git_proto`],
+/// [`http`], [`ssh`]) under their private schemes (see [`transport::fetch_url`]). Call once at start, before any other thread exists; later calls do nothing.
 #[allow(unsafe_code)]
 pub fn init_libgit2() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -107,14 +121,38 @@ pub fn init_libgit2() {
         // SAFETY: git2 documents these as unsafe because they write C globals without
         // synchronisation; this runs at the top of `main` (and test setup) before any thread
         // uses libgit2, and `Once` keeps it to one run.
+        // Objects read back from the object database are not hashed again: the indexer computed
+        // every id from the content it received, and zlib's checksum catches damage on disk, as
+        // for git, which does not re-hash on read either. Re-hashing with libgit2's
+        // collision-detecting SHA-1 made a first checkout of 20,000 files ~15-30 % slower.
+        git2::opts::strict_hash_verification(false);
         unsafe {
             let _ = git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS);
             let _ = git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS);
-            if let Err(e) = git2::transport::register("git", git_proto::factory) {
-                tracing::warn!(error = %e, "cannot register the git:// transport; libgit2's own is used");
+            // Pack windows mapped at once: libgit2's default (8 GiB on 64-bit) lets a clone map
+            // its whole pack, so RSS grows by the pack's size; git reads packs through windows
+            // too. Measured by `cargo bench --bench transports` (part 3).
+            let _ = git2::opts::set_mwindow_size(MWINDOW_SIZE);
+            let _ = git2::opts::set_mwindow_mapped_limit(MWINDOW_MAPPED_LIMIT);
+            let own: [(&str, Factory); 4] = [
+                (git_proto::SCHEME, git_proto::factory),
+                (http::SCHEMES[0], http::factory),
+                (http::SCHEMES[1], http::factory),
+                (ssh::SCHEME, ssh::factory),
+            ];
+            for (scheme, factory) in own {
+                if let Err(e) = git2::transport::register(scheme, factory) {
+                    tracing::error!(scheme, error = %e, "cannot register a transport of hookmirror's");
+                }
             }
         }
     });
+}
+
+/// Puts the settings of hookmirror's transports that are not per repository in force (at start
+/// and on every reload).
+pub fn configure(config: &crate::config::Config) {
+    ssh_pool::set_idle_timeout(config.ssh.idle_timeout);
 }
 
 fn run_actions(repo: &Repo, s: &Synced, outcome: &mut Outcome) {

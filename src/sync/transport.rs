@@ -14,6 +14,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::config::Repo;
+use crate::url::Scheme;
 
 /// A transfer slower than this many bytes per `stall_timeout` is stalled.
 pub const LOW_SPEED_BYTES: u64 = 1024;
@@ -64,6 +65,11 @@ impl Watch {
             window_start: Instant::now(),
             window_bytes: 0,
         }
+    }
+
+    /// The limits watched.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// How long the next read may block: until the current stall window closes, but never past
@@ -126,6 +132,38 @@ impl Watch {
     }
 }
 
+/// The URL libgit2 is given for `repo`: for a repository on hookmirror's transports, its URL
+/// under the private scheme that selects them (`hm-https://…`, `hm-http://…`, `hm-git://…`,
+/// `hm-ssh://host[:port]`), else as configured. libgit2 registers transports per scheme for
+/// the whole process; private schemes leave `https`, `ssh` and `git` to libgit2's own for
+/// repositories with `transport: libgit2` (and for submodules). Never shown to users: errors
+/// and `.git/config` carry the configured URL.
+pub fn fetch_url(repo: &Repo) -> String {
+    let url = repo.url.as_str();
+    if repo.transport == crate::config::TransportChoice::Libgit2 {
+        return url.to_string();
+    }
+    let parsed = repo.url.parsed();
+    match parsed.scheme {
+        Scheme::Https | Scheme::Http | Scheme::Git => format!("hm-{}", url.trim()),
+        // The SSH transport takes user, path and key from the fetch context; the URL names the
+        // host for libgit2's messages only.
+        Scheme::Ssh => match parsed.port {
+            Some(p) => format!("hm-ssh://{}:{p}/", bracketed(&parsed.host)),
+            None => format!("hm-ssh://{}/", bracketed(&parsed.host)),
+        },
+        Scheme::File => url.to_string(),
+    }
+}
+
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
 /// The fetch a transport serves.
 #[derive(Debug, Clone)]
 pub struct FetchContext {
@@ -146,6 +184,7 @@ pub fn scope<R>(ctx: FetchContext, f: impl FnOnce() -> R) -> R {
             CURRENT.with(|c| *c.borrow_mut() = previous);
         }
     }
+    FAILURE.with(|f| f.borrow_mut().take());
     let previous = CURRENT.with(|c| c.borrow_mut().replace(ctx));
     let _restore = Restore(previous);
     f()
@@ -154,6 +193,29 @@ pub fn scope<R>(ctx: FetchContext, f: impl FnOnce() -> R) -> R {
 /// The fetch context of this thread, if a fetch is running on it.
 pub fn current() -> Option<FetchContext> {
     CURRENT.with(|c| c.borrow().clone())
+}
+
+thread_local! {
+    static FAILURE: RefCell<Option<(git2::ErrorCode, git2::ErrorClass, String)>> =
+        const { RefCell::new(None) };
+}
+
+/// Turns a transport's error into the `io::Error` a stream read or write must return, keeping
+/// its code and class for [`take_failure`]: git2 passes a stream's `io::Error` to libgit2 as
+/// text only (class `Net`, no code), so a timeout or a refused login would otherwise lose its
+/// kind on the way back to the engine.
+pub fn fail(e: git2::Error) -> io::Error {
+    let message = e.message().to_string();
+    FAILURE.with(|f| *f.borrow_mut() = Some((e.code(), e.class(), message.clone())));
+    io::Error::other(message)
+}
+
+/// The error a transport gave through [`fail`] on this thread, when `e` (what libgit2 reported)
+/// is that error: the original with its code and class. Taken once.
+pub fn take_failure(e: &git2::Error) -> Option<git2::Error> {
+    let (code, class, message) = FAILURE.with(|f| f.borrow_mut().take())?;
+    (e.class() == git2::ErrorClass::Net && e.message() == message)
+        .then(|| git2::Error::new(code, class, message))
 }
 
 #[cfg(test)]
@@ -224,5 +286,24 @@ mod tests {
                 .unwrap();
         });
         assert!(current().is_none());
+    }
+
+    #[test]
+    fn own_transports_get_private_schemes_and_libgit2_keeps_the_url() {
+        let cases = [
+            ("https://u:t@h/r.git", "hm-https://u:t@h/r.git"),
+            ("http://h:8080/r", "hm-http://h:8080/r"),
+            ("git://h/r.git", "hm-git://h/r.git"),
+            ("git@h:ns/r.git", "hm-ssh://h/"),
+            ("ssh://git@h:2222/r.git", "hm-ssh://h:2222/"),
+            ("ssh://[::1]:22/r.git", "hm-ssh://[::1]:22/"),
+            ("file:///srv/r.git", "file:///srv/r.git"),
+        ];
+        for (url, want) in cases {
+            let mut repo = crate::config::tests_support::repo("r", url);
+            assert_eq!(fetch_url(&repo), want, "{url}");
+            repo.transport = crate::config::TransportChoice::Libgit2;
+            assert_eq!(fetch_url(&repo), url, "{url}");
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`Sshd`]: a private `sshd` with its own host key, user keys (ed25519, RSA, ECDSA, all with
 //!   a passphrase) and known_hosts files for the known, changed-key and unknown-host cases.
 //! - [`GitHttp`]: smart HTTP (`git http-backend` as CGI) behind HTTP basic auth, on axum.
+//! - [`https`]: nginx + fcgiwrap + `git http-backend` over TLS with a test CA, tinyproxy, and a
+//!   TCP proxy that delays every byte (for benchmarks).
 //! - [`daemon`]: the one harness for `hookmirror serve` ([`daemon::Daemon`]), remotes for it
 //!   ([`daemon::Remote`]) and the "origin + first sync" fixture ([`daemon::Mirror`]).
 //! - [`forge`]: webhook deliveries signed as each forge signs them, with payloads made from the
@@ -19,6 +21,7 @@
 
 pub mod daemon;
 pub mod forge;
+pub mod https;
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -149,6 +152,32 @@ pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
         );
     }
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine in process
+// ---------------------------------------------------------------------------------------------
+
+/// A repo config as an operator would write it (validated as `hookmirror check` does): `extra`
+/// holds more YAML keys, indented 4; retries are fast so a misclassified failure cannot stall a
+/// test.
+pub fn repo_config(url: &str, dir: &Path, extra: &str) -> hookmirror::config::Repo {
+    use hookmirror::config::{Context, Format, parse_str, validate};
+    let text = format!(
+        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n    retry: {{attempts: 3, initial_delay: 10ms, max_delay: 20ms}}\n{extra}",
+        dir.display()
+    );
+    let raw = parse_str(&text, Format::Yaml).unwrap();
+    let mut c =
+        validate(raw, &Context::bare(Format::Yaml, "/")).unwrap_or_else(|p| panic!("{p:#?}"));
+    c.repos.remove(0)
+}
+
+/// Syncs `r` in process as the daemon's workers do (libgit2 set up as `main` does: timeouts and
+/// hookmirror's transports).
+pub fn sync_repo(r: &hookmirror::config::Repo) -> hookmirror::sync::Outcome {
+    hookmirror::sync::init_libgit2();
+    hookmirror::sync::sync_with_retry(r, &hookmirror::sync::SyncOptions::default(), |_| true)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,6 +666,42 @@ impl Sshd {
     /// A `GIT_SSH_COMMAND` value for the OpenSSH client: this identity only, this known_hosts
     /// only, strict checking, no user config, no prompts. `key` must not need a passphrase
     /// (see [`Sshd::unencrypted_copy`]).
+    /// Public-key logins sshd accepted so far: one per SSH session a client opened.
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey").count()
+    }
+
+    /// Sessions clients ended themselves (sshd logs the reason a client gave).
+    pub fn client_disconnects(&self) -> usize {
+        self.log().matches("Received disconnect").count()
+    }
+
+    /// Kills the per-connection sshd processes (not the listener): every open session dies, as
+    /// when a server restarts or a connection is dropped.
+    pub fn kill_sessions(&self) -> usize {
+        let listener = self.child.child.id();
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = read_file_lossy(&entry.path().join("stat"));
+            // pid (comm) state ppid …: the comm may hold spaces, so split after its `)`.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(listener) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                killed += 1;
+            }
+        }
+        killed
+    }
+
     pub fn ssh_command(&self, key: &Path, known_hosts: &Path) -> String {
         format!(
             "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} \
@@ -710,6 +775,9 @@ fn ssh_banner(port: u16) -> bool {
     stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
 }
 
+/// The private sshd's config. `HOME` is the sshd's own folder: bash, the login shell that runs
+/// each command, reads `~/.bashrc` when started by sshd, and a user's rc file (here root's runs
+/// `pyenv init`, ~300 ms) is not what a forge's SSH front end does per fetch.
 fn sshd_config(
     dir: &Path,
     port: u16,
@@ -732,10 +800,12 @@ fn sshd_config(
          PrintMotd no\n\
          AcceptEnv GIT_PROTOCOL\n\
          LogLevel VERBOSE\n\
-         PidFile {pid}\n",
+         PidFile {pid}\n\
+         SetEnv HOME={home}\n",
         host_key = host_key.display(),
         authorized_keys = authorized_keys.display(),
         pid = dir.join("sshd.pid").display(),
+        home = dir.display(),
     );
     if no_penalties {
         c.push_str("PerSourcePenalties no\n");

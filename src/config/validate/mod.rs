@@ -304,6 +304,7 @@ impl Validator<'_, '_> {
         let limits = self.limits(&raw);
         let health = self.health(&raw);
         let notify = self.notify_targets(&raw.notify);
+        let ssh = self.ssh(&raw);
 
         let defaults = raw.defaults.unwrap_or_default();
         for (field, set) in [
@@ -339,6 +340,7 @@ impl Validator<'_, '_> {
             limits,
             health,
             notify,
+            ssh,
             repos,
             warnings: std::mem::take(&mut self.warnings),
         }

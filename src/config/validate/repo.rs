@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{DAY, TIMEOUT, Validator};
 use crate::config::raw::RawRepo;
-use crate::config::{Auth, Credential, OnSuccess, Repo, Retry, Target};
+use crate::config::{Auth, Credential, OnSuccess, Repo, Retry, Target, TransportChoice};
 use crate::url::{RemoteUrl, Scheme};
 use crate::webhook::Provider;
 
@@ -140,6 +140,17 @@ impl Validator<'_, '_> {
         };
 
         let auth = self.auth(&r);
+        let transport = match self.opt("transport", &r.transport).as_deref() {
+            None | Some("hookmirror") => TransportChoice::Hookmirror,
+            Some("libgit2") => TransportChoice::Libgit2,
+            Some(other) => {
+                self.problem(
+                    "transport",
+                    format!("`{other}` is not one of hookmirror, libgit2"),
+                );
+                TransportChoice::Hookmirror
+            }
+        };
         let retry = self.retry(&r);
         let on_success = self.on_success(&r);
         let notify = self.notify_targets(&r.notify);
@@ -158,6 +169,7 @@ impl Validator<'_, '_> {
             depth,
             submodules: r.submodules.unwrap_or(false),
             clean: r.clean.unwrap_or(false),
+            transport,
             auth,
             retry,
             on_success,
@@ -272,12 +284,24 @@ impl Validator<'_, '_> {
             .map(|k| self.path("auth.known_hosts", k, false));
         let username = self.opt("auth.username", &a.username);
         let token = self.credential("auth.token", &a.token, "auth.token_file", &a.token_file);
+        let proxy = self.opt("auth.proxy", &a.proxy);
+        if let Some(p) = &proxy
+            && let Err(why) = crate::url::check_proxy(p)
+        {
+            self.problem("auth.proxy", why);
+        }
+        let ca_file = a
+            .ca_file
+            .as_ref()
+            .map(|f| self.path("auth.ca_file", f, false));
         Auth {
             ssh_key,
             ssh_key_passphrase: passphrase,
             known_hosts,
             username,
             token,
+            proxy,
+            ca_file,
         }
     }
 

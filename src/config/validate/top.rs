@@ -1,10 +1,15 @@
-//! The top-level keys: `listen`, `workers`, `log` and `limits` (with its byte sizes).
+//! The top-level keys: `listen`, `workers`, `log`, `limits` (with its byte sizes) and `ssh`.
 
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
-use super::{TIMEOUT, Validator};
+use super::{DAY, TIMEOUT, Validator};
 use crate::config::raw::{RawConfig, RawSize};
-use crate::config::{Limits, ListenAddr, LogConfig, LogFormat, LogOutput};
+use crate::config::{Limits, ListenAddr, LogConfig, LogFormat, LogOutput, SshSettings};
+
+/// An idle pooled SSH session: under a second it is never reused between pushes; past a day
+/// servers and middleboxes have long dropped it.
+const SSH_IDLE: RangeInclusive<Duration> = Duration::from_secs(1)..=DAY;
 
 /// Syncs that may run at once.
 const WORKERS: RangeInclusive<i64> = 1..=1024;
@@ -116,6 +121,20 @@ impl Validator<'_, '_> {
             level,
             output,
             timestamp: block.timestamp,
+        }
+    }
+
+    /// The `ssh:` block: how long a pooled SSH session may stay unused.
+    pub(super) fn ssh(&mut self, raw: &RawConfig) -> SshSettings {
+        let d = SshSettings::default();
+        let Some(s) = &raw.ssh else { return d };
+        SshSettings {
+            idle_timeout: self.duration_within(
+                "ssh.idle_timeout",
+                &s.idle_timeout,
+                d.idle_timeout,
+                SSH_IDLE,
+            ),
         }
     }
 
