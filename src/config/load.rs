@@ -129,6 +129,9 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
     if let Some(t) = &mut config.api_token {
         read(t, None, "api.token_file");
     }
+    for s in config.hooks.iter_mut().flat_map(|h| &mut h.secrets) {
+        read(s, None, "hooks.secret_file");
+    }
     let mut unreadable = Vec::new();
     for repo in &mut config.repos {
         let name = repo.name.clone();

@@ -51,6 +51,7 @@ pub struct RawConfig {
     pub initialise: Option<bool>,
     pub log: Option<RawLog>,
     pub api: Option<RawApi>,
+    pub hooks: Option<RawHooks>,
     pub limits: Option<RawLimits>,
     pub defaults: Option<RawRepo>,
     pub repos: Option<Vec<RawRepo>>,
@@ -76,12 +77,25 @@ pub struct RawApi {
     pub token_file: Option<String>,
 }
 
+/// The shared `/hooks` endpoint's own secret (organisation, group and system hooks).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawHooks {
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub secrets: Option<Vec<String>>,
+    pub provider: Option<String>,
+    pub allow_sha1: Option<bool>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RawLimits {
     pub max_body: Option<RawSize>,
     pub header_timeout: Option<RawDuration>,
     pub body_timeout: Option<RawDuration>,
     pub max_connections: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
+    /// Bytes per second, as a size (`1KiB`).
+    pub min_body_rate: Option<RawSize>,
 }
 
 /// One repository (also the shape of `defaults`). Fields after the blank line are gwg's names.

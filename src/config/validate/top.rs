@@ -1,10 +1,10 @@
-//! The top-level keys: `listen`, `workers`, `log` and `limits` (with its byte sizes).
+//! The top-level keys: `listen`, `workers`, `log`, `hooks` and `limits` (with its byte sizes).
 
 use std::ops::RangeInclusive;
 
 use super::{TIMEOUT, Validator};
 use crate::config::raw::{RawConfig, RawSize};
-use crate::config::{Limits, ListenAddr, LogConfig, LogFormat, LogOutput};
+use crate::config::{Hooks, Limits, ListenAddr, LogConfig, LogFormat, LogOutput};
 
 /// Syncs that may run at once.
 const WORKERS: RangeInclusive<i64> = 1..=1024;
@@ -15,6 +15,10 @@ const MAX_BODY: RangeInclusive<usize> = 1024..=1024 * 1024 * 1024;
 /// Open connections, each a file descriptor: tokio's semaphore panics past its maximum, and
 /// shutdown takes the permits back as a `u32`.
 const MAX_CONNECTIONS: RangeInclusive<i64> = 1..=65_536;
+
+/// A body must keep up at least a byte a second (a slower one is no upload), and a floor above
+/// 1GiB/s would cut off every real sender.
+const MIN_BODY_RATE: RangeInclusive<usize> = 1..=1024 * 1024 * 1024;
 
 impl Validator<'_, '_> {
     pub(super) fn listen(&mut self, raw: &RawConfig) -> ListenAddr {
@@ -124,17 +128,7 @@ impl Validator<'_, '_> {
         let Some(l) = &raw.limits else { return d };
         let max_body = match &l.max_body {
             None => d.max_body,
-            Some(RawSize::Bytes(n)) => *n as usize,
-            Some(RawSize::Text(t)) => match parse_size(t) {
-                Some(n) => n,
-                None => {
-                    self.problem(
-                        "limits.max_body",
-                        format!("`{t}` is not a size (e.g. 25MB, 512KiB)"),
-                    );
-                    d.max_body
-                }
-            },
+            Some(raw) => self.size("limits.max_body", raw).unwrap_or(d.max_body),
         };
         if !MAX_BODY.contains(&max_body) {
             let written = match &l.max_body {
@@ -150,7 +144,29 @@ impl Validator<'_, '_> {
             .max_connections
             .filter(|&n| self.within("limits.max_connections", n, MAX_CONNECTIONS))
             .map_or(d.max_connections, |n| n as usize);
+        let max_connections_per_ip = l
+            .max_connections_per_ip
+            .filter(|&n| self.within("limits.max_connections_per_ip", n, MAX_CONNECTIONS))
+            .map_or(d.max_connections_per_ip, |n| n as usize);
+        let min_body_rate = match &l.min_body_rate {
+            None => d.min_body_rate,
+            Some(raw) => self
+                .size("limits.min_body_rate", raw)
+                .filter(|&n| {
+                    let ok = MIN_BODY_RATE.contains(&n);
+                    if !ok {
+                        self.problem(
+                            "limits.min_body_rate",
+                            format!("must be between 1B and 1GiB (per second), not {n}B"),
+                        );
+                    }
+                    ok
+                })
+                .unwrap_or(d.min_body_rate),
+        };
         Limits {
+            max_connections_per_ip,
+            min_body_rate,
             max_body,
             header_timeout: self.duration_within(
                 "limits.header_timeout",
@@ -166,6 +182,38 @@ impl Validator<'_, '_> {
             ),
             max_connections,
         }
+    }
+
+    /// A byte size as written (`25MB`, `512 KiB`, a number of bytes); `None` when it is none.
+    fn size(&mut self, field: &str, raw: &RawSize) -> Option<usize> {
+        match raw {
+            // Saturates on 32-bit targets: far outside every bound.
+            RawSize::Bytes(n) => Some(usize::try_from(*n).unwrap_or(usize::MAX)),
+            RawSize::Text(t) => {
+                let parsed = parse_size(t);
+                if parsed.is_none() {
+                    self.problem(field, format!("`{t}` is not a size (e.g. 25MB, 512KiB)"));
+                }
+                parsed
+            }
+        }
+    }
+
+    /// The shared `/hooks` endpoint's secret; a `hooks` block without one is an error.
+    pub(super) fn hooks(&mut self, raw: &RawConfig) -> Option<Hooks> {
+        let h = raw.hooks.as_ref()?;
+        let secrets = self.secret_set("hooks.", &h.secret, &h.secret_file, &h.secrets);
+        if secrets.is_empty() {
+            self.problem(
+                "hooks.secret",
+                "the shared /hooks endpoint needs a secret: set `secret`, `secret_file` or `secrets`",
+            );
+        }
+        Some(Hooks {
+            secrets,
+            provider: self.provider("hooks.provider", &h.provider),
+            allow_sha1: h.allow_sha1.unwrap_or(false),
+        })
     }
 }
 
