@@ -122,8 +122,11 @@ fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
     proptest::collection::vec((header_name(), header_value()), 0..8)
 }
 
-/// (provider, fixture, signer) for every real fixture in tests/fixtures/webhooks.
-fn fixtures() -> Vec<(&'static str, &'static str, fn(Vec<u8>) -> Delivery)> {
+/// Signs a body as one forge does.
+type Signer = fn(Vec<u8>) -> Delivery;
+
+/// (what, fixture, signer) for every real fixture in tests/fixtures/webhooks.
+fn fixtures() -> Vec<(&'static str, &'static str, Signer)> {
     vec![
         ("github push", GITHUB_PUSH, |b| {
             github(SECRET, "push", "id", b)
