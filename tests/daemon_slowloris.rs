@@ -186,3 +186,34 @@ fn one_address_holds_at_most_max_connections_per_ip() {
     );
     rt.shutdown_timeout(Duration::from_secs(5));
 }
+
+#[test]
+fn every_limit_of_the_http_edge_works_at_its_bounds() {
+    raise_fd_limit();
+    let secret = "bounds-secret-0d93aa";
+    for limits in [
+        // The largest of each: nothing narrows them on the way (shutdown waits on the count).
+        "limits: {max_connections: 65536, max_connections_per_ip: 65536, max_body: 1GiB, min_body_rate: 1, header_timeout: 24h, body_timeout: 24h}\n",
+        // The smallest that still admit a delivery: one connection at a time.
+        "limits: {max_connections: 1, max_connections_per_ip: 1, max_body: 64KiB, min_body_rate: 1GiB, header_timeout: 5s, body_timeout: 5s}\n",
+    ] {
+        let m = Mirror::on(Remote::new())
+            .keys(&format!("    branch: main\n    secret: {secret}\n"))
+            .daemon(Daemon::builder().top(limits))
+            .start();
+        let (server, remote, dir) = (&m.daemon, &m.remote, &m.dir);
+        let (before, after) = (remote.head(), remote.advance(limits));
+        let (id, d) = github_main_push(secret, &remote.forms(), &before, &after);
+        server
+            .deliver("/hooks/site", &d)
+            .expect_queued(&["site"], &id);
+        server.wait_head("site", dir, &after);
+        server.sigterm();
+        let exit = server.wait_exit(Duration::from_secs(20));
+        assert!(
+            exit.is_some_and(|s| s.success()),
+            "{limits}: {exit:?}\n{}",
+            server.logs()
+        );
+    }
+}

@@ -262,6 +262,56 @@ mod tests {
     }
 
     #[test]
+    fn max_connections_per_ip_are_1_to_65536() {
+        let text = |v: &str| format!("limits: {{max_connections_per_ip: {v}}}\n");
+        let range = "between 1 and 65536";
+        let (inside, outside) = (["1", "65536"], ["0", "65537", "-1"]);
+        assert_bound(
+            text,
+            "limits.max_connections_per_ip",
+            range,
+            &inside,
+            &outside,
+        );
+    }
+
+    #[test]
+    fn min_body_rate_is_1b_to_1gib_per_second() {
+        let text = |v: &str| format!("limits: {{min_body_rate: {v}}}\n");
+        let range = "between 1B and 1GiB";
+        let (inside, outside) = (["1", "1KiB", "1GiB"], ["0", "1073741825", "1025MiB"]);
+        assert_bound(text, "limits.min_body_rate", range, &inside, &outside);
+        let p = super::super::check("limits: {min_body_rate: fast}\n").unwrap_err();
+        assert_eq!(p[0].field.as_deref(), Some("limits.min_body_rate"));
+        assert!(p[0].message.contains("is not a size"), "{p:?}");
+    }
+
+    #[test]
+    fn hooks_needs_a_secret_and_names_a_provider() {
+        let repos = "repos:\n  - {url: /o.git, directory: /d, secret: s}\n";
+        let check = |hooks: &str| super::super::check(&format!("hooks: {hooks}\n{repos}"));
+        let c = check("{secrets: [old, new], provider: forgejo}").unwrap();
+        let hooks = c.hooks.unwrap();
+        assert_eq!(hooks.secrets.len(), 2);
+        assert_eq!(hooks.provider, Some(crate::webhook::Provider::Gitea));
+        assert!(super::super::check(repos).unwrap().hooks.is_none());
+        for (hooks, field, message) in [
+            ("{provider: github}", "hooks.secret", "needs a secret"),
+            ("{secret: ''}", "hooks.secret", "is empty"),
+            (
+                "{secret: s, provider: gitbucket}",
+                "hooks.provider",
+                "is not one of",
+            ),
+            ("{secret: s, secret_file: f}", "hooks.secrets", "set one of"),
+        ] {
+            let p = check(hooks).unwrap_err();
+            assert_eq!(p[0].field.as_deref(), Some(field), "{hooks}: {p:?}");
+            assert!(p[0].message.contains(message), "{hooks}: {p:?}");
+        }
+    }
+
+    #[test]
     fn request_timeouts_are_1ms_to_24h() {
         for key in ["header_timeout", "body_timeout"] {
             let text = |v: &str| format!("limits: {{{key}: {v}}}\n");
