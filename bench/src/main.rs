@@ -376,7 +376,17 @@ async fn run(o: Opts) {
             "(c) intake: {} rounds x {} requests (+{} warm-up), {} connections: do-nothing floor, checked floor, hookmirror",
             o.rounds, o.requests, o.warm_requests, o.concurrency
         ));
-        Some(intake_rounds(&o, &w, &url, &untracked, &[Server::Minimal, Server::Checked, Server::Hookmirror], 0).await)
+        Some(
+            intake_rounds(
+                &o,
+                &w,
+                &url,
+                &untracked,
+                &[Server::Minimal, Server::Checked, Server::Hookmirror],
+                0,
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -385,7 +395,17 @@ async fn run(o: Opts) {
             "(d) intake during a {}-connection slowloris: checked floor, hookmirror",
             o.attack
         ));
-        Some(intake_rounds(&o, &w, &url, &untracked, &[Server::Checked, Server::Hookmirror], o.attack).await)
+        Some(
+            intake_rounds(
+                &o,
+                &w,
+                &url,
+                &untracked,
+                &[Server::Checked, Server::Hookmirror],
+                o.attack,
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -397,7 +417,15 @@ async fn run(o: Opts) {
 
     // In-process cost of the work hookmirror adds per delivery, for the diagnosis.
     let micro = micro_costs(&untracked);
-    report(&o, ab.as_ref(), intake.as_ref(), attacked.as_ref(), rss.as_ref(), &micro, untracked.body.len());
+    report(
+        &o,
+        ab.as_ref(),
+        intake.as_ref(),
+        attacked.as_ref(),
+        rss.as_ref(),
+        &micro,
+        untracked.body.len(),
+    );
     log(format!("done in {:.1} s", t_start.elapsed().as_secs_f64()));
     drop(daemon);
 }
@@ -433,8 +461,10 @@ async fn intake_rounds(
 ) -> Vec<(Server, Vec<IntakeRound>, String)> {
     let cfg_c = w.join("hookmirror-intake.yaml");
     let self_exe = std::env::current_exe().expect("current exe");
-    let mut out: Vec<(Server, Vec<IntakeRound>, String)> =
-        servers.iter().map(|s| (*s, vec![], String::new())).collect();
+    let mut out: Vec<(Server, Vec<IntakeRound>, String)> = servers
+        .iter()
+        .map(|s| (*s, vec![], String::new()))
+        .collect();
     for round in 0..o.rounds {
         for k in 0..servers.len() {
             let which = (k + round) % servers.len();
@@ -443,13 +473,31 @@ async fn intake_rounds(
                 Server::Hookmirror => {
                     let port = free_port();
                     let checkout = w.join("hm-checkout");
-                    write_config(&cfg_c, port, url, &checkout, &w.join("hookmirror-intake.log"), false, None);
-                    let p = start_hookmirror(&o.hookmirror, &cfg_c, port, &w.join("hookmirror-intake.out")).await;
+                    write_config(
+                        &cfg_c,
+                        port,
+                        url,
+                        &checkout,
+                        &w.join("hookmirror-intake.log"),
+                        false,
+                        None,
+                    );
+                    let p = start_hookmirror(
+                        &o.hookmirror,
+                        &cfg_c,
+                        port,
+                        &w.join("hookmirror-intake.out"),
+                    )
+                    .await;
                     (p, port)
                 }
                 floor => {
                     let mut cmd = Command::new(&self_exe);
-                    let arg = if floor == Server::Checked { "checked-server" } else { "minimal-server" };
+                    let arg = if floor == Server::Checked {
+                        "checked-server"
+                    } else {
+                        "minimal-server"
+                    };
                     cmd.arg(arg).stdin(Stdio::null()).stdout(Stdio::piped());
                     let mut p = Proc::spawn(server.name(), &mut cmd);
                     let port: u16 = p.first_line().parse().expect("floor server port");
@@ -464,7 +512,8 @@ async fn intake_rounds(
             if let Some(a) = &slow {
                 // Let the attack build up: most connections open.
                 let t = Instant::now();
-                while a.connections() + a.dropped.load(std::sync::atomic::Ordering::Relaxed) < attack
+                while a.connections() + a.dropped.load(std::sync::atomic::Ordering::Relaxed)
+                    < attack
                     && t.elapsed() < Duration::from_secs(20)
                 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -478,7 +527,10 @@ async fn intake_rounds(
             let (s1, c1) = (proc_cpu(p.pid()), self_cpu());
             let attackers = slow.as_ref().map(|a| {
                 a.stop();
-                (a.connections(), a.dropped.load(std::sync::atomic::Ordering::Relaxed))
+                (
+                    a.connections(),
+                    a.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                )
             });
             p.stop();
             let name = server.name();
@@ -490,7 +542,11 @@ async fn intake_rounds(
                 r.sample
             );
             if server == Server::Hookmirror {
-                assert!(r.sample.contains("ignored"), "hookmirror answered: {}", r.sample);
+                assert!(
+                    r.sample.contains("ignored"),
+                    "hookmirror answered: {}",
+                    r.sample
+                );
             }
             let lat: Vec<f64> = r.latencies_us.iter().map(|&v| v as f64).collect();
             let round_r = IntakeRound {
@@ -665,7 +721,6 @@ async fn latency_and_bursts(
     (lat, burst, packs)
 }
 
-
 /// A push to `refs/heads/untracked` of the repository at `url`: hookmirror verifies and parses
 /// it, then answers 200 "ignored".
 fn untracked_delivery(template: &Value, url: &str) -> Delivery {
@@ -759,7 +814,9 @@ fn col(r: &[IntakeRound], g: fn(&IntakeRound) -> f64) -> f64 {
 type Intake = Vec<(Server, Vec<IntakeRound>, String)>;
 
 fn rounds_of(i: &Intake, s: Server) -> &[IntakeRound] {
-    i.iter().find(|(x, _, _)| *x == s).map_or(&[][..], |(_, r, _)| r.as_slice())
+    i.iter()
+        .find(|(x, _, _)| *x == s)
+        .map_or(&[][..], |(_, r, _)| r.as_slice())
 }
 
 /// The per-round ratios of `a` to `b` (each round runs both back to back, which cancels slow
@@ -826,16 +883,6 @@ fn report(
                 pct(v, 100.0)
             )
         };
-        println!();
-        println!("== hookmirror benchmark ==");
-        println!(
-            "machine: {} cpus; git {}; all traffic on 127.0.0.1",
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
-            git(Path::new("/"), &["--version"]).trim_start_matches("git version ")
-        );
-        println!();
         println!(
             "(a) push -> synced latency over git:// ({} iterations; one changed file per commit; 201-file tree, {}+ commits of history)",
             o.iterations,
@@ -922,8 +969,18 @@ fn report(
         println!();
 
         let ratio_a = median(&lat.hm) / median(&lat.raw);
-        summary.push(("(a) latency hookmirror/raw (median)".into(), ratio_a, "<= 0.5", met(ratio_a <= 0.5).into()));
-        summary.push(("(b) burst / one raw catch-up (median)".into(), median(&b.total) / median(&b.raw_catchup), "-", "-".into()));
+        summary.push((
+            "(a) latency hookmirror/raw (median)".into(),
+            ratio_a,
+            "<= 0.5",
+            met(ratio_a <= 0.5).into(),
+        ));
+        summary.push((
+            "(b) burst / one raw catch-up (median)".into(),
+            median(&b.total) / median(&b.raw_catchup),
+            "-",
+            "-".into(),
+        ));
     }
     if let Some(i) = intake {
         println!(
@@ -931,12 +988,20 @@ fn report(
             body_len, o.concurrency, o.requests, o.rounds
         );
         intake_table(i);
-        let (hm, checked, minimal) = (rounds_of(i, Server::Hookmirror), rounds_of(i, Server::Checked), rounds_of(i, Server::Minimal));
+        let (hm, checked, minimal) = (
+            rounds_of(i, Server::Hookmirror),
+            rounds_of(i, Server::Checked),
+            rounds_of(i, Server::Minimal),
+        );
         let ratio = median_rps(hm) / median_rps(checked);
         let (per_round, paired_median) = paired(hm, checked);
         println!(
             "    hookmirror/hmac+parse req/s: {ratio:.3} (of the medians); per round {} -> median {paired_median:.3}   (target >= 0.9: {})",
-            per_round.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" "),
+            per_round
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             met(ratio >= 0.9)
         );
         println!(
@@ -954,8 +1019,18 @@ fn report(
             println!("    answer of {}: {}", s.name(), sample.trim());
         }
         println!();
-        summary.push(("(c) intake hookmirror/hmac+parse (medians)".into(), ratio, ">= 0.9", met(ratio >= 0.9).into()));
-        summary.push(("(c) intake hookmirror/hmac+parse (paired)".into(), paired_median, "-", "-".into()));
+        summary.push((
+            "(c) intake hookmirror/hmac+parse (medians)".into(),
+            ratio,
+            ">= 0.9",
+            met(ratio >= 0.9).into(),
+        ));
+        summary.push((
+            "(c) intake hookmirror/hmac+parse (paired)".into(),
+            paired_median,
+            "-",
+            "-".into(),
+        ));
     }
     if let Some(i) = attacked {
         println!(
@@ -965,26 +1040,38 @@ fn report(
         intake_table(i);
         let hm = rounds_of(i, Server::Hookmirror);
         let checked_attacked = rounds_of(i, Server::Checked);
-        let floor = intake.map(|c| rounds_of(c, Server::Checked)).filter(|r| !r.is_empty());
+        let floor = intake
+            .map(|c| rounds_of(c, Server::Checked))
+            .filter(|r| !r.is_empty());
         let base = floor.unwrap_or(checked_attacked);
         let ratio = median_rps(hm) / median_rps(base);
         println!(
             "    hookmirror under attack / hmac+parse {}: {ratio:.3}   (target >= 0.7: {}); / hmac+parse under attack: {:.3}",
-            if floor.is_some() { "without attack (c)" } else { "under attack" },
+            if floor.is_some() {
+                "without attack (c)"
+            } else {
+                "under attack"
+            },
             met(ratio >= 0.7),
             median_rps(hm) / median_rps(checked_attacked)
         );
         println!();
-        summary.push(("(d) intake under slowloris / hmac+parse".into(), ratio, ">= 0.7", met(ratio >= 0.7).into()));
+        summary.push((
+            "(d) intake under slowloris / hmac+parse".into(),
+            ratio,
+            ">= 0.7",
+            met(ratio >= 0.7).into(),
+        ));
     }
     if let Some(r) = rss {
         println!(
             "(e) idle memory, {} repositories over git:// (workers {}), read {} s after the last sync",
-            o.rss_repos,
-            o.rss_workers,
-            25
+            o.rss_repos, o.rss_workers, 25
         );
-        println!("    {:<34} {:>9} {:>9} {:>9} {:>8}", "", "RSS MB", "anon MB", "peak MB", "synced s");
+        println!(
+            "    {:<34} {:>9} {:>9} {:>9} {:>8}",
+            "", "RSS MB", "anon MB", "peak MB", "synced s"
+        );
         for (what, (rss, anon, peak), secs) in [
             ("first start (clones every repo)", r.first, r.first_secs),
             ("restart (all cloned, fetches)", r.restart, r.restart_secs),
@@ -999,12 +1086,23 @@ fn report(
             );
         }
         let worst = r.first.0.max(r.restart.0) as f64 / 1024.0;
-        println!("    idle RSS: {worst:.1} MB (target <= 25 MB: {})", met(worst <= 25.0));
+        println!(
+            "    idle RSS: {worst:.1} MB (target <= 25 MB: {})",
+            met(worst <= 25.0)
+        );
         println!();
-        summary.push((format!("(e) idle RSS MB, {} repos (worst of both)", o.rss_repos), worst, "<= 25", met(worst <= 25.0).into()));
+        summary.push((
+            format!("(e) idle RSS MB, {} repos (worst of both)", o.rss_repos),
+            worst,
+            "<= 25",
+            met(worst <= 25.0).into(),
+        ));
     }
     println!("summary");
-    println!("    {:<46} {:>8} {:>10} {:>8}", "ratio", "value", "target", "result");
+    println!(
+        "    {:<46} {:>8} {:>10} {:>8}",
+        "ratio", "value", "target", "result"
+    );
     for (what, v, target, result) in summary {
         println!("    {what:<46} {v:>8.3} {target:>10} {result:>8}");
     }

@@ -69,10 +69,18 @@ async fn wait_synced(api: &mut Conn, repos: usize) {
     }
 }
 
-async fn one_start(bin: &Path, config: &Path, port: u16, dir: &Path, repos: usize) -> ((u64, u64, u64), f64) {
+async fn one_start(
+    bin: &Path,
+    config: &Path,
+    port: u16,
+    dir: &Path,
+    repos: usize,
+) -> ((u64, u64, u64), f64) {
     let t0 = Instant::now();
     let mut p: Proc = start_hookmirror(bin, config, port, &dir.join("hookmirror.out")).await;
-    let mut api = Conn::connect(([127, 0, 0, 1], port).into()).await.expect("API");
+    let mut api = Conn::connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("API");
     wait_synced(&mut api, repos).await;
     let took = t0.elapsed().as_secs_f64();
     drop(api);
@@ -93,7 +101,9 @@ pub async fn run(bin: &Path, url: &str, work: &Path, repos: usize, workers: usiz
     let config = dir.join("hookmirror.yaml");
     let port = free_port();
     write_config(&config, port, url, &dir, repos, workers);
-    log(format!("(e) idle memory: {repos} repositories, workers {workers}: first start (cloning)"));
+    log(format!(
+        "(e) idle memory: {repos} repositories, workers {workers}: first start (cloning)"
+    ));
     let (first, first_secs) = one_start(bin, &config, port, &dir, repos).await;
     log("(e) restart with every repository cloned");
     let (restart, restart_secs) = one_start(bin, &config, port, &dir, repos).await;
