@@ -12,8 +12,12 @@ use crate::procs::{Proc, free_port};
 use crate::{SECRET, TOKEN, log, start_hookmirror};
 
 /// Idle time before RSS is read: tokio's idle blocking threads exit after 10 s, and freed memory
-/// is returned after the allocator's 10 s decay.
+/// is returned after the allocator's 10 s decay. Then RSS is read every [`SAMPLE`] until it
+/// stopped falling for [`STABLE`] samples (at most [`SETTLE_MAX`]).
 const SETTLE: Duration = Duration::from_secs(25);
+const SAMPLE: Duration = Duration::from_secs(2);
+const STABLE: usize = 4;
+const SETTLE_MAX: Duration = Duration::from_secs(90);
 
 pub struct Rss {
     /// (kB RSS, kB anonymous, kB peak) after the first start (cloning) and after the restart.
@@ -86,6 +90,17 @@ async fn one_start(
     drop(api);
     tokio::time::sleep(SETTLE).await;
     let pid = p.pid();
+    let settled = Instant::now();
+    let mut samples = vec![status_kb(pid, "VmRSS:")];
+    while settled.elapsed() < SETTLE_MAX - SETTLE
+        && (samples.len() <= STABLE
+            || samples[samples.len() - 1 - STABLE..]
+                .windows(2)
+                .any(|w| w[1] < w[0]))
+    {
+        tokio::time::sleep(SAMPLE).await;
+        samples.push(status_kb(pid, "VmRSS:"));
+    }
     let rss = (
         status_kb(pid, "VmRSS:"),
         status_kb(pid, "RssAnon:"),
