@@ -1065,8 +1065,8 @@ fn report(
     }
     if let Some(r) = rss {
         println!(
-            "(e) idle memory, {} repositories over git:// (workers {}), read {} s after the last sync",
-            o.rss_repos, o.rss_workers, 25
+            "(e) idle memory, {} repositories over git:// (workers {}), read once stable (25-90 s after the last sync)",
+            o.rss_repos, o.rss_workers
         );
         println!(
             "    {:<34} {:>9} {:>9} {:>9} {:>8}",
