@@ -57,9 +57,8 @@ async fn one(from: Ipv4Addr, to: SocketAddr, attack: Arc<Attack>) {
                 if attack.stop.load(Ordering::Relaxed) || wr.write_all(&[*b]).await.is_err() {
                     break;
                 }
-                if let Ok(_) =
-                    tokio::time::timeout(Duration::from_secs(1), rd.read(&mut sink)).await
-                {
+                let read = tokio::time::timeout(Duration::from_secs(1), rd.read(&mut sink));
+                if read.await.is_ok() {
                     break; // EOF or error: dropped
                 }
             }
