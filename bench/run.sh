@@ -7,7 +7,9 @@
 # It builds hookmirror (`cargo build --release`) and the driver (bench/, a standalone cargo
 # project with its own workspace and Cargo.lock, built --locked into target/bench), makes a temp
 # folder, runs everything on 127.0.0.1, prints a summary table to stdout (progress to stderr),
-# stops every process it started and removes the temp folder. About 15-30 s after the builds.
+# stops every process it started and removes the temp folder. About 3-5 minutes after the builds
+# ((e) clones 1,000 checkouts). The slowloris in (d) opens ~3,000 sockets: the script raises the
+# soft open-files limit (ulimit -n) to the hard one.
 # HOOKMIRROR_BIN=path skips the main build and uses that binary.
 #
 # Setup: a bare "origin" repository (201 files of ~2 KiB in 10 folders, 300 commits of history
@@ -49,24 +51,38 @@
 #     sync-length of sending time, plus one). For scale, one raw fetch+reset over the same 50 commits.
 # (c) intake throughput. The same signed delivery (~7.6 KB) to an UNTRACKED branch
 #     (refs/heads/untracked, right repository URL), so hookmirror verifies, parses and answers
-#     200 {"ignored": ...} without git work; versus the driver's `minimal-server` (axum, same
-#     axum/hyper/tokio versions as hookmirror: reads the body, answers 200 with a JSON body of
-#     the same size, no verification). One server at a time, each started fresh per round
-#     (hookmirror with initialise: false), 5 rounds alternating which goes first; per round
-#     3,000 warm-up then 20,000 timed requests over 32 keep-alive HTTP/1.1 connections (hyper
-#     client, TCP_NODELAY, each connection sends back-to-back; fresh delivery id per request).
-#     Median req/s of the rounds; ratio hookmirror/minimal of the medians (target >= 0.85), and
-#     the median of the per-round ratios (each round runs both servers back to back, which
-#     cancels slow drifts in background load). Also server CPU per request (utime+stime from
-#     /proc) and client CPU per request: client and server share the 2 cores, so the req/s
-#     ratio understates the server-side cost difference that the CPU ratio shows. Finally the in-process cost of HMAC-SHA256 and of JSON parsing of the same
-#     body, measured in the driver with the same crates, to attribute the difference.
+#     200 {"ignored": ...} without git work; versus two floors from the driver (axum, same
+#     axum/hyper/tokio versions as hookmirror, answering 200 with a JSON body of the same size):
+#     `checked-server` — what any correct receiver does: the HMAC-SHA256 of the body checked in
+#     constant time against X-Hub-Signature-256, then the push parsed (serde_json, typed, only the
+#     fields hookmirror reads) — the floor of the target; and `minimal-server`, which does nothing
+#     (for scale). Each server started fresh per round (hookmirror with initialise: false and its
+#     default limits), 5 rounds rotating which goes first; per round 3,000 warm-up then 20,000
+#     timed requests over 32 keep-alive HTTP/1.1 connections from 127.0.0.1 (hyper client,
+#     TCP_NODELAY, each connection sends back-to-back; fresh delivery id per request). Median
+#     req/s of the rounds; ratio hookmirror/checked of the medians (target >= 0.9), and the
+#     median of the per-round ratios. Also server CPU per request (utime+stime from /proc) and
+#     client CPU per request: client and server share the 2 cores. Finally the in-process cost
+#     of HMAC-SHA256 and of JSON parsing of the same body, measured in the driver.
+# (d) the same intake during a slowloris: 1,500 connections (--attack N) from 30 loopback
+#     addresses (127.0.0.2 ... 127.0.0.31, 50 each, under the per-address limit, so the global
+#     limit and shedding are what is measured), each sending a request head a byte a second and
+#     reconnecting a second after the server drops it; the attack builds up before the load
+#     starts. hookmirror and the checked floor, each under attack. Ratio: hookmirror under attack
+#     / checked floor without attack from (c) (target >= 0.7), and / checked floor under attack.
+# (e) idle memory: hookmirror with 1,000 repositories (--rss-repos N; --rss-workers N, default
+#     16) following the origin over git://, each in its own checkout, started with none cloned
+#     (initialise: true clones them all), and restarted with all cloned (each fetched); after
+#     each start every repository synced, the daemon idles 25 s (idle blocking threads exit after
+#     10 s; freed memory is returned after the allocator's 10 s decay) and VmRSS, RssAnon and
+#     VmHWM are read from /proc. Target: the worse of the two <= 25 MB. Takes 1-3 minutes.
+# (f) metrics overhead: (c)'s load against hookmirror as it runs (metrics always recorded) and
+#     against the same binary started with HOOKMIRROR_METRICS=off (no counters, no delivery
+#     list; a switch for this comparison only), alternating per round. Target: >= 0.95.
 #
-# Driver options (after run.sh): --iterations N --warmup N --bursts N --burst-size N
-# --requests N --warm-requests N --rounds N --concurrency N --depth N (hookmirror `depth:`)
-# --intake-floor metrics-off: (c) compares hookmirror with its metrics (always on) against the
-# same binary with HOOKMIRROR_METRICS=off (no recording: no counters, no delivery list) instead of
-# the minimal server, and prints the metrics-overhead ratio (target >= 0.95).
+# Driver options (after run.sh): --sections abcdef (which of the above run; default all)
+# --iterations N --warmup N --bursts N --burst-size N --requests N --warm-requests N --rounds N
+# --concurrency N --depth N (hookmirror `depth:`) --attack N --rss-repos N --rss-workers N.
 # The driver also has `load PORT FIXTURE URL REQUESTS CONCURRENCY` to load a running server by
 # hand (e.g. under `perf record`).
 set -euo pipefail
@@ -83,6 +99,8 @@ echo "[bench] cargo build --release --locked (bench driver)" >&2
 CARGO_TARGET_DIR="$ROOT/target/bench" cargo build --release --locked --quiet \
   --manifest-path "$ROOT/bench/Cargo.toml"
 DRIVER="$ROOT/target/bench/release/hookmirror-bench"
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/hookmirror-bench.XXXXXX")"
 BPID=""

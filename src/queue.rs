@@ -202,6 +202,15 @@ impl Dedupe {
         None
     }
 
+    /// Forgets `id` again: [`Self::admit`] recorded it, but nothing was queued for it after all
+    /// (shutdown began, or its repositories left the config), so a redelivery must be processed.
+    /// A forgotten id and a failed one are alike to `admit`.
+    pub fn forget(&mut self, id: &str) {
+        if self.seen.remove(id).is_some() {
+            self.order.retain(|known| known != id);
+        }
+    }
+
     /// Records how a sync that answered `id` ended. A delivery that fed several repositories is
     /// failed if any of their syncs failed.
     pub fn settle(&mut self, id: &str, ok: bool) {
@@ -340,5 +349,23 @@ mod tests {
         assert_eq!(d.len(), 2, "bounded");
         assert_eq!(d.admit("x"), None, "the oldest was evicted");
         assert_eq!(d.admit("x"), Some(Delivery::Accepted));
+    }
+
+    #[test]
+    fn a_forgotten_id_is_new_again_and_frees_its_place() {
+        let mut d = Dedupe::new(2);
+        assert_eq!(d.admit("x"), None);
+        d.forget("x");
+        d.forget("never seen");
+        assert!(d.is_empty());
+        assert_eq!(d.admit("x"), None, "processed again");
+        assert_eq!(d.admit("y"), None);
+        d.forget("x");
+        assert_eq!(d.admit("z"), None);
+        assert_eq!(
+            d.admit("y"),
+            Some(Delivery::Accepted),
+            "y was not evicted for x's place"
+        );
     }
 }

@@ -17,6 +17,8 @@ pub fn watched_files(config: &Config) -> HashSet<PathBuf> {
     let mut files = HashSet::new();
     files.extend(config.source.clone());
     files.extend(config.api.tokens.iter().filter_map(|t| t.file.clone()));
+    let hooks = config.hooks.iter().flat_map(|h| &h.secrets);
+    files.extend(hooks.filter_map(|c| c.file.clone()));
     for r in &config.repos {
         files.extend(r.secrets.iter().filter_map(|c| c.file.clone()));
         files.extend(r.auth.token.as_ref().and_then(|c| c.file.clone()));

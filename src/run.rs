@@ -29,6 +29,7 @@ pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
 /// Runs the daemon until SIGTERM or SIGINT: builds the runtime, takes the socket systemd passed
 /// (socket activation wins over `listen`) or binds `listen`.
 pub fn serve(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit(config.limits.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Blocking threads run git; `workers` bounds how many sync at once.
@@ -49,6 +50,30 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         };
         run_on(config, listener, socket_activated, shutdown_signal()).await
     })
+}
+
+/// Descriptors needed besides connections: the listener, logs, the config watcher, git's
+/// files and sockets during syncs.
+const SPARE_FILES: u64 = 256;
+
+/// Raises the soft limit on open files to the hard one: the usual soft limit (1024) is below what
+/// `limits.max_connections` allows, and a full descriptor table makes `accept` fail, which stalls
+/// every client. Says so when even the hard limit is too low for `max_connections`.
+fn raise_open_files_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        tracing::warn!(soft, hard, "cannot raise the open files limit");
+    }
+    let needed = (max_connections as u64).saturating_add(SPARE_FILES);
+    if hard < needed {
+        tracing::warn!(
+            limit = hard,
+            "the open files limit is below limits.max_connections + {SPARE_FILES}: raise LimitNOFILE= or lower max_connections"
+        );
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -208,23 +208,22 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
     server.wait_head("b", &b, &b3);
     assert_eq!(counts(server), [3, 3, 1]);
 
-    // Verified, but naming neither: 200 with each repo's reason.
+    // Signed with a repository's secret but naming none that is configured: without
+    // `hooks.secret` no secret is tried for it, so it cannot be told from a forgery: 401.
     let body = bytes(&github_push(
         &UrlForms::new("nothing-here.git"),
         "refs/heads/main",
         &a2,
         &a3,
     ));
-    let v = server
+    server
         .deliver("/hooks", &github(org, "push", &new_id(), body))
-        .expect(200);
-    let why = v["ignored"].as_str().unwrap();
-    assert!(
-        why.contains("a: the payload names another repository")
-            && why.contains("b: the payload names another repository")
-            && !why.contains("c:"),
-        "{why}"
-    );
+        .expect(401);
+    // A repository's secret verifies only for the repositories that have it: `a`'s for `b`'s
+    // URL does not reach `a`, and the secret of `c` (which shares `a`'s URL) does not verify
+    // `b`'s URL.
+    let (_, d) = github_main_push(other_secret, &b_forms, &b2, &b3);
+    server.deliver("/hooks", &d).expect(401);
     // Verifies with no repository's secret: 401, nothing synced.
     let body = bytes(&github_push(&a_forms, "refs/heads/main", &a2, &a3));
     let v = server
@@ -252,6 +251,90 @@ fn the_shared_hooks_endpoint_routes_by_the_payloads_repository_url() {
     server.wait_head("c", &c, &a3);
     assert_eq!(counts(server), [3, 3, 2]);
     server.assert_clean_logs(&[org, other_secret]);
+}
+
+#[test]
+fn hooks_secret_verifies_the_shared_endpoint_once_for_every_repository() {
+    let (org, own) = ("org-hooks-secret-7f20", "own-secret-33c1");
+    let remote = Remote::new();
+    let root = remote.origin.root.path();
+    git(root, &["clone", "-q", "--bare", "origin.git", "other.git"]);
+    let other_bare = root.join("other.git");
+    let other_url = remote.git_url("other.git");
+    let mirror = Mirror::on(remote)
+        .name("a")
+        .keys(&format!("    branch: main\n    secret: {own}\n"));
+    let b = mirror.work().join("b");
+    let others = Daemon::builder()
+        .top(&format!("hooks: {{secret: {org}, provider: github}}\n"))
+        .repo(repo_yaml(
+            "b",
+            &other_url,
+            &b,
+            "    branch: main\n    insecure_no_secret: true\n",
+        ));
+    let m = mirror.daemon(others).start();
+    let (server, remote, a) = (&m.daemon, &m.remote, &m.dir);
+    server.wait_syncs("b", 1);
+    let counts =
+        |server: &Daemon| -> Vec<u64> { ["a", "b"].iter().map(|n| syncs(server, n)).collect() };
+    let b_forms = UrlForms::new("other.git");
+
+    // Signed with the organisation's secret: reaches the repository it names, whatever that
+    // repository's own secret (or none).
+    let a1 = remote.head();
+    let a2 = remote.advance("a2");
+    let (id, d) = github_main_push(org, &remote.forms(), &a1, &a2);
+    server.deliver("/hooks", &d).expect_queued(&["a"], &id);
+    server.wait_head("a", a, &a2);
+    let b1 = git(&other_bare, &["rev-parse", "refs/heads/main"]);
+    let b2 = advance(&other_bare, "main", "b2");
+    let (id, d) = github_main_push(org, &b_forms, &b1, &b2);
+    server.deliver("/hooks", &d).expect_queued(&["b"], &id);
+    server.wait_head("b", &b, &b2);
+    assert_eq!(counts(server), [2, 2]);
+
+    // The organisation's ping is answered; a push naming no configured repository is ignored.
+    let ping = github(
+        org,
+        "ping",
+        &new_id(),
+        br#"{"zen":"Keep it logically awesome."}"#.to_vec(),
+    );
+    assert_eq!(
+        server.deliver("/hooks", &ping).expect(200),
+        json!({"ok": true, "event": "ping"})
+    );
+    let body = bytes(&github_push(
+        &UrlForms::new("nothing-here.git"),
+        "refs/heads/main",
+        &a1,
+        &a2,
+    ));
+    let v = server
+        .deliver("/hooks", &github(org, "push", &new_id(), body))
+        .expect(200);
+    assert_eq!(
+        v,
+        json!({"ignored": "the payload names no configured repository"})
+    );
+
+    // With `hooks.secret` only it verifies /hooks: a repository's own secret does not, and a
+    // pinned provider refuses another forge's delivery.
+    let a3 = remote.advance("a3");
+    let (_, d) = github_main_push(own, &remote.forms(), &a2, &a3);
+    server.deliver("/hooks", &d).expect(401);
+    let body = bytes(&gitlab_push(&remote.forms(), "refs/heads/main", &a2, &a3));
+    server
+        .deliver("/hooks", &gitlab_token(org, "Push Hook", &new_id(), body))
+        .expect(401);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(counts(server), [2, 2]);
+    // The repository's own path still takes its own secret.
+    let (id, d) = github_main_push(own, &remote.forms(), &a2, &a3);
+    server.deliver("/hooks/a", &d).expect_queued(&["a"], &id);
+    server.wait_head("a", a, &a3);
+    server.assert_clean_logs(&[org, own]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ mod load;
 mod minimal;
 mod origin;
 mod procs;
+mod rss;
+mod slowloris;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,15 +44,20 @@ struct Opts {
     concurrency: usize,
     /// `depth:` for hookmirror's repository in (a) and (b) (shallow fetches); none by default.
     depth: Option<u32>,
-    /// `--intake-floor metrics-off`: (c) compares hookmirror against itself with metrics off
-    /// (`HOOKMIRROR_METRICS=off`) instead of the minimal server: the cost of recording metrics.
-    metrics_floor: bool,
+    /// Which sections run: any of `abcdef`.
+    sections: String,
+    /// Slowloris connections in (d).
+    attack: usize,
+    /// Repositories and workers in (e).
+    rss_repos: usize,
+    rss_workers: usize,
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("minimal-server") => minimal::serve(),
+        Some("minimal-server") => minimal::serve(false),
+        Some("checked-server") => minimal::serve(true),
         // Load only, for profiling a server by hand:
         // `load PORT FIXTURE URL REQUESTS CONCURRENCY` (the untracked-branch delivery).
         Some("load") if args.len() == 6 => {
@@ -113,7 +120,10 @@ fn parse_opts(args: &[String]) -> Opts {
         rounds: 5,
         concurrency: 32,
         depth: None,
-        metrics_floor: false,
+        sections: "abcdef".into(),
+        attack: 1500,
+        rss_repos: 1000,
+        rss_workers: 16,
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
@@ -138,10 +148,10 @@ fn parse_opts(args: &[String]) -> Opts {
             "--rounds" => o.rounds = num() as usize,
             "--concurrency" => o.concurrency = num() as usize,
             "--depth" => o.depth = Some(num() as u32),
-            "--intake-floor" => {
-                assert!(v == "metrics-off" || v == "minimal", "--intake-floor metrics-off|minimal");
-                o.metrics_floor = v == "metrics-off";
-            }
+            "--sections" => o.sections = v.clone(),
+            "--attack" => o.attack = num() as usize,
+            "--rss-repos" => o.rss_repos = num() as usize,
+            "--rss-workers" => o.rss_workers = num() as usize,
             _ => panic!("unknown option {k}"),
         }
     }
@@ -367,6 +377,268 @@ async fn run(o: Opts) {
     let raw = w.join("raw");
     git(&w, &["clone", "-q", &url, path_str(&raw)]);
 
+    let ab = if o.sections.contains('a') || o.sections.contains('b') {
+        Some(latency_and_bursts(&o, &w, &mut origin, &url, &template).await)
+    } else {
+        None
+    };
+    let untracked = untracked_delivery(&template, &url);
+    let intake = if o.sections.contains('c') {
+        log(format!(
+            "(c) intake: {} rounds x {} requests (+{} warm-up), {} connections: do-nothing floor, checked floor, hookmirror",
+            o.rounds, o.requests, o.warm_requests, o.concurrency
+        ));
+        Some(
+            intake_rounds(
+                &o,
+                &w,
+                &url,
+                &untracked,
+                &[Server::Minimal, Server::Checked, Server::Hookmirror],
+                0,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let attacked = if o.sections.contains('d') {
+        log(format!(
+            "(d) intake during a {}-connection slowloris: checked floor, hookmirror",
+            o.attack
+        ));
+        Some(
+            intake_rounds(
+                &o,
+                &w,
+                &url,
+                &untracked,
+                &[Server::Checked, Server::Hookmirror],
+                o.attack,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let rss = if o.sections.contains('e') {
+        Some(rss::run(&o.hookmirror, &url, &w, o.rss_repos, o.rss_workers).await)
+    } else {
+        None
+    };
+
+    let metrics = if o.sections.contains('f') {
+        log(format!(
+            "(f) metrics overhead: hookmirror against itself with HOOKMIRROR_METRICS=off, {} rounds",
+            o.rounds
+        ));
+        let servers = [Server::Hookmirror, Server::NoMetrics];
+        Some(intake_rounds(&o, &w, &url, &untracked, &servers, 0).await)
+    } else {
+        None
+    };
+
+    // In-process cost of the work hookmirror adds per delivery, for the diagnosis.
+    let micro = micro_costs(&untracked);
+    report(
+        &o,
+        ab.as_ref(),
+        intake.as_ref(),
+        attacked.as_ref(),
+        rss.as_ref(),
+        &micro,
+        untracked.body.len(),
+    );
+    if let Some(m) = &metrics {
+        metrics_overhead(m);
+    }
+    log(format!("done in {:.1} s", t_start.elapsed().as_secs_f64()));
+    drop(daemon);
+}
+
+/// (f): intake with metrics recorded (as always) against the same binary recording none.
+fn metrics_overhead(m: &Intake) {
+    let (on, off) = (
+        rounds_of(m, Server::Hookmirror),
+        rounds_of(m, Server::NoMetrics),
+    );
+    let ratio = median_rps(on) / median_rps(off);
+    let (_, per_round) = paired(on, off);
+    println!();
+    println!(
+        "(f) metrics overhead: hookmirror {:.0} req/s with metrics, {:.0} req/s with HOOKMIRROR_METRICS=off: ratio {ratio:.3} (of the medians), {per_round:.3} (median of per-round ratios); target >= 0.95: {}",
+        median_rps(on),
+        median_rps(off),
+        met(ratio >= 0.95)
+    );
+}
+
+/// The servers the intake rounds compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Minimal,
+    Checked,
+    Hookmirror,
+    /// The same binary with `HOOKMIRROR_METRICS=off`: no counters, no delivery list.
+    NoMetrics,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Minimal => "do-nothing",
+            Server::Checked => "hmac+parse",
+            Server::Hookmirror => "hookmirror",
+            Server::NoMetrics => "no-metrics",
+        }
+    }
+}
+
+/// Rounds of the intake load against each of `servers`, each started fresh per round, the
+/// order rotating; with `attack` > 0 a slowloris of that many connections (30 addresses) runs
+/// against the server during the load. Returns each server's rounds and a sample answer.
+async fn intake_rounds(
+    o: &Opts,
+    w: &Path,
+    url: &str,
+    untracked: &Delivery,
+    servers: &[Server],
+    attack: usize,
+) -> Vec<(Server, Vec<IntakeRound>, String)> {
+    let cfg_c = w.join("hookmirror-intake.yaml");
+    let self_exe = std::env::current_exe().expect("current exe");
+    let mut out: Vec<(Server, Vec<IntakeRound>, String)> = servers
+        .iter()
+        .map(|s| (*s, vec![], String::new()))
+        .collect();
+    for round in 0..o.rounds {
+        for k in 0..servers.len() {
+            let which = (k + round) % servers.len();
+            let server = servers[which];
+            let (mut p, port) = match server {
+                Server::Hookmirror | Server::NoMetrics => {
+                    let port = free_port();
+                    let env: &[(&str, &str)] = if server == Server::NoMetrics {
+                        &[("HOOKMIRROR_METRICS", "off")]
+                    } else {
+                        &[]
+                    };
+                    let checkout = w.join("hm-checkout");
+                    write_config(
+                        &cfg_c,
+                        port,
+                        url,
+                        &checkout,
+                        &w.join("hookmirror-intake.log"),
+                        false,
+                        None,
+                    );
+                    let p = start_hookmirror_env(
+                        &o.hookmirror,
+                        &cfg_c,
+                        port,
+                        &w.join("hookmirror-intake.out"),
+                        env,
+                    )
+                    .await;
+                    (p, port)
+                }
+                floor => {
+                    let mut cmd = Command::new(&self_exe);
+                    let arg = if floor == Server::Checked {
+                        "checked-server"
+                    } else {
+                        "minimal-server"
+                    };
+                    cmd.arg(arg).stdin(Stdio::null()).stdout(Stdio::piped());
+                    let mut p = Proc::spawn(server.name(), &mut cmd);
+                    let port: u16 = p.first_line().parse().expect("floor server port");
+                    assert!(wait_port(port, &mut p, Duration::from_secs(10)));
+                    (p, port)
+                }
+            };
+            let slow = (attack > 0).then(|| {
+                let addresses = 30;
+                slowloris::Attack::start(port, addresses, attack.div_ceil(addresses as usize))
+            });
+            if let Some(a) = &slow {
+                // Let the attack build up: most connections open.
+                let t = Instant::now();
+                while a.connections() + a.dropped.load(std::sync::atomic::Ordering::Relaxed)
+                    < attack
+                    && t.elapsed() < Duration::from_secs(20)
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            load::run(addr, HOOK_PATH, untracked, o.warm_requests, o.concurrency).await;
+            let (s0, c0) = (proc_cpu(p.pid()), self_cpu());
+            let r = load::run(addr, HOOK_PATH, untracked, o.requests, o.concurrency).await;
+            let (s1, c1) = (proc_cpu(p.pid()), self_cpu());
+            let attackers = slow.as_ref().map(|a| {
+                a.stop();
+                (
+                    a.connections(),
+                    a.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            });
+            p.stop();
+            let name = server.name();
+            assert!(
+                r.errors == 0 && r.ok() == r.requests,
+                "{name}: not every request got 200: {:?}, {} errors; sample: {}",
+                r.statuses,
+                r.errors,
+                r.sample
+            );
+            if matches!(server, Server::Hookmirror | Server::NoMetrics) {
+                assert!(
+                    r.sample.contains("ignored"),
+                    "hookmirror answered: {}",
+                    r.sample
+                );
+            }
+            let lat: Vec<f64> = r.latencies_us.iter().map(|&v| v as f64).collect();
+            let round_r = IntakeRound {
+                rps: r.rps(),
+                server_cpu_us: (s1 - s0).as_secs_f64() * 1e6 / r.requests as f64,
+                client_cpu_us: (c1 - c0).as_secs_f64() * 1e6 / r.requests as f64,
+                p50_us: pct(&lat, 50.0),
+                p99_us: pct(&lat, 99.0),
+            };
+            let attack_note = attackers
+                .map(|(open, dropped)| format!("  (slowloris: {open} connections open at the end, {dropped} dropped by the server)"))
+                .unwrap_or_default();
+            log(format!(
+                "    round {} {name:<10} {:>8.0} req/s  server {:>5.1} us CPU/req  client {:>5.1} us CPU/req{attack_note}",
+                round + 1,
+                round_r.rps,
+                round_r.server_cpu_us,
+                round_r.client_cpu_us
+            ));
+            out[which].1.push(round_r);
+            out[which].2 = r.sample;
+            // The attackers' sockets close and their tasks end before the next server starts.
+            if slow.is_some() {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+        }
+    }
+    out
+}
+
+/// (a) latency and (b) bursts: hookmirror cloning at start-up, then pushes.
+async fn latency_and_bursts(
+    o: &Opts,
+    w: &Path,
+    origin: &mut Origin,
+    url: &str,
+    template: &Value,
+) -> (LatencyResult, BurstResult, usize) {
+    let t_start = Instant::now();
+    let raw = w.join("raw");
     // hookmirror, cloning at start-up (initialise: true).
     let checkout = w.join("hm-checkout");
     let cfg = w.join("hookmirror.yaml");
@@ -374,7 +646,7 @@ async fn run(o: Opts) {
     write_config(
         &cfg,
         port,
-        &url,
+        url,
         &checkout,
         &w.join("hookmirror.log"),
         true,
@@ -408,7 +680,7 @@ async fn run(o: Opts) {
             origin.update_main(&c, &prev);
             c
         });
-        let d = push_delivery(&template, SECRET, "refs/heads/main", &prev, &c, &url);
+        let d = push_delivery(template, SECRET, "refs/heads/main", &prev, &c, url);
         let mut hm_ms = 0.0;
         let mut hm_sync = 0.0;
         let mut raw_t = (Duration::ZERO, Duration::ZERO);
@@ -464,7 +736,7 @@ async fn run(o: Opts) {
             commits
                 .iter()
                 .map(|c| {
-                    let d = push_delivery(&template, SECRET, "refs/heads/main", &before, c, &url);
+                    let d = push_delivery(template, SECRET, "refs/heads/main", &before, c, url);
                     before = c.clone();
                     d
                 })
@@ -498,139 +770,7 @@ async fn run(o: Opts) {
     let packs = count_packs(&checkout);
     drop(api);
     drop(hook);
-
-    // (c) intake throughput.
-    log(format!(
-        "(c) intake: {} rounds x {} requests (+{} warm-up), {} connections, minimal server vs hookmirror",
-        o.rounds, o.requests, o.warm_requests, o.concurrency
-    ));
-    let untracked = untracked_delivery(&template, &url);
-    let cfg_c = w.join("hookmirror-intake.yaml");
-    let self_exe = std::env::current_exe().expect("current exe");
-    let mut min_rounds = vec![];
-    let mut hm_rounds = vec![];
-    let mut samples = (String::new(), String::new());
-    for round in 0..o.rounds {
-        for k in 0..2 {
-            let is_hm = (k == 0) == (round % 2 == 1);
-            let (mut p, port) = if is_hm || o.metrics_floor {
-                let port = free_port();
-                // The floor side of `--intake-floor metrics-off`: the same binary, metrics off.
-                let env: &[(&str, &str)] = if is_hm {
-                    &[]
-                } else {
-                    &[("HOOKMIRROR_METRICS", "off")]
-                };
-                write_config(
-                    &cfg_c,
-                    port,
-                    &url,
-                    &checkout,
-                    &w.join("hookmirror-intake.log"),
-                    false,
-                    None,
-                );
-                let p = start_hookmirror_env(
-                    &o.hookmirror,
-                    &cfg_c,
-                    port,
-                    &w.join("hookmirror-intake.out"),
-                    env,
-                )
-                .await;
-                (p, port)
-            } else {
-                let mut cmd = Command::new(&self_exe);
-                cmd.arg("minimal-server")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped());
-                let mut p = Proc::spawn("minimal server", &mut cmd);
-                let port: u16 = p.first_line().parse().expect("minimal server port");
-                assert!(wait_port(port, &mut p, Duration::from_secs(10)));
-                (p, port)
-            };
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            load::run(addr, HOOK_PATH, &untracked, o.warm_requests, o.concurrency).await;
-            let (s0, c0) = (proc_cpu(p.pid()), self_cpu());
-            let r = load::run(addr, HOOK_PATH, &untracked, o.requests, o.concurrency).await;
-            let (s1, c1) = (proc_cpu(p.pid()), self_cpu());
-            p.stop();
-            let name = match (is_hm, o.metrics_floor) {
-                (true, _) => "hookmirror",
-                (false, true) => "no-metrics",
-                (false, false) => "minimal",
-            };
-            assert!(
-                r.errors == 0 && r.ok() == r.requests,
-                "{name}: not every request got 200: {:?}, {} errors; sample: {}",
-                r.statuses,
-                r.errors,
-                r.sample
-            );
-            if is_hm || o.metrics_floor {
-                assert!(
-                    r.sample.contains("ignored"),
-                    "hookmirror answered: {}",
-                    r.sample
-                );
-            }
-            let lat: Vec<f64> = r.latencies_us.iter().map(|&v| v as f64).collect();
-            let round_r = IntakeRound {
-                rps: r.rps(),
-                server_cpu_us: (s1 - s0).as_secs_f64() * 1e6 / r.requests as f64,
-                client_cpu_us: (c1 - c0).as_secs_f64() * 1e6 / r.requests as f64,
-                p50_us: pct(&lat, 50.0),
-                p99_us: pct(&lat, 99.0),
-            };
-            log(format!(
-                "    round {} {name:<10} {:>8.0} req/s  server {:>5.1} us CPU/req  client {:>5.1} us CPU/req",
-                round + 1,
-                round_r.rps,
-                round_r.server_cpu_us,
-                round_r.client_cpu_us
-            ));
-            if is_hm {
-                samples.1 = r.sample;
-                hm_rounds.push(round_r);
-            } else {
-                samples.0 = r.sample;
-                min_rounds.push(round_r);
-            }
-        }
-    }
-
-    // In-process cost of the work hookmirror adds per delivery, for the diagnosis.
-    let micro = micro_costs(&untracked);
-
-    report(
-        &o,
-        &lat,
-        &burst,
-        &min_rounds,
-        &hm_rounds,
-        &samples,
-        &micro,
-        packs,
-        untracked.body.len(),
-    );
-    if o.metrics_floor {
-        let rps = |r: &[IntakeRound]| median(&r.iter().map(|x| x.rps).collect::<Vec<_>>());
-        let paired: Vec<f64> = hm_rounds
-            .iter()
-            .zip(&min_rounds)
-            .map(|(h, f)| h.rps / f.rps)
-            .collect();
-        let ratio = rps(&hm_rounds) / rps(&min_rounds);
-        println!(
-            "metrics overhead (c): hookmirror with metrics {:.0} req/s, with HOOKMIRROR_METRICS=off {:.0} req/s: ratio {ratio:.3} (of the medians), {:.3} (median of per-round ratios); target >= 0.95: {}",
-            rps(&hm_rounds),
-            rps(&min_rounds),
-            median(&paired),
-            if ratio >= 0.95 { "met" } else { "NOT met" }
-        );
-    }
-    log(format!("done in {:.1} s", t_start.elapsed().as_secs_f64()));
-    drop(daemon);
+    (lat, burst, packs)
 }
 
 /// A push to `refs/heads/untracked` of the repository at `url`: hookmirror verifies and parses
@@ -714,27 +854,66 @@ fn micro_costs(d: &Delivery) -> Micro {
     }
 }
 
+/// Median req/s of a server's rounds.
+fn median_rps(r: &[IntakeRound]) -> f64 {
+    median(&r.iter().map(|x| x.rps).collect::<Vec<_>>())
+}
+
+fn col(r: &[IntakeRound], g: fn(&IntakeRound) -> f64) -> f64 {
+    median(&r.iter().map(g).collect::<Vec<_>>())
+}
+
+type Intake = Vec<(Server, Vec<IntakeRound>, String)>;
+
+fn rounds_of(i: &Intake, s: Server) -> &[IntakeRound] {
+    i.iter()
+        .find(|(x, _, _)| *x == s)
+        .map_or(&[][..], |(_, r, _)| r.as_slice())
+}
+
+/// The per-round ratios of `a` to `b` (each round runs both back to back, which cancels slow
+/// drifts in background load), and their median.
+fn paired(a: &[IntakeRound], b: &[IntakeRound]) -> (Vec<f64>, f64) {
+    let v: Vec<f64> = a.iter().zip(b).map(|(x, y)| x.rps / y.rps).collect();
+    let m = median(&v);
+    (v, m)
+}
+
+fn intake_table(i: &Intake) {
+    println!(
+        "    {:<12} {:>12} {:>36} {:>11} {:>11} {:>8} {:>8}",
+        "server", "median req/s", "rounds req/s", "srv us/req", "cli us/req", "p50 us", "p99 us"
+    );
+    for (s, r, _) in i {
+        let rounds: Vec<String> = r.iter().map(|v| format!("{:.0}", v.rps)).collect();
+        println!(
+            "    {:<12} {:>12.0} {:>36} {:>11.1} {:>11.1} {:>8.0} {:>8.0}",
+            s.name(),
+            median_rps(r),
+            rounds.join(" "),
+            col(r, |x| x.server_cpu_us),
+            col(r, |x| x.client_cpu_us),
+            col(r, |x| x.p50_us),
+            col(r, |x| x.p99_us)
+        );
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "MET" } else { "NOT MET" }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn report(
     o: &Opts,
-    lat: &LatencyResult,
-    b: &BurstResult,
-    min_r: &[IntakeRound],
-    hm_r: &[IntakeRound],
-    samples: &(String, String),
+    ab: Option<&(LatencyResult, BurstResult, usize)>,
+    intake: Option<&Intake>,
+    attacked: Option<&Intake>,
+    rss: Option<&rss::Rss>,
     micro: &Micro,
-    packs: usize,
     body_len: usize,
 ) {
-    let f = |v: &[f64]| {
-        format!(
-            "{:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            median(v),
-            pct(v, 90.0),
-            pct(v, 0.0),
-            pct(v, 100.0)
-        )
-    };
+    let mut summary: Vec<(String, f64, &str, String)> = Vec::new();
     println!();
     println!("== hookmirror benchmark ==");
     println!(
@@ -745,186 +924,238 @@ fn report(
         git(Path::new("/"), &["--version"]).trim_start_matches("git version ")
     );
     println!();
-    println!(
-        "(a) push -> synced latency over git:// ({} iterations; one changed file per commit; 201-file tree, {}+ commits of history)",
-        o.iterations,
-        origin::HISTORY
-    );
-    if let Some(d) = o.depth {
-        println!("    hookmirror repository configured with depth: {d} (shallow fetches)");
-    }
-    println!(
-        "    {:<44} {:>8} {:>8} {:>8} {:>8}   (ms)",
-        "", "median", "p90", "min", "max"
-    );
-    println!(
-        "    {:<44} {}",
-        "hookmirror: webhook sent -> API shows commit",
-        f(&lat.hm)
-    );
-    println!(
-        "    {:<44} {}",
-        "  of which the sync itself (last_duration_ms)",
-        f(&lat.hm_sync)
-    );
-    println!(
-        "    {:<44} {}",
-        "raw git: fetch + reset --hard",
-        f(&lat.raw)
-    );
-    println!(
-        "    {:<44} {}",
-        "  git fetch origin main",
-        f(&lat.raw_fetch)
-    );
-    println!(
-        "    {:<44} {}",
-        "  git reset --hard origin/main",
-        f(&lat.raw_reset)
-    );
-    let ratio_a = median(&lat.hm) / median(&lat.raw);
-    let ratio_a90 = pct(&lat.hm, 90.0) / pct(&lat.raw, 90.0);
-    println!(
-        "    ratio hookmirror/raw: median {ratio_a:.3}, p90 {ratio_a90:.3}   (target <= 0.5: {})",
-        if ratio_a <= 0.5 { "MET" } else { "NOT MET" }
-    );
-    println!(
-        "    (hookmirror time includes up to {} ms of status polling granularity)",
-        POLL.as_millis()
-    );
-    let k = (lat.hm_sync.len() / 3).max(1);
-    println!(
-        "    hookmirror sync time, first {k} vs last {k} iterations (median): {:.1} -> {:.1} ms; checkout after (a)+(b): {packs} pack files (one per fetch, never repacked)",
-        median(&lat.hm_sync[..k]),
-        median(&lat.hm_sync[lat.hm_sync.len() - k..])
-    );
-    println!();
-    println!(
-        "(b) burst: {} branch moves, a signed webhook after each without waiting ({} bursts)",
-        o.burst_size, o.bursts
-    );
-    println!(
-        "    {:<5} {:>12} {:>12} {:>12} {:>8} {:>6} {:>14}",
-        "burst", "total ms", "sending ms", "tail ms", "fetches", "syncs", "raw 1x ms"
-    );
-    for i in 0..b.total.len() {
+    if let Some((lat, b, packs)) = ab {
+        let packs = *packs;
+        let f = |v: &[f64]| {
+            format!(
+                "{:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                median(v),
+                pct(v, 90.0),
+                pct(v, 0.0),
+                pct(v, 100.0)
+            )
+        };
         println!(
-            "    {:<5} {:>12.1} {:>12.1} {:>12.1} {:>8} {:>6} {:>14.1}",
-            i + 1,
-            b.total[i],
-            b.sending[i],
-            b.tail[i],
-            b.fetches[i],
-            b.syncs[i],
-            b.raw_catchup[i]
+            "(a) push -> synced latency over git:// ({} iterations; one changed file per commit; 201-file tree, {}+ commits of history)",
+            o.iterations,
+            origin::HISTORY
         );
-    }
-    println!(
-        "    median total {:.1} ms; fetches per burst {:?} (coalesced: while the webhooks keep coming, one sync runs and one waits, so about one fetch per sync-length of sending, plus one); vs one raw fetch+reset over the same commits: {:.2}x",
-        median(&b.total),
-        b.fetches,
-        median(&b.total) / median(&b.raw_catchup)
-    );
-    println!(
-        "    (total = first move to API showing the last commit; tail = last webhook answered to synced)"
-    );
-    println!();
-    let rps = |r: &[IntakeRound]| r.iter().map(|x| x.rps).collect::<Vec<_>>();
-    let col = |r: &[IntakeRound], g: fn(&IntakeRound) -> f64| {
-        median(&r.iter().map(g).collect::<Vec<_>>())
-    };
-    println!(
-        "(c) intake throughput: {} B signed GitHub push to an untracked branch, {} keep-alive connections, {} requests x {} rounds",
-        body_len, o.concurrency, o.requests, o.rounds
-    );
-    println!(
-        "    {:<12} {:>12} {:>36} {:>11} {:>11} {:>8} {:>8}",
-        "server", "median req/s", "rounds req/s", "srv us/req", "cli us/req", "p50 us", "p99 us"
-    );
-    for (name, r) in [("minimal", min_r), ("hookmirror", hm_r)] {
-        let rounds: Vec<String> = rps(r).iter().map(|v| format!("{v:.0}")).collect();
+        if let Some(d) = o.depth {
+            println!("    hookmirror repository configured with depth: {d} (shallow fetches)");
+        }
         println!(
-            "    {:<12} {:>12.0} {:>36} {:>11.1} {:>11.1} {:>8.0} {:>8.0}",
-            name,
-            median(&rps(r)),
-            rounds.join(" "),
-            col(r, |x| x.server_cpu_us),
-            col(r, |x| x.client_cpu_us),
-            col(r, |x| x.p50_us),
-            col(r, |x| x.p99_us)
+            "    {:<44} {:>8} {:>8} {:>8} {:>8}   (ms)",
+            "", "median", "p90", "min", "max"
         );
+        println!(
+            "    {:<44} {}",
+            "hookmirror: webhook sent -> API shows commit",
+            f(&lat.hm)
+        );
+        println!(
+            "    {:<44} {}",
+            "  of which the sync itself (last_duration_ms)",
+            f(&lat.hm_sync)
+        );
+        println!(
+            "    {:<44} {}",
+            "raw git: fetch + reset --hard",
+            f(&lat.raw)
+        );
+        println!(
+            "    {:<44} {}",
+            "  git fetch origin main",
+            f(&lat.raw_fetch)
+        );
+        println!(
+            "    {:<44} {}",
+            "  git reset --hard origin/main",
+            f(&lat.raw_reset)
+        );
+        let ratio_a = median(&lat.hm) / median(&lat.raw);
+        let ratio_a90 = pct(&lat.hm, 90.0) / pct(&lat.raw, 90.0);
+        println!(
+            "    ratio hookmirror/raw: median {ratio_a:.3}, p90 {ratio_a90:.3}   (target <= 0.5: {})",
+            if ratio_a <= 0.5 { "MET" } else { "NOT MET" }
+        );
+        println!(
+            "    (hookmirror time includes up to {} ms of status polling granularity)",
+            POLL.as_millis()
+        );
+        let k = (lat.hm_sync.len() / 3).max(1);
+        println!(
+            "    hookmirror sync time, first {k} vs last {k} iterations (median): {:.1} -> {:.1} ms; checkout after (a)+(b): {packs} pack files (one per fetch, never repacked)",
+            median(&lat.hm_sync[..k]),
+            median(&lat.hm_sync[lat.hm_sync.len() - k..])
+        );
+        println!();
+        println!(
+            "(b) burst: {} branch moves, a signed webhook after each without waiting ({} bursts)",
+            o.burst_size, o.bursts
+        );
+        println!(
+            "    {:<5} {:>12} {:>12} {:>12} {:>8} {:>6} {:>14}",
+            "burst", "total ms", "sending ms", "tail ms", "fetches", "syncs", "raw 1x ms"
+        );
+        for i in 0..b.total.len() {
+            println!(
+                "    {:<5} {:>12.1} {:>12.1} {:>12.1} {:>8} {:>6} {:>14.1}",
+                i + 1,
+                b.total[i],
+                b.sending[i],
+                b.tail[i],
+                b.fetches[i],
+                b.syncs[i],
+                b.raw_catchup[i]
+            );
+        }
+        println!(
+            "    median total {:.1} ms; fetches per burst {:?} (coalesced: while the webhooks keep coming, one sync runs and one waits, so about one fetch per sync-length of sending, plus one); vs one raw fetch+reset over the same commits: {:.2}x",
+            median(&b.total),
+            b.fetches,
+            median(&b.total) / median(&b.raw_catchup)
+        );
+        println!(
+            "    (total = first move to API showing the last commit; tail = last webhook answered to synced)"
+        );
+        println!();
+
+        let ratio_a = median(&lat.hm) / median(&lat.raw);
+        summary.push((
+            "(a) latency hookmirror/raw (median)".into(),
+            ratio_a,
+            "<= 0.5",
+            met(ratio_a <= 0.5).into(),
+        ));
+        summary.push((
+            "(b) burst / one raw catch-up (median)".into(),
+            median(&b.total) / median(&b.raw_catchup),
+            "-",
+            "-".into(),
+        ));
     }
-    let ratio_c = median(&rps(hm_r)) / median(&rps(min_r));
-    // Each round measures both servers back to back, so a per-round ratio cancels slow drifts
-    // in background load.
-    let paired: Vec<f64> = hm_r.iter().zip(min_r).map(|(h, m)| h.rps / m.rps).collect();
-    println!(
-        "    ratio hookmirror/minimal req/s: {ratio_c:.3} (of the medians); per round {} -> median {:.3}   (target >= 0.85: {})",
-        paired
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        median(&paired),
-        if ratio_c >= 0.85 { "MET" } else { "NOT MET" }
-    );
-    println!(
-        "    server CPU per request, hookmirror/minimal: {:.2}x",
-        col(hm_r, |x| x.server_cpu_us) / col(min_r, |x| x.server_cpu_us)
-    );
-    println!(
-        "    in-process cost per delivery (this driver, same crates): HMAC-SHA256 over the body {:.1} us; \
-         serde_json::Value parse+drop {:.1} us; typed parse of only the used fields {:.1} us",
-        micro.hmac_us, micro.json_us, micro.typed_us
-    );
-    println!(
-        "    answers: minimal {} | hookmirror {}",
-        samples.0.trim(),
-        samples.1.trim()
-    );
-    println!();
+    if let Some(i) = intake {
+        println!(
+            "(c) intake throughput: {} B signed GitHub push to an untracked branch, {} keep-alive connections, {} requests x {} rounds",
+            body_len, o.concurrency, o.requests, o.rounds
+        );
+        intake_table(i);
+        let (hm, checked, minimal) = (
+            rounds_of(i, Server::Hookmirror),
+            rounds_of(i, Server::Checked),
+            rounds_of(i, Server::Minimal),
+        );
+        let ratio = median_rps(hm) / median_rps(checked);
+        let (per_round, paired_median) = paired(hm, checked);
+        println!(
+            "    hookmirror/hmac+parse req/s: {ratio:.3} (of the medians); per round {} -> median {paired_median:.3}   (target >= 0.9: {})",
+            per_round
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            met(ratio >= 0.9)
+        );
+        println!(
+            "    hookmirror/do-nothing req/s: {:.3}; server CPU per request hookmirror/hmac+parse {:.2}x, hookmirror/do-nothing {:.2}x",
+            median_rps(hm) / median_rps(minimal),
+            col(hm, |x| x.server_cpu_us) / col(checked, |x| x.server_cpu_us),
+            col(hm, |x| x.server_cpu_us) / col(minimal, |x| x.server_cpu_us)
+        );
+        println!(
+            "    in-process cost per delivery (this driver, same crates): HMAC-SHA256 over the body {:.1} us; \
+             serde_json::Value parse+drop {:.1} us; typed parse of only the used fields {:.1} us",
+            micro.hmac_us, micro.json_us, micro.typed_us
+        );
+        for (s, _, sample) in i {
+            println!("    answer of {}: {}", s.name(), sample.trim());
+        }
+        println!();
+        summary.push((
+            "(c) intake hookmirror/hmac+parse (medians)".into(),
+            ratio,
+            ">= 0.9",
+            met(ratio >= 0.9).into(),
+        ));
+        summary.push((
+            "(c) intake hookmirror/hmac+parse (paired)".into(),
+            paired_median,
+            "-",
+            "-".into(),
+        ));
+    }
+    if let Some(i) = attacked {
+        println!(
+            "(d) the same intake during a slowloris of {} connections (30 addresses from 127.0.0.2, a byte a second each, reconnecting when dropped)",
+            o.attack
+        );
+        intake_table(i);
+        let hm = rounds_of(i, Server::Hookmirror);
+        let checked_attacked = rounds_of(i, Server::Checked);
+        let floor = intake
+            .map(|c| rounds_of(c, Server::Checked))
+            .filter(|r| !r.is_empty());
+        let base = floor.unwrap_or(checked_attacked);
+        let ratio = median_rps(hm) / median_rps(base);
+        println!(
+            "    hookmirror under attack / hmac+parse {}: {ratio:.3}   (target >= 0.7: {}); / hmac+parse under attack: {:.3}",
+            if floor.is_some() {
+                "without attack (c)"
+            } else {
+                "under attack"
+            },
+            met(ratio >= 0.7),
+            median_rps(hm) / median_rps(checked_attacked)
+        );
+        println!();
+        summary.push((
+            "(d) intake under slowloris / hmac+parse".into(),
+            ratio,
+            ">= 0.7",
+            met(ratio >= 0.7).into(),
+        ));
+    }
+    if let Some(r) = rss {
+        println!(
+            "(e) idle memory, {} repositories over git:// (workers {}), read once stable (25-90 s after the last sync)",
+            o.rss_repos, o.rss_workers
+        );
+        println!(
+            "    {:<34} {:>9} {:>9} {:>9} {:>8}",
+            "", "RSS MB", "anon MB", "peak MB", "synced s"
+        );
+        for (what, (rss, anon, peak), secs) in [
+            ("first start (clones every repo)", r.first, r.first_secs),
+            ("restart (all cloned, fetches)", r.restart, r.restart_secs),
+        ] {
+            println!(
+                "    {:<34} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
+                what,
+                rss as f64 / 1024.0,
+                anon as f64 / 1024.0,
+                peak as f64 / 1024.0,
+                secs
+            );
+        }
+        let worst = r.first.0.max(r.restart.0) as f64 / 1024.0;
+        println!(
+            "    idle RSS: {worst:.1} MB (target <= 25 MB: {})",
+            met(worst <= 25.0)
+        );
+        println!();
+        summary.push((
+            format!("(e) idle RSS MB, {} repos (worst of both)", o.rss_repos),
+            worst,
+            "<= 25",
+            met(worst <= 25.0).into(),
+        ));
+    }
     println!("summary");
     println!(
         "    {:<46} {:>8} {:>10} {:>8}",
         "ratio", "value", "target", "result"
     );
-    println!(
-        "    {:<46} {:>8.3} {:>10} {:>8}",
-        "(a) latency hookmirror/raw (median)",
-        ratio_a,
-        "<= 0.5",
-        if ratio_a <= 0.5 { "MET" } else { "NOT MET" }
-    );
-    println!(
-        "    {:<46} {:>8.3} {:>10} {:>8}",
-        "(a) latency hookmirror/raw (p90)", ratio_a90, "-", "-"
-    );
-    println!(
-        "    {:<46} {:>8.3} {:>10} {:>8}",
-        "(b) burst / one raw catch-up (median)",
-        median(&b.total) / median(&b.raw_catchup),
-        "-",
-        "-"
-    );
-    println!(
-        "    {:<46} {:>8.3} {:>10} {:>8}",
-        "(c) server CPU per request hookmirror/minimal",
-        col(hm_r, |x| x.server_cpu_us) / col(min_r, |x| x.server_cpu_us),
-        "-",
-        "-"
-    );
-    println!(
-        "    {:<46} {:>8.3} {:>10} {:>8}",
-        "(c) intake req/s hookmirror/minimal (paired)",
-        median(&paired),
-        "-",
-        "-"
-    );
-    println!(
-        "    {:<46} {:>8.3} {:>10} {:>8}",
-        "(c) intake req/s hookmirror/minimal",
-        ratio_c,
-        ">= 0.85",
-        if ratio_c >= 0.85 { "MET" } else { "NOT MET" }
-    );
+    for (what, v, target, result) in summary {
+        println!("    {what:<46} {v:>8.3} {target:>10} {result:>8}");
+    }
 }

@@ -161,6 +161,9 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
             }
         };
     notify_secrets(&mut config.notify, None, &mut read);
+    for s in config.hooks.iter_mut().flat_map(|h| &mut h.secrets) {
+        read(s, None, "hooks.secret_file");
+    }
     let mut unreadable = same_token_twice(config);
     for repo in &mut config.repos {
         let name = repo.name.clone();

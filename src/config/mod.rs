@@ -8,6 +8,7 @@ mod load;
 mod raw;
 mod validate;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Who may call the HTTP API, and whether reading needs a token.
     pub api: Api,
+    /// The shared `/hooks` endpoint's own secret; `None`: deliveries there are verified with the
+    /// secrets of the repositories their payload names.
+    pub hooks: Option<Hooks>,
     pub limits: Limits,
     pub health: Health,
     /// Notification targets for every repository (each repository may add its own).
@@ -42,6 +46,9 @@ pub struct Config {
     /// What is allowed but probably not meant (a token glob that matches no repository, an
     /// expired token): `check` prints them, the daemon logs them at start and reload.
     pub warnings: Vec<Problem>,
+    /// Indices into `repos` by their URL's match key (see [`crate::url::match_key`]), so that the
+    /// shared endpoint finds the repositories a payload names without a walk over all of them.
+    pub by_match_key: HashMap<String, Vec<usize>>,
 }
 
 impl Config {
@@ -64,6 +71,24 @@ impl Config {
             ));
         }
         out
+    }
+
+    /// The repositories whose URL has this match key.
+    pub fn repos_with_key(&self, key: &str) -> impl Iterator<Item = &Repo> {
+        let found = self.by_match_key.get(key).map_or(&[][..], Vec::as_slice);
+        found.iter().filter_map(|&i| self.repos.get(i))
+    }
+
+    /// Builds [`Config::by_match_key`] from `repos`.
+    pub fn index_repos(repos: &[Repo]) -> HashMap<String, Vec<usize>> {
+        let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, repo) in repos.iter().enumerate() {
+            index
+                .entry(repo.url.match_key().to_owned())
+                .or_default()
+                .push(i);
+        }
+        index
     }
 }
 
@@ -134,6 +159,17 @@ impl Scopes {
     }
 }
 
+/// The shared `/hooks` endpoint's secret: one MAC per secret verifies a delivery there, however
+/// many repositories are configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// Any of these verifies (rotation); never empty.
+    pub secrets: Vec<Credential>,
+    /// `None`: detected from each delivery's headers.
+    pub provider: Option<Provider>,
+    pub allow_sha1: bool,
+}
+
 /// `host:port` as configured; resolved when bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenAddr {
@@ -181,6 +217,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 client: its /64).
+    pub max_connections_per_ip: usize,
+    /// Bytes per second a body must keep up, on average, after a short grace.
+    pub min_body_rate: usize,
 }
 
 impl Default for Limits {
@@ -191,6 +231,12 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 512,
+            // A forge sends from many addresses and rarely more than a few deliveries at once
+            // from one; a reverse proxy in front is one address for all: raise it there.
+            max_connections_per_ip: 64,
+            // A forge sends a body at network speed; 1 KiB/s cuts a byte-a-second trickle
+            // within about a second and still admits a 25 MB body over a slow 1 MB/s link.
+            min_body_rate: 1024,
         }
     }
 }

@@ -52,6 +52,7 @@ pub struct RawConfig {
     pub initialise: Option<bool>,
     pub log: Option<RawLog>,
     pub api: Option<RawApi>,
+    pub hooks: Option<RawHooks>,
     pub limits: Option<RawLimits>,
     pub health: Option<RawHealth>,
     pub notify: Option<Vec<RawNotify>>,
@@ -109,12 +110,25 @@ pub struct RawSsh {
     pub idle_timeout: Option<RawDuration>,
 }
 
+/// The shared `/hooks` endpoint's own secret (organisation, group and system hooks).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawHooks {
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub secrets: Option<Vec<String>>,
+    pub provider: Option<String>,
+    pub allow_sha1: Option<bool>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RawLimits {
     pub max_body: Option<RawSize>,
     pub header_timeout: Option<RawDuration>,
     pub body_timeout: Option<RawDuration>,
     pub max_connections: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
+    /// Bytes per second, as a size (`1KiB`).
+    pub min_body_rate: Option<RawSize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

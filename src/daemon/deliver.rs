@@ -125,18 +125,33 @@ impl Daemon {
         {
             return Delivered::Duplicate(earlier);
         }
+        // The id was recorded above, before queueing, so that a concurrent copy of the delivery
+        // is a duplicate at once; when nothing gets queued after all, it is forgotten again, so
+        // that the forge's redelivery is processed instead of being answered as a duplicate.
         let mut queued = Vec::new();
+        let mut shutting_down = false;
         for (repo, after) in targets {
             let trigger = Trigger::Webhook {
                 delivery: delivery.map(str::to_string),
             };
             match self.request_sync(&repo.name, trigger, after.as_deref(), false) {
                 Ok(_) => queued.push(repo.name.clone()),
-                Err(RequestError::ShuttingDown) => return Delivered::ShuttingDown,
+                Err(RequestError::ShuttingDown) => {
+                    shutting_down = true;
+                    break;
+                }
                 Err(RequestError::UnknownRepo) => {
                     ignored.push(format!("{}: {}", repo.name, Ignore::Removed))
                 }
             }
+        }
+        if queued.is_empty()
+            && let Some(id) = delivery
+        {
+            self.book().dedupe.forget(id);
+        }
+        if shutting_down {
+            return Delivered::ShuttingDown;
         }
         if queued.is_empty() {
             return Delivered::Ignored(ignored.join("; "));
@@ -307,6 +322,38 @@ mod tests {
             d.deliver(&site, &push(&[], "refs/heads/main", A), Some("id-2")),
             Delivered::ShuttingDown
         );
+    }
+
+    #[tokio::test]
+    async fn an_id_is_kept_only_once_its_sync_is_queued() {
+        let (d, config) = daemon(&repo("site", "https://h/r.git", ", branch: main"));
+        let main = push(&[], "refs/heads/main", A);
+        // A repository that left the config between verification and queueing: nothing queued,
+        // so the id is not kept and the redelivery (now reaching `site`) is processed.
+        let (_, gone) = daemon(&repo("gone", "https://h/r.git", ", branch: main"));
+        assert_eq!(
+            d.deliver(&[&gone.repos[0]], &main, Some("id-1")),
+            Delivered::Ignored("gone: removed from the config".into())
+        );
+        assert!(d.book().dedupe.is_empty());
+        let site = [&config.repos[0]];
+        assert!(matches!(
+            d.deliver(&site, &main, Some("id-1")),
+            Delivered::Queued { .. }
+        ));
+        assert_eq!(d.book().dedupe.len(), 1);
+        // Shutdown began: 503, and the id is not kept (the restarted daemon gets the redelivery;
+        // and a daemon that kept running would process it too).
+        d.close_intake();
+        assert_eq!(
+            d.deliver(&site, &main, Some("id-2")),
+            Delivered::ShuttingDown
+        );
+        assert_eq!(d.book().dedupe.len(), 1);
+        assert!(matches!(
+            d.deliver(&site, &main, Some("id-1")),
+            Delivered::Duplicate(Delivery::Accepted)
+        ));
     }
 
     #[tokio::test]

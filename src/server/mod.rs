@@ -1,24 +1,32 @@
-//! The HTTP edge: the accept loop (connection cap, header-read timeout, graceful close) and the
-//! axum router — webhook routes, the API, health, metrics and the status page. Handlers never do
-//! git work: they verify, parse and queue.
+//! The HTTP edge: the accept loop (connection limits per client and in all — `clients.rs` —,
+//! header-read timeout, graceful close) and the axum router — webhook routes, the API, health,
+//! metrics and the status page. Handlers never do git work: they verify, parse and queue.
 
 mod api;
+mod body;
+mod clients;
 mod guard;
 mod observe;
 mod page;
 mod webhook;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+use clients::{Admission, Clients, Track};
 
 use crate::daemon::Daemon;
 
@@ -44,37 +52,60 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// How long shutdown waits for open connections to finish their requests.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
 /// Serves `listener` until `stop` turns true, then closes connections gracefully (requests in
-/// flight finish). At most `limits.max_connections` connections are open at once; a client that
-/// has not sent its headers within `limits.header_timeout` is cut off.
+/// flight finish). Limits (read from the config in force at each accept, so they reload): a
+/// client that has not sent its headers within `limits.header_timeout` is cut off; at most
+/// `limits.max_connections_per_ip` connections per client; when `limits.max_connections` are
+/// open, the oldest unfinished request is shed to make room (see `clients.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     daemon: Daemon,
     mut stop: watch::Receiver<bool>,
 ) {
-    let limits = daemon.config().limits.clone();
-    let conns = Arc::new(Semaphore::new(limits.max_connections));
-    let app = app(daemon);
+    let clients = Arc::new(Clients::default());
+    let app = app(daemon.clone());
     loop {
-        let permit = tokio::select! {
-            _ = stopped(&mut stop) => break,
-            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
+        let limits = daemon.config().limits.clone();
+        let (track, id) = loop {
+            // Registered before the check, so a connection closing in between wakes us.
+            let freed = clients.freed.notified();
+            match clients.admit(
+                peer.ip(),
+                limits.max_connections,
+                limits.max_connections_per_ip,
+            ) {
+                Admission::Admit { track, id } => break (Some(track), id),
+                Admission::OverClientLimit => break (None, 0),
+                // Every connection holds a complete request being answered: those end soon.
+                Admission::Full => tokio::select! {
+                    _ = stopped(&mut stop) => break (None, 0),
+                    _ = freed => {}
+                },
+            }
+        };
+        let Some(track) = track else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(app.clone());
+        let svc = service(app.clone(), track.clone(), clients.epoch);
         let mut stop = stop.clone();
+        let clients = clients.clone();
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let conn = http1::Builder::new()
@@ -84,20 +115,55 @@ pub async fn serve(
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
+                // Shed to make room: dropping the connection closes the socket.
+                _ = track.shed.notified() => {}
                 _ = stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
             }
-            drop(permit);
+            clients.closed(id);
         });
     }
     // Wait (bounded) for open connections to finish their requests.
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        conns.acquire_many(limits.max_connections as u32),
-    )
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        loop {
+            let freed = clients.freed.notified();
+            if clients.open() == 0 {
+                break;
+            }
+            freed.await;
+        }
+    })
     .await;
+}
+
+/// The router for one connection: each request carries the connection's [`Track`] (the webhook
+/// handler marks its body received) and marks it waiting again once answered. A request without
+/// a body is complete as soon as its headers are.
+fn service(
+    app: Router,
+    track: Arc<Track>,
+    epoch: std::time::Instant,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let track = track.clone();
+        if request.body().is_end_stream() {
+            track.received();
+        }
+        request.extensions_mut().insert(track.clone());
+        let answer = app.clone().oneshot(request);
+        async move {
+            let response = answer.await;
+            track.answered(epoch);
+            response
+        }
+    })
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -17,11 +17,13 @@ mod top;
 use std::fmt::Display;
 use std::ops::RangeInclusive;
 use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use super::gwg::{self, Notes, Rewritten};
 use super::raw::{Format, RawConfig, RawDuration, find_key_line};
 use super::{Config, Credential, Problem};
+use crate::webhook::Provider;
 
 pub use api::{SINGLE_TOKEN_NAME, parse_expiry, token_sha256};
 pub use schedule::parse_cron;
@@ -295,12 +297,71 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// A webhook provider's name (`github`, …, `forgejo`), `None` when unset or wrong.
+    fn provider(&mut self, field: &str, value: &Option<String>) -> Option<Provider> {
+        self.opt(field, value).and_then(|p| {
+            let parsed = Provider::from_str(&p).ok();
+            if parsed.is_none() {
+                self.problem(
+                    field,
+                    format!(
+                        "`{p}` is not one of github, gitlab, gitea, forgejo, bitbucket, standard"
+                    ),
+                );
+            }
+            parsed
+        })
+    }
+
+    /// A webhook secret as written under `prefix` (`""` for a repo, `"hooks."`): one of `secret`,
+    /// `secret_file` or a `secrets` list (rotation); a file is read later by `load`.
+    fn secret_set(
+        &mut self,
+        prefix: &str,
+        secret: &Option<String>,
+        secret_file: &Option<String>,
+        secrets: &Option<Vec<String>>,
+    ) -> Vec<Credential> {
+        let field = |key: &str| format!("{prefix}{key}");
+        let set = [secret.is_some(), secret_file.is_some(), secrets.is_some()];
+        if set.iter().filter(|s| **s).count() > 1 {
+            self.problem(
+                &field("secrets"),
+                "set one of `secret`, `secret_file` or `secrets`",
+            );
+        }
+        let mut out = Vec::new();
+        if let Some(v) = secret {
+            let v = self.expand(&field("secret"), v);
+            if v.is_empty() {
+                self.problem(&field("secret"), "is empty");
+            }
+            out.push(Credential::inline(v));
+        } else if let Some(f) = secret_file {
+            let file = self.path(&field("secret_file"), f, true);
+            out.push(Credential {
+                value: Default::default(),
+                file: Some(file),
+            });
+        }
+        for s in secrets.iter().flatten() {
+            let v = self.expand(&field("secrets"), s);
+            if v.is_empty() {
+                self.problem(&field("secrets"), "holds an empty secret");
+            } else {
+                out.push(Credential::inline(v));
+            }
+        }
+        out
+    }
+
     /// The walk: the top-level keys, then each repo, then what repos may not share.
     fn config(&mut self, raw: RawConfig) -> Config {
         self.report_rewrite();
         let listen = self.listen(&raw);
         let workers = self.workers(&raw);
         let log = self.log(&raw);
+        let hooks = self.hooks(&raw);
         let limits = self.limits(&raw);
         let health = self.health(&raw);
         let notify = self.notify_targets(&raw.notify);
@@ -331,6 +392,8 @@ impl Validator<'_, '_> {
         let api = self.api(raw.api.as_ref(), &repos);
 
         Config {
+            by_match_key: Config::index_repos(&repos),
+            hooks,
             source: self.ctx.file.clone(),
             listen,
             workers,

@@ -3,14 +3,12 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::{DAY, TIMEOUT, Validator};
 use crate::config::raw::RawRepo;
 use crate::config::{Auth, Credential, OnSuccess, Repo, Retry, Target, TransportChoice};
 use crate::url::{RemoteUrl, Scheme};
-use crate::webhook::Provider;
 
 /// Fetch depth; 0 (or unset) fetches the whole history. libgit2 reads `i32::MAX` as "unshallow",
 /// and a million commits is deeper than almost any history.
@@ -111,18 +109,7 @@ impl Validator<'_, '_> {
             );
         }
 
-        let provider = self.opt("provider", &r.provider).and_then(|p| {
-            let parsed = Provider::from_str(&p).ok();
-            if parsed.is_none() {
-                self.problem(
-                    "provider",
-                    format!(
-                        "`{p}` is not one of github, gitlab, gitea, forgejo, bitbucket, standard"
-                    ),
-                );
-            }
-            parsed
-        });
+        let provider = self.provider("provider", &r.provider);
         let schedule = self.schedule(&r);
         let depth = match r.depth {
             None | Some(0) => None,
@@ -232,37 +219,7 @@ impl Validator<'_, '_> {
     }
 
     fn secrets(&mut self, r: &RawRepo) -> Vec<Credential> {
-        let set = [
-            r.secret.is_some(),
-            r.secret_file.is_some(),
-            r.secrets.is_some(),
-        ];
-        if set.iter().filter(|s| **s).count() > 1 {
-            self.problem("secrets", "set one of `secret`, `secret_file` or `secrets`");
-        }
-        let mut out = Vec::new();
-        if let Some(v) = &r.secret {
-            let v = self.expand("secret", v);
-            if v.is_empty() {
-                self.problem("secret", "is empty");
-            }
-            out.push(Credential::inline(v));
-        } else if let Some(f) = &r.secret_file {
-            let file = self.path("secret_file", f, true);
-            out.push(Credential {
-                value: Default::default(),
-                file: Some(file),
-            });
-        }
-        for s in r.secrets.iter().flatten() {
-            let v = self.expand("secrets", s);
-            if v.is_empty() {
-                self.problem("secrets", "holds an empty secret");
-            } else {
-                out.push(Credential::inline(v));
-            }
-        }
-        out
+        self.secret_set("", &r.secret, &r.secret_file, &r.secrets)
     }
 
     fn auth(&mut self, r: &RawRepo) -> Auth {

@@ -1,11 +1,11 @@
-//! The top-level keys: `listen`, `workers`, `log`, `limits` (with its byte sizes) and `ssh`.
+//! The top-level keys: `listen`, `workers`, `log`, `hooks`, `limits` (with its byte sizes) and `ssh`.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::{DAY, TIMEOUT, Validator};
 use crate::config::raw::{RawConfig, RawSize};
-use crate::config::{Limits, ListenAddr, LogConfig, LogFormat, LogOutput, SshSettings};
+use crate::config::{Hooks, Limits, ListenAddr, LogConfig, LogFormat, LogOutput, SshSettings};
 
 /// An idle pooled SSH session: under a second it is never reused between pushes; past a day
 /// servers and middleboxes have long dropped it.
@@ -20,6 +20,10 @@ const MAX_BODY: RangeInclusive<usize> = 1024..=1024 * 1024 * 1024;
 /// Open connections, each a file descriptor: tokio's semaphore panics past its maximum, and
 /// shutdown takes the permits back as a `u32`.
 const MAX_CONNECTIONS: RangeInclusive<i64> = 1..=65_536;
+
+/// A body must keep up at least a byte a second (a slower one is no upload), and a floor above
+/// 1GiB/s would cut off every real sender.
+const MIN_BODY_RATE: RangeInclusive<usize> = 1..=1024 * 1024 * 1024;
 
 impl Validator<'_, '_> {
     pub(super) fn listen(&mut self, raw: &RawConfig) -> ListenAddr {
@@ -143,17 +147,7 @@ impl Validator<'_, '_> {
         let Some(l) = &raw.limits else { return d };
         let max_body = match &l.max_body {
             None => d.max_body,
-            Some(RawSize::Bytes(n)) => *n as usize,
-            Some(RawSize::Text(t)) => match parse_size(t) {
-                Some(n) => n,
-                None => {
-                    self.problem(
-                        "limits.max_body",
-                        format!("`{t}` is not a size (e.g. 25MB, 512KiB)"),
-                    );
-                    d.max_body
-                }
-            },
+            Some(raw) => self.size("limits.max_body", raw).unwrap_or(d.max_body),
         };
         if !MAX_BODY.contains(&max_body) {
             let written = match &l.max_body {
@@ -169,7 +163,29 @@ impl Validator<'_, '_> {
             .max_connections
             .filter(|&n| self.within("limits.max_connections", n, MAX_CONNECTIONS))
             .map_or(d.max_connections, |n| n as usize);
+        let max_connections_per_ip = l
+            .max_connections_per_ip
+            .filter(|&n| self.within("limits.max_connections_per_ip", n, MAX_CONNECTIONS))
+            .map_or(d.max_connections_per_ip, |n| n as usize);
+        let min_body_rate = match &l.min_body_rate {
+            None => d.min_body_rate,
+            Some(raw) => self
+                .size("limits.min_body_rate", raw)
+                .filter(|&n| {
+                    let ok = MIN_BODY_RATE.contains(&n);
+                    if !ok {
+                        self.problem(
+                            "limits.min_body_rate",
+                            format!("must be between 1B and 1GiB (per second), not {n}B"),
+                        );
+                    }
+                    ok
+                })
+                .unwrap_or(d.min_body_rate),
+        };
         Limits {
+            max_connections_per_ip,
+            min_body_rate,
             max_body,
             header_timeout: self.duration_within(
                 "limits.header_timeout",
@@ -185,6 +201,38 @@ impl Validator<'_, '_> {
             ),
             max_connections,
         }
+    }
+
+    /// A byte size as written (`25MB`, `512 KiB`, a number of bytes); `None` when it is none.
+    fn size(&mut self, field: &str, raw: &RawSize) -> Option<usize> {
+        match raw {
+            // Saturates on 32-bit targets: far outside every bound.
+            RawSize::Bytes(n) => Some(usize::try_from(*n).unwrap_or(usize::MAX)),
+            RawSize::Text(t) => {
+                let parsed = parse_size(t);
+                if parsed.is_none() {
+                    self.problem(field, format!("`{t}` is not a size (e.g. 25MB, 512KiB)"));
+                }
+                parsed
+            }
+        }
+    }
+
+    /// The shared `/hooks` endpoint's secret; a `hooks` block without one is an error.
+    pub(super) fn hooks(&mut self, raw: &RawConfig) -> Option<Hooks> {
+        let h = raw.hooks.as_ref()?;
+        let secrets = self.secret_set("hooks.", &h.secret, &h.secret_file, &h.secrets);
+        if secrets.is_empty() {
+            self.problem(
+                "hooks.secret",
+                "the shared /hooks endpoint needs a secret: set `secret`, `secret_file` or `secrets`",
+            );
+        }
+        Some(Hooks {
+            secrets,
+            provider: self.provider("hooks.provider", &h.provider),
+            allow_sha1: h.allow_sha1.unwrap_or(false),
+        })
     }
 }
 
@@ -230,6 +278,56 @@ mod tests {
         let range = "between 1 and 65536";
         let (inside, outside) = (["1", "65536"], ["0", "65537", "4294967297"]);
         assert_bound(text, "limits.max_connections", range, &inside, &outside);
+    }
+
+    #[test]
+    fn max_connections_per_ip_are_1_to_65536() {
+        let text = |v: &str| format!("limits: {{max_connections_per_ip: {v}}}\n");
+        let range = "between 1 and 65536";
+        let (inside, outside) = (["1", "65536"], ["0", "65537", "-1"]);
+        assert_bound(
+            text,
+            "limits.max_connections_per_ip",
+            range,
+            &inside,
+            &outside,
+        );
+    }
+
+    #[test]
+    fn min_body_rate_is_1b_to_1gib_per_second() {
+        let text = |v: &str| format!("limits: {{min_body_rate: {v}}}\n");
+        let range = "between 1B and 1GiB";
+        let (inside, outside) = (["1", "1KiB", "1GiB"], ["0", "1073741825", "1025MiB"]);
+        assert_bound(text, "limits.min_body_rate", range, &inside, &outside);
+        let p = super::super::check("limits: {min_body_rate: fast}\n").unwrap_err();
+        assert_eq!(p[0].field.as_deref(), Some("limits.min_body_rate"));
+        assert!(p[0].message.contains("is not a size"), "{p:?}");
+    }
+
+    #[test]
+    fn hooks_needs_a_secret_and_names_a_provider() {
+        let repos = "repos:\n  - {url: /o.git, directory: /d, secret: s}\n";
+        let check = |hooks: &str| super::super::check(&format!("hooks: {hooks}\n{repos}"));
+        let c = check("{secrets: [old, new], provider: forgejo}").unwrap();
+        let hooks = c.hooks.unwrap();
+        assert_eq!(hooks.secrets.len(), 2);
+        assert_eq!(hooks.provider, Some(crate::webhook::Provider::Gitea));
+        assert!(super::super::check(repos).unwrap().hooks.is_none());
+        for (hooks, field, message) in [
+            ("{provider: github}", "hooks.secret", "needs a secret"),
+            ("{secret: ''}", "hooks.secret", "is empty"),
+            (
+                "{secret: s, provider: gitbucket}",
+                "hooks.provider",
+                "is not one of",
+            ),
+            ("{secret: s, secret_file: f}", "hooks.secrets", "set one of"),
+        ] {
+            let p = check(hooks).unwrap_err();
+            assert_eq!(p[0].field.as_deref(), Some(field), "{hooks}: {p:?}");
+            assert!(p[0].message.contains(message), "{hooks}: {p:?}");
+        }
     }
 
     #[test]
