@@ -109,6 +109,8 @@ pub struct RawRepo {
     pub clean: Option<bool>,
     pub auth: Option<RawAuth>,
     pub retry: Option<RawRetry>,
+    pub sync_timeout: Option<RawDuration>,
+    pub stall_timeout: Option<RawDuration>,
     pub on_success: Option<RawOnSuccess>,
 
     pub label: Option<String>,
@@ -174,6 +176,8 @@ impl RawRepo {
             depth,
             submodules,
             clean,
+            sync_timeout,
+            stall_timeout,
             label,
             label_type,
             trigger,
