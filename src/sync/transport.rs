@@ -7,7 +7,14 @@
 //! The limits: a sync has an overall deadline (`sync_timeout`), and a transfer that receives less
 //! than [`LOW_SPEED_BYTES`] within `stall_timeout` is stalled (git's `http.lowSpeedLimit`/`Time`
 //! idea, applied to every transport), so neither a silent remote nor one that trickles a byte at
-//! a time can hold a worker past its limits.
+//! a time can hold a worker past its limits. Our transports check every read with a [`Watch`];
+//! libgit2's built-in ones are checked from the transfer-progress callback with a [`Progress`]
+//! (it fires on every read of the pack, not during the ref advertisement and negotiation, where
+//! libgit2's own socket timeout covers a silent remote).
+//!
+//! libgit2 keeps only the text of a transport's error, so a limit that trips is also recorded
+//! for the thread ([`take_limit_hit`]): the engine reports it as a timeout by that record, not
+//! by the words.
 
 use std::cell::RefCell;
 use std::io;
@@ -36,16 +43,36 @@ impl Limits {
         }
     }
 
+    /// The limits of a sync of `repo` that starts now (its `sync_timeout`, `stall_timeout`).
+    pub fn for_repo(repo: &Repo) -> Limits {
+        Limits::starting_now(repo.timeouts.sync, repo.timeouts.stall)
+    }
+
     /// What is left before the deadline, or the timeout error once it has passed.
     pub fn remaining(&self) -> io::Result<Duration> {
         match self.deadline.checked_duration_since(Instant::now()) {
             Some(d) if !d.is_zero() => Ok(d),
-            _ => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the sync ran past its sync_timeout",
-            )),
+            _ => Err(limit_hit("the sync ran past its sync_timeout".into())),
         }
     }
+}
+
+thread_local! {
+    /// The limit that tripped during this thread's current fetch, if one did.
+    static LIMIT_HIT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records that a limit tripped (what it was, in words for the operator) and returns the
+/// timeout error a transport's read fails with.
+fn limit_hit(what: String) -> io::Error {
+    LIMIT_HIT.with(|l| *l.borrow_mut() = Some(what.clone()));
+    io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
+/// The limit that tripped during the fetch that just ended on this thread, if one did (and
+/// forgets it). [`scope`] clears it when a fetch begins.
+pub fn take_limit_hit() -> Option<String> {
+    LIMIT_HIT.with(|l| l.borrow_mut().take())
 }
 
 /// Watches one connection's reads against [`Limits`]: call [`Watch::before_read`] for the
@@ -116,13 +143,53 @@ impl Watch {
     }
 
     fn stalled(&self) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "the remote stalled: less than {LOW_SPEED_BYTES} bytes in {} (stall_timeout)",
-                humantime::format_duration(self.limits.stall)
-            ),
-        )
+        limit_hit(stalled_message(self.limits.stall))
+    }
+}
+
+fn stalled_message(stall: Duration) -> String {
+    format!(
+        "the remote stalled: less than {LOW_SPEED_BYTES} bytes in {} (stall_timeout)",
+        humantime::format_duration(stall)
+    )
+}
+
+/// Watches a fetch through libgit2's transfer-progress callback, for transports hookmirror does
+/// not implement itself: [`Progress::check`] with the bytes received so far says whether the
+/// fetch may go on. It sees only the pack download (the callback's only moments), so a stall
+/// is noticed at the first read after its window closed.
+#[derive(Debug)]
+pub struct Progress {
+    limits: Limits,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl Progress {
+    pub fn new(limits: Limits) -> Progress {
+        Progress {
+            limits,
+            window_start: Instant::now(),
+            window_bytes: 0,
+        }
+    }
+
+    /// False (and the limit recorded) when the deadline passed or the window that just closed
+    /// brought less than [`LOW_SPEED_BYTES`]; `received` is the fetch's byte count so far.
+    pub fn check(&mut self, received: u64) -> bool {
+        if self.limits.remaining().is_err() {
+            return false;
+        }
+        if self.window_start.elapsed() < self.limits.stall {
+            return true;
+        }
+        if received.saturating_sub(self.window_bytes) < LOW_SPEED_BYTES {
+            limit_hit(stalled_message(self.limits.stall));
+            return false;
+        }
+        self.window_start = Instant::now();
+        self.window_bytes = received;
+        true
     }
 }
 
@@ -137,8 +204,10 @@ thread_local! {
     static CURRENT: RefCell<Option<FetchContext>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `ctx` as this thread's fetch context (restored afterwards, also on panic).
+/// Runs `f` with `ctx` as this thread's fetch context (restored afterwards, also on panic); a
+/// limit recorded before is forgotten.
 pub fn scope<R>(ctx: FetchContext, f: impl FnOnce() -> R) -> R {
+    take_limit_hit();
     struct Restore(Option<FetchContext>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -207,6 +276,39 @@ mod tests {
         std::thread::sleep(Duration::from_millis(25));
         let e = w.before_read().unwrap_err();
         assert!(e.to_string().contains("sync_timeout"), "{e}");
+    }
+
+    #[test]
+    fn a_tripped_limit_is_recorded_for_the_thread() {
+        take_limit_hit();
+        let mut w = Watch::new(limits(60, 10));
+        w.before_read().unwrap();
+        w.after_read(Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap_err();
+        let hit = take_limit_hit().unwrap();
+        assert!(hit.contains("stall_timeout"), "{hit}");
+        assert!(take_limit_hit().is_none(), "taken once");
+        std::thread::spawn(|| assert!(take_limit_hit().is_none()))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn progress_stops_a_trickle_and_passes_a_transfer() {
+        take_limit_hit();
+        let mut p = Progress::new(limits(60, 30));
+        assert!(p.check(10), "inside the first window");
+        std::thread::sleep(Duration::from_millis(35));
+        assert!(p.check(5000), "5000 bytes in the window");
+        std::thread::sleep(Duration::from_millis(35));
+        assert!(!p.check(5010), "10 bytes in the next");
+        assert!(take_limit_hit().unwrap().contains("stalled"));
+        let mut p = Progress::new(Limits {
+            deadline: Instant::now(),
+            stall: Duration::from_secs(60),
+        });
+        assert!(!p.check(1 << 20), "past the deadline");
+        assert!(take_limit_hit().unwrap().contains("sync_timeout"));
     }
 
     #[test]
