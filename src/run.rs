@@ -23,8 +23,9 @@ pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Blocking threads run git; `workers` bounds how many sync at once.
-        .max_blocking_threads(config.workers + 8)
+        // Blocking threads run git; `workers` bounds how many sync at once. Sized for the most a
+        // reload may set (threads start only when needed and end when idle).
+        .max_blocking_threads(crate::config::MAX_WORKERS + 8)
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {

@@ -27,7 +27,10 @@ use crate::queue::{Action, Coalescer, Dedupe};
 
 pub use apply::ReloadSummary;
 pub use deliver::{Delivered, wanted};
-pub use status::{ErrorInfo, ReloadStatus, RepoStatus, RepoView, SyncReport};
+pub use status::{
+    ErrorInfo, RecoveryAction, RecoveryInfo, ReloadStatus, RepoStatus, RepoView, RetryInfo,
+    SyncReport,
+};
 
 /// Delivery ids remembered for dedupe.
 pub const DEDUPE_CAPACITY: usize = 4096;
@@ -89,8 +92,8 @@ struct Shared {
     workers: Arc<Semaphore>,
     /// False once shutdown began: webhooks and the API answer 503.
     intake: AtomicBool,
-    /// Set at shutdown: retry back-off sleeps end early.
-    stopping: AtomicBool,
+    /// Set at shutdown: waits for a retry end early.
+    stop: tokio::sync::watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
 }
@@ -122,7 +125,7 @@ impl Daemon {
             config: RwLock::new(Arc::new(config)),
             book: Mutex::new(book),
             intake: AtomicBool::new(true),
-            stopping: AtomicBool::new(false),
+            stop: tokio::sync::watch::Sender::new(false),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
         }))
@@ -220,7 +223,7 @@ impl Daemon {
     /// Stops intake (webhooks and the API answer 503) and ends retry back-off early.
     pub fn close_intake(&self) {
         self.0.intake.store(false, Ordering::SeqCst);
-        self.0.stopping.store(true, Ordering::SeqCst);
+        self.0.stop.send_replace(true);
         for (_, (_, stop)) in self.book().schedules.drain() {
             let _ = stop.send(true);
         }
