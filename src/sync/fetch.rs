@@ -8,7 +8,7 @@ use git2::{AutotagOption, FetchOptions, Oid, Repository, SubmoduleUpdateOptions}
 
 use super::credentials::{AuthState, callbacks};
 use super::error::{ErrorKind, SyncError, classify, is_corruption};
-use super::transport::{self, FetchContext, Limits, Progress};
+use super::transport::{self, FetchContext, Limits};
 use crate::config::{Repo, Target};
 use crate::url::Scheme;
 
@@ -46,9 +46,9 @@ impl From<FetchError> for SyncError {
 }
 
 /// Runs `network` (a fetch, a submodule update) with `repo`'s callbacks (credentials, host keys,
-/// and the limits checked on every read of the pack) and its fetch context installed for
-/// hookmirror's transports. A limit that tripped is a [`ErrorKind::Timeout`] that says which;
-/// other failures are classified as usual.
+/// and the deadline checked whenever libgit2 reports progress) and its fetch context installed
+/// for hookmirror's transports (which check every read). A limit that tripped is an
+/// [`ErrorKind::Timeout`] that says which; other failures are classified as usual.
 fn limited<R>(
     repo: &Repo,
     limits: Limits,
@@ -56,9 +56,9 @@ fn limited<R>(
     network: impl FnOnce(FetchOptions<'_>) -> Result<R, git2::Error>,
 ) -> Result<R, FetchError> {
     let state = RefCell::new(AuthState::default());
-    let progress = RefCell::new(Progress::new(limits));
     let mut cb = callbacks(repo, &state);
-    cb.transfer_progress(|p| progress.borrow_mut().check(p.received_bytes() as u64));
+    cb.transfer_progress(|_| limits.check());
+    cb.sideband_progress(|_| limits.check());
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(cb);
     let ctx = FetchContext {

@@ -7,10 +7,13 @@
 //! The limits: a sync has an overall deadline (`sync_timeout`), and a transfer that receives less
 //! than [`LOW_SPEED_BYTES`] within `stall_timeout` is stalled (git's `http.lowSpeedLimit`/`Time`
 //! idea, applied to every transport), so neither a silent remote nor one that trickles a byte at
-//! a time can hold a worker past its limits. Our transports check every read with a [`Watch`];
-//! libgit2's built-in ones are checked from the transfer-progress callback with a [`Progress`]
-//! (it fires on every read of the pack, not during the ref advertisement and negotiation, where
-//! libgit2's own socket timeout covers a silent remote).
+//! a time can hold a worker past its limits. Our transports check every read with a [`Watch`].
+//! libgit2's built-in ones (ssh, https) allow less: its transfer-progress callback fires once per
+//! 100 KiB received (`NETWORK_XFER_THRESHOLD` in smart_protocol.c) and the sideband one per
+//! progress message, and there [`Limits::check`] ends a fetch past its deadline; a silent socket
+//! fails after libgit2's one process-wide timeout (`IO_TIMEOUT_MS`). A remote that trickles
+//! below 100 KiB per `stall_timeout` over those transports is not caught (our own transports
+//! for them lift that).
 //!
 //! libgit2 keeps only the text of a transport's error, so a limit that trips is also recorded
 //! for the thread ([`take_limit_hit`]): the engine reports it as a timeout by that record, not
@@ -21,6 +24,9 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::config::Repo;
+
+/// What a fetch past its deadline fails with.
+const DEADLINE: &str = "the sync ran past its sync_timeout";
 
 /// A transfer slower than this many bytes per `stall_timeout` is stalled.
 pub const LOW_SPEED_BYTES: u64 = 1024;
@@ -48,11 +54,17 @@ impl Limits {
         Limits::starting_now(repo.timeouts.sync, repo.timeouts.stall)
     }
 
+    /// False (and the limit recorded) once the deadline has passed: for libgit2's callbacks,
+    /// which cancel the fetch when they return false.
+    pub fn check(&self) -> bool {
+        self.remaining().is_ok()
+    }
+
     /// What is left before the deadline, or the timeout error once it has passed.
     pub fn remaining(&self) -> io::Result<Duration> {
         match self.deadline.checked_duration_since(Instant::now()) {
             Some(d) if !d.is_zero() => Ok(d),
-            _ => Err(limit_hit("the sync ran past its sync_timeout".into())),
+            _ => Err(limit_hit(DEADLINE.into())),
         }
     }
 }
@@ -82,6 +94,8 @@ pub struct Watch {
     limits: Limits,
     window_start: Instant,
     window_bytes: u64,
+    /// The next read's timeout is the time left before the deadline (shorter than a stall).
+    deadline_bound: bool,
 }
 
 impl Watch {
@@ -90,26 +104,24 @@ impl Watch {
             limits,
             window_start: Instant::now(),
             window_bytes: 0,
+            deadline_bound: false,
         }
     }
 
-    /// How long the next read may block: until the current stall window closes, but never past
-    /// the deadline. An error when either has passed.
+    /// How long the next read may block: a whole `stall_timeout` (a remote silent that long
+    /// has stalled), but never past the deadline. An error when the deadline has passed, or the
+    /// stall window that just closed brought too few bytes.
     pub fn before_read(&mut self) -> io::Result<Duration> {
         let left = self.limits.remaining()?;
-        let window_left = self
-            .limits
-            .stall
-            .checked_sub(self.window_start.elapsed())
-            .filter(|d| !d.is_zero());
-        match window_left {
-            Some(w) => Ok(w.min(left)),
-            None => self.close_window().map(|_| self.limits.stall.min(left)),
+        if self.window_start.elapsed() >= self.limits.stall {
+            self.close_window()?;
         }
+        self.deadline_bound = left < self.limits.stall;
+        Ok(self.limits.stall.min(left))
     }
 
     /// Counts what a read returned; an error when a read timed out (the remote was silent for
-    /// the whole window) or the window closed with too few bytes.
+    /// a whole `stall_timeout`, or until the deadline) or the window closed with too few bytes.
     pub fn after_read(&mut self, result: io::Result<usize>) -> io::Result<usize> {
         match result {
             Ok(n) => {
@@ -126,6 +138,9 @@ impl Watch {
                 ) =>
             {
                 self.limits.remaining()?;
+                if self.deadline_bound {
+                    return Err(limit_hit(DEADLINE.into()));
+                }
                 Err(self.stalled())
             }
             Err(e) => Err(e),
@@ -152,45 +167,6 @@ fn stalled_message(stall: Duration) -> String {
         "the remote stalled: less than {LOW_SPEED_BYTES} bytes in {} (stall_timeout)",
         humantime::format_duration(stall)
     )
-}
-
-/// Watches a fetch through libgit2's transfer-progress callback, for transports hookmirror does
-/// not implement itself: [`Progress::check`] with the bytes received so far says whether the
-/// fetch may go on. It sees only the pack download (the callback's only moments), so a stall
-/// is noticed at the first read after its window closed.
-#[derive(Debug)]
-pub struct Progress {
-    limits: Limits,
-    window_start: Instant,
-    window_bytes: u64,
-}
-
-impl Progress {
-    pub fn new(limits: Limits) -> Progress {
-        Progress {
-            limits,
-            window_start: Instant::now(),
-            window_bytes: 0,
-        }
-    }
-
-    /// False (and the limit recorded) when the deadline passed or the window that just closed
-    /// brought less than [`LOW_SPEED_BYTES`]; `received` is the fetch's byte count so far.
-    pub fn check(&mut self, received: u64) -> bool {
-        if self.limits.remaining().is_err() {
-            return false;
-        }
-        if self.window_start.elapsed() < self.limits.stall {
-            return true;
-        }
-        if received.saturating_sub(self.window_bytes) < LOW_SPEED_BYTES {
-            limit_hit(stalled_message(self.limits.stall));
-            return false;
-        }
-        self.window_start = Instant::now();
-        self.window_bytes = received;
-        true
-    }
 }
 
 /// The fetch a transport serves.
@@ -248,6 +224,35 @@ mod tests {
     }
 
     #[test]
+    fn every_read_may_wait_a_whole_stall_and_a_busy_window_passes() {
+        let mut w = Watch::new(limits(60, 40));
+        assert_eq!(w.before_read().unwrap(), Duration::from_millis(40));
+        w.after_read(Ok(2000)).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        // Late in the window, the next read still gets a whole stall before it counts as one.
+        assert_eq!(w.before_read().unwrap(), Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(15));
+        assert_eq!(
+            w.before_read().unwrap(),
+            Duration::from_millis(40),
+            "window passed"
+        );
+    }
+
+    #[test]
+    fn a_read_cut_by_the_deadline_says_so() {
+        let mut w = Watch::new(Limits {
+            deadline: Instant::now() + Duration::from_millis(300),
+            stall: Duration::from_secs(60),
+        });
+        assert!(w.before_read().unwrap() <= Duration::from_millis(300));
+        let e = w
+            .after_read(Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("sync_timeout"), "{e}");
+    }
+
+    #[test]
     fn a_trickle_is_stalled_when_its_window_closes() {
         let mut w = Watch::new(limits(60, 50));
         w.before_read().unwrap();
@@ -294,20 +299,15 @@ mod tests {
     }
 
     #[test]
-    fn progress_stops_a_trickle_and_passes_a_transfer() {
+    fn the_deadline_check_records_why() {
         take_limit_hit();
-        let mut p = Progress::new(limits(60, 30));
-        assert!(p.check(10), "inside the first window");
-        std::thread::sleep(Duration::from_millis(35));
-        assert!(p.check(5000), "5000 bytes in the window");
-        std::thread::sleep(Duration::from_millis(35));
-        assert!(!p.check(5010), "10 bytes in the next");
-        assert!(take_limit_hit().unwrap().contains("stalled"));
-        let mut p = Progress::new(Limits {
+        assert!(limits(60, 1000).check());
+        assert!(take_limit_hit().is_none());
+        let past = Limits {
             deadline: Instant::now(),
             stall: Duration::from_secs(60),
-        });
-        assert!(!p.check(1 << 20), "past the deadline");
+        };
+        assert!(!past.check());
         assert!(take_limit_hit().unwrap().contains("sync_timeout"));
     }
 
