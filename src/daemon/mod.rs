@@ -155,7 +155,9 @@ impl Daemon {
         self.0.intake.load(Ordering::SeqCst)
     }
 
-    /// Reads each checkout's current commit so status shows it before the first sync.
+    /// Reads each checkout's current commit so status shows it before the first sync, and a
+    /// sync cut short while it wrote a tree (as `last_error` of kind `interrupted`: the files
+    /// are not HEAD's until the next sync repairs them).
     pub async fn load_commits(&self) {
         let dirs: Vec<(String, std::path::PathBuf)> = self
             .config()
@@ -165,14 +167,22 @@ impl Daemon {
             .collect();
         let found = tokio::task::spawn_blocking(move || {
             dirs.into_iter()
-                .map(|(n, d)| (n, crate::sync::git::current_commit(&d)))
+                .map(|(n, d)| (n, crate::sync::git::checkout_state(&d)))
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
         let mut book = self.book();
-        for (name, commit) in found {
-            book.status.entry(name).or_default().commit = commit;
+        for (name, state) in found {
+            let st = book.status.entry(name.clone()).or_default();
+            st.commit = state.commit;
+            if let Some(message) = state.interrupted {
+                tracing::warn!(repo = %name, "{message}");
+                st.last_error = Some(ErrorInfo {
+                    kind: "interrupted".into(),
+                    message,
+                });
+            }
         }
     }
 

@@ -16,8 +16,8 @@ use super::error::{ErrorKind, SyncError, classify, from_io};
 use super::fetch::fetch;
 use super::publish::{self, Found, Marker};
 use super::recovery::{
-    DirLock, DirState, Recovery, git_dir_of, inspect, lock, move_aside, open_checked, open_exact,
-    remove_leftovers,
+    DirLock, DirState, Recovery, STAGING, git_dir_of, inspect, lock, move_aside, open_checked,
+    open_exact, remove_leftovers,
 };
 use super::transport::Limits;
 use crate::config::Repo;
@@ -288,17 +288,54 @@ fn contains(git: &Repository, head: Oid, commit: &str) -> bool {
     head == commit || git.graph_descendant_of(head, commit).unwrap_or(false)
 }
 
-/// Creates the directory and an empty repository with the remote configured (credentials
-/// stripped from the stored URL; fetches use the configured URL).
+/// Creates the directory (when missing) and an empty repository in it with the remote
+/// configured (credentials stripped from the stored URL; fetches use the configured URL). The
+/// repository is made in a staging folder inside the directory and its `.git` moved into place
+/// whole, so a kill never leaves a half-made `.git` behind (which the next sync would take for
+/// damage). When another process got there first, its repository is used.
 fn init(dir: &Path, repo: &Repo) -> Result<Repository, SyncError> {
+    let err = |e: git2::Error| classify(e, &AuthState::default());
     std::fs::create_dir_all(dir)
         .map_err(|e| from_io(&format!("cannot create {}", dir.display()), &e))?;
-    let git = Repository::init(dir).map_err(|e| classify(e, &AuthState::default()))?;
-    if git.find_remote(&repo.remote).is_err() {
+    remove_stale_staging(dir);
+    let staging = dir.join(format!("{STAGING}{}", std::process::id()));
+    let made = Repository::init(&staging).map_err(err).and_then(|git| {
         git.remote(&repo.remote, &stored_url(&repo.url))
-            .map_err(|e| classify(e, &AuthState::default()))?;
+            .map(|_| ())
+            .map_err(err)
+    });
+    let moved = made.and_then(|()| {
+        match std::fs::rename(staging.join(".git"), dir.join(".git")) {
+            Ok(()) => Ok(()),
+            // Another process made one meanwhile.
+            Err(_) if dir.join(".git").exists() => Ok(()),
+            Err(e) => Err(from_io(
+                &format!("cannot move a new repository into {}", dir.display()),
+                &e,
+            )),
+        }
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved?;
+    open_exact(dir).map_err(err)
+}
+
+/// Removes staging folders in `dir` that killed processes left behind (their pid is gone).
+fn remove_stale_staging(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STAGING)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
-    Ok(git)
 }
 
 /// The URL written to `.git/config`: the configured one without any password or token.
@@ -354,11 +391,38 @@ fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
     }
 }
 
-/// The commit checked out in `dir`, if it is a readable checkout.
-pub fn current_commit(dir: &Path) -> Option<String> {
-    let repo = open_exact(dir).ok()?;
-    let head = repo.head().ok()?;
-    head.target().map(|o| o.to_string())
+/// What a checkout shows before any sync: its commit, and whether a sync was cut short while
+/// writing a tree (then the files are not that commit's until the next sync repairs them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckoutState {
+    pub commit: Option<String>,
+    pub interrupted: Option<String>,
+}
+
+/// Reads `dir`'s [`CheckoutState`] (nothing when it is not a readable checkout). Takes no lock
+/// and changes nothing.
+pub fn checkout_state(dir: &Path) -> CheckoutState {
+    let Ok(git) = open_exact(dir) else {
+        return CheckoutState::default();
+    };
+    let head = git.head().ok().and_then(|h| h.target());
+    let shown = |c: Option<Oid>| c.map_or_else(|| "no commit".to_string(), |c| c.to_string());
+    let interrupted = match publish::read_marker(git.path()) {
+        Found::Marker(m) if Some(m.new) != head => Some(format!(
+            "a sync was cut short while it wrote the tree of {}: the files are not {}'s until the next sync repairs them",
+            m.new,
+            shown(head)
+        )),
+        Found::Unreadable => Some(format!(
+            "a sync was cut short while it wrote a tree: the files may not be {}'s until the next sync repairs them",
+            shown(head)
+        )),
+        _ => None,
+    };
+    CheckoutState {
+        commit: head.map(|h| h.to_string()),
+        interrupted,
+    }
 }
 
 /// Pack files a checkout may gather before it is repacked. libgit2 stores every fetch as a pack

@@ -120,7 +120,11 @@ pub(super) fn publish(
     marker: &Marker,
     limits: Limits,
 ) -> Result<(), SyncError> {
-    write_marker(git.path(), marker)?;
+    // A retry of the same publish finds its marker written already (and on a full disk,
+    // rewriting it could fail before the tree is even tried).
+    if read_marker(git.path()) != Found::Marker(marker.clone()) {
+        write_marker(git.path(), marker)?;
+    }
     write_tree(git, repo, marker.new)?;
     if repo.submodules {
         update_submodules(git, repo, limits)?;

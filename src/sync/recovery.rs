@@ -19,13 +19,20 @@ pub(super) enum DirState {
     Foreign(String),
 }
 
+/// The prefix of the folder in which a sync makes a new repository (then `<pid>`); see
+/// `git::init`. A directory that holds only such folders is empty.
+pub(super) const STAGING: &str = ".hookmirror-init-";
+
 pub(super) fn inspect(dir: &Path) -> DirState {
     match std::fs::symlink_metadata(dir) {
         Err(_) => DirState::Missing,
         Ok(m) if !m.is_dir() => DirState::Foreign("it is not a directory".into()),
         Ok(_) => match std::fs::read_dir(dir) {
             Err(e) => DirState::Foreign(format!("it cannot be read: {e}")),
-            Ok(mut entries) => {
+            Ok(entries) => {
+                let mut entries = entries
+                    .flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with(STAGING));
                 if entries.next().is_none() {
                     DirState::Empty
                 } else if dir.join(".git").exists() {
