@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod daemon;
+pub mod faults;
 pub mod forge;
 
 use std::ffi::OsStr;
