@@ -150,8 +150,9 @@ pub async fn run_on(
     // Watching starts before anything is served or synced: an edit made once the daemon answers
     // (or once a start-up sync finished) is never missed.
     let mut watcher = crate::reload::Watcher::start(&config, reload_tx);
-    let mut server = Server::start(listener, &daemon);
+    // Logged before the first request can be answered, so whoever sees an answer finds the line.
     tracing::info!(%addr, repos = config.repos.len(), workers = config.workers, "hookmirror listening");
+    let mut server = Server::start(listener, &daemon);
     daemon.sync_schedules();
     if config.initialise {
         for r in &config.repos {
