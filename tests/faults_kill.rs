@@ -29,7 +29,7 @@ use support::{git, try_git};
 const SECRET: &str = "faults-kill-secret";
 /// Files in the tree, and about how large each is: checking it out takes a while.
 const FILES: usize = 2000;
-const SIZE: usize = 2048;
+const SIZE: usize = 1024;
 /// Rounds per test in CI.
 const CI_ROUNDS: usize = 20;
 

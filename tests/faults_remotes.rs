@@ -248,3 +248,35 @@ fn a_slow_pack_download_over_libgit2s_http_runs_into_sync_timeout() {
     );
     sync_once(&direct, &SyncOptions::default()).unwrap();
 }
+
+#[test]
+fn a_reloaded_stall_timeout_applies_from_the_next_attempt() {
+    let hung = BadRemote::start(Behaviour::Hang);
+    let work = scratch("reload");
+    let body = |stall: &str| {
+        let keys = format!(
+            "    secret: {SECRET}\n    stall_timeout: {stall}\n    retry: {{attempts: 1}}\n"
+        );
+        config_text(
+            "api: {token: tok}\n",
+            &[repo_yaml(
+                "hung",
+                &hung.url(),
+                &work.path().join("hung"),
+                &keys,
+            )],
+        )
+    };
+    let server = Daemon::builder().config(&body("3s")).token("tok").start();
+    let s = server.wait_for("hung", "a failed sync", |s| s["failures"] == 1 && idle(s));
+    let message = s["last_error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("bytes in 3s (stall_timeout)"), "{message}");
+    server.replace_config(&body("1s"));
+    server.wait_reloads(1);
+    let r = server.api_sync("hung");
+    assert_eq!(r.status, 502, "{}", r.text);
+    let s = server.status("hung");
+    assert_eq!(s["last_error"]["kind"], "timeout", "{s:#}");
+    let message = s["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("bytes in 1s (stall_timeout)"), "{message}");
+}
