@@ -280,3 +280,40 @@ fn a_reloaded_stall_timeout_applies_from_the_next_attempt() {
     let message = s["last_error"]["message"].as_str().unwrap();
     assert!(message.contains("bytes in 1s (stall_timeout)"), "{message}");
 }
+
+#[test]
+fn a_reload_can_raise_workers_past_the_pool_the_daemon_started_with() {
+    // Twelve repos whose remote never answers: each attempt holds a worker for 10 s.
+    let hung = BadRemote::start(Behaviour::Hang);
+    let work = scratch("pool");
+    let repos: Vec<String> = (0..12)
+        .map(|i| {
+            let url = format!("git://127.0.0.1:{}/h{i}.git", hung.port);
+            let keys = format!(
+                "    secret: {SECRET}\n    stall_timeout: 10s\n    retry: {{attempts: 1}}\n"
+            );
+            repo_yaml(
+                &format!("h{i}"),
+                &url,
+                &work.path().join(format!("h{i}")),
+                &keys,
+            )
+        })
+        .collect();
+    let body = |workers: usize| config_text(&format!("workers: {workers}\n"), &repos);
+    let server = Daemon::builder().config(&body(1)).start();
+    assert!(support::wait_until(WAIT, || hung.connections() >= 1));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hung.connections(), 1, "workers: 1 runs one sync at a time");
+    // Raised by a reload far past what the runtime's blocking pool was sized for at start
+    // (workers + 8): all twelve run at once, long before the first attempt ends.
+    server.replace_config(&body(12));
+    server.wait_reloads(1);
+    let all = support::wait_until(Duration::from_secs(8), || hung.connections() >= 12);
+    assert!(
+        all,
+        "{} of 12 syncs started; repos: {:#}",
+        hung.connections(),
+        server.repos()
+    );
+}
