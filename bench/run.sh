@@ -3,6 +3,9 @@
 # same run (absolute times drift on shared machines; ratios hold).
 #
 #   bench/run.sh [driver options]        e.g. bench/run.sh --iterations 50 --requests 50000
+#   bench/run.sh faults [options]        the fault benchmarks instead: a healthy repository beside a
+#                                        hung and a dead remote, 50 repositories at once (method in
+#                                        bench/src/faults.rs)
 #
 # It builds hookmirror (`cargo build --release`) and the driver (bench/, a standalone cargo
 # project with its own workspace and Cargo.lock, built --locked into target/bench), makes a temp
@@ -117,7 +120,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-setsid -w "$DRIVER" run \
+MODE=run
+if [[ "${1:-}" == "faults" ]]; then
+  MODE=faults
+  shift
+fi
+setsid -w "$DRIVER" "$MODE" \
   --hookmirror "$HOOKMIRROR_BIN" \
   --fixture "$ROOT/tests/fixtures/webhooks/github/push_branch_created.json" \
   --work "$WORK" \

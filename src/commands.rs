@@ -177,7 +177,12 @@ pub fn outcome_line(repo: &Repo, o: &Outcome) -> String {
                 if o.ok() { "ok" } else { "FAILED" },
                 s.remote_ref
             );
-            for n in &s.notes {
+            for n in o
+                .recovered
+                .iter()
+                .map(|r| r.to_string())
+                .chain(s.notes.clone())
+            {
                 line.push_str(&format!("\t[{n}]"));
             }
             if let Some(e) = &o.touch_error {
@@ -194,13 +199,19 @@ pub fn outcome_line(repo: &Repo, o: &Outcome) -> String {
             }
             line
         }
-        Err(e) => format!(
-            "{}\tFAILED\t{}: {}\t{} attempt{}\t{ms} ms",
-            repo.name,
-            e.kind.as_str(),
-            e.message,
-            o.attempts,
-            if o.attempts == 1 { "" } else { "s" }
-        ),
+        Err(e) => {
+            let mut line = format!(
+                "{}\tFAILED\t{}: {}\t{} attempt{}\t{ms} ms",
+                repo.name,
+                e.kind.as_str(),
+                e.message,
+                o.attempts,
+                if o.attempts == 1 { "" } else { "s" }
+            );
+            for r in &o.recovered {
+                line.push_str(&format!("\t[{r}]"));
+            }
+            line
+        }
     }
 }

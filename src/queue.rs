@@ -17,6 +17,8 @@ pub enum State {
     Idle,
     Queued,
     Syncing,
+    /// A sync failed and waits to try again, holding no worker; requests ride along.
+    Backoff,
 }
 
 /// What the caller must do after [`Coalescer::request`].
@@ -69,11 +71,12 @@ impl Coalescer {
             .unwrap_or(State::Idle)
     }
 
-    /// True when a sync will run after the current one.
+    /// True when requests arrived since the running sync started: a sync that is running runs
+    /// once more afterwards; one in backoff takes them along into its next attempt.
     pub fn pending(&self, name: &str) -> bool {
         self.repos
             .get(name)
-            .is_some_and(|e| e.pending && e.state == Some(State::Syncing))
+            .is_some_and(|e| e.pending && matches!(e.state, Some(State::Syncing | State::Backoff)))
     }
 
     /// Records a request. `hint` is a commit the remote should have, or `None` to force a fetch.
@@ -130,6 +133,41 @@ impl Coalescer {
             force: std::mem::take(&mut e.force),
             covers: e.requested,
         })
+    }
+
+    /// The running sync of `name` failed and waits to try again: it is in backoff until
+    /// [`Coalescer::retry`].
+    pub fn back_off(&mut self, name: &str) {
+        if let Some(e) = self.repos.get_mut(name) {
+            e.state = Some(State::Backoff);
+        }
+    }
+
+    /// The sync of `name` in backoff tries again: requests that arrived since it started ride
+    /// along (it now covers them, and must satisfy their hints too), so none waits for a sync
+    /// of its own.
+    pub fn retry(&mut self, name: &str, current: &mut Started) {
+        let Some(e) = self.repos.get_mut(name) else {
+            return;
+        };
+        e.state = Some(State::Syncing);
+        if !e.pending {
+            return;
+        }
+        e.pending = false;
+        current.covers = e.requested;
+        current.force |= std::mem::take(&mut e.force);
+        current.hints = match (current.hints.take(), e.hints.take()) {
+            (Some(mut hs), Some(more)) => {
+                for h in more {
+                    if !hs.contains(&h) {
+                        hs.push(h);
+                    }
+                }
+                (hs.len() <= MAX_HINTS).then_some(hs)
+            }
+            _ => None,
+        };
     }
 
     /// The running sync of `name` finished. Returns true when requests arrived meanwhile: the
@@ -269,6 +307,40 @@ mod tests {
         assert_eq!(s.hints, Some(vec!["x".to_string(), "y".to_string()]));
         assert_eq!(s.covers, 2);
         assert!(!c.finish("a"));
+    }
+
+    #[test]
+    fn requests_during_backoff_ride_along_with_the_retry() {
+        let mut c = Coalescer::default();
+        c.request("a", Some("x"));
+        let mut s = c.start("a").unwrap();
+        c.back_off("a");
+        assert_eq!(c.state("a"), State::Backoff);
+        assert!(!c.pending("a"));
+        assert_eq!(c.request("a", Some("y")).0, Action::Coalesced);
+        assert_eq!(c.request("a", Some("x")).0, Action::Coalesced);
+        assert!(c.pending("a"));
+        c.retry("a", &mut s);
+        assert_eq!(c.state("a"), State::Syncing);
+        assert_eq!(s.hints, Some(vec!["x".to_string(), "y".to_string()]));
+        assert_eq!(s.covers, 3, "the retry answers every request so far");
+        assert!(!c.finish("a"), "nothing left for a sync of its own");
+        assert_eq!(c.state("a"), State::Idle);
+
+        // A request without a hint during backoff makes the retry fetch unconditionally; with
+        // nothing new, the retry keeps what it had.
+        c.request("a", Some("z"));
+        let mut s = c.start("a").unwrap();
+        c.back_off("a");
+        c.retry("a", &mut s);
+        assert_eq!(
+            (s.hints.clone(), s.covers),
+            (Some(vec!["z".to_string()]), 4)
+        );
+        c.back_off("a");
+        c.request("a", None);
+        c.retry("a", &mut s);
+        assert_eq!((s.hints, s.covers), (None, 5));
     }
 
     #[test]

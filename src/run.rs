@@ -32,8 +32,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     raise_open_files_limit(config.limits.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Blocking threads run git; `workers` bounds how many sync at once.
-        .max_blocking_threads(config.workers + 8)
+        // Blocking threads run git; `workers` bounds how many sync at once. Sized for the most a
+        // reload may set (threads start only when needed and end when idle).
+        .max_blocking_threads(crate::config::MAX_WORKERS + 8)
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
@@ -188,11 +189,12 @@ pub async fn run_on(
     // Watching starts before anything is served or synced: an edit made once the daemon answers
     // (or once a start-up sync finished) is never missed.
     let mut watcher = crate::reload::Watcher::start(&config, reload_tx);
-    let mut server = Server::start(listener, &daemon);
+    // Logged before the first request can be answered, so whoever sees an answer finds the line.
     tracing::info!(%addr, repos = config.repos.len(), workers = config.workers, "hookmirror listening");
     for notice in config.notices(chrono::Utc::now()) {
         tracing::warn!(%notice, "config warning");
     }
+    let mut server = Server::start(listener, &daemon);
     daemon.sync_schedules();
     if config.initialise {
         for r in &config.repos {

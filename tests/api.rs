@@ -187,6 +187,7 @@ fn a_forced_sync_rewrites_files_edited_by_hand_while_head_stayed() {
         &SyncOptions {
             hints: Some(vec![tip.clone()]),
             force: true,
+            no_wait: false,
         },
     )
     .unwrap();

@@ -404,19 +404,16 @@ fn stale_locks_are_removed() {
         std::fs::write(dir.join(".git").join(lock), "").unwrap();
     }
     let next = origin.commit("x", "1\n");
-    let s = sync(&r).result.unwrap();
-    assert_eq!(s.new, next);
+    let o = sync(&r);
+    assert_eq!(o.result.as_ref().unwrap().new, next);
     assert_eq!(head(&dir), next);
+    let notes: Vec<String> = o.recovered.iter().map(|r| r.to_string()).collect();
+    assert!(notes.iter().any(|n| n.contains("index.lock")), "{notes:?}");
     assert!(
-        s.notes.iter().any(|n| n.contains("index.lock")),
-        "{:?}",
-        s.notes
+        notes.iter().any(|n| n.contains("refs/heads/main.lock")),
+        "{notes:?}"
     );
-    assert!(
-        s.notes.iter().any(|n| n.contains("refs/heads/main.lock")),
-        "{:?}",
-        s.notes
-    );
+    assert!(o.recovered.iter().all(|r| r.kind() == "lock_removed"));
     assert!(!dir.join(".git/index.lock").exists());
 }
 
@@ -443,7 +440,8 @@ fn a_corrupted_repository_is_moved_aside_and_recloned() {
         let r = repo(&origin.url(), &dir, "");
         sync(&r).result.unwrap();
         damage(&dir);
-        let s = sync(&r).result.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let o = sync(&r);
+        let s = o.result.unwrap_or_else(|e| panic!("{what}: {e:?}"));
         assert!(s.cloned, "{what}");
         assert_eq!(head(&dir), origin.head("main"), "{what}");
         let aside: Vec<_> = std::fs::read_dir(tmp.path())
@@ -456,10 +454,17 @@ fn a_corrupted_repository_is_moved_aside_and_recloned() {
             1,
             "{what}: the damaged copy is kept aside, not deleted"
         );
-        assert!(
-            s.notes.iter().any(|n| n.contains("moved it to")),
+        let kinds: Vec<&str> = o.recovered.iter().map(|r| r.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["moved_aside", "recloned"],
             "{what}: {:?}",
-            s.notes
+            o.recovered
+        );
+        assert!(
+            o.recovered[0].to_string().contains("moved it to"),
+            "{what}: {:?}",
+            o.recovered
         );
     }
 }

@@ -3,8 +3,11 @@
 //! Subcommands:
 //! - `run --hookmirror BIN --fixture JSON --work DIR [options]`: the whole benchmark
 //! - `minimal-server`: the intake floor (prints its port, serves until killed)
+//! - `faults --hookmirror BIN --fixture JSON --work DIR [options]`: the fault benchmarks
+//!   (`bench/faults.sh`)
 
 mod client;
+mod faults;
 mod load;
 mod minimal;
 mod origin;
@@ -58,6 +61,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("minimal-server") => minimal::serve(false),
         Some("checked-server") => minimal::serve(true),
+        Some("faults") => faults::main(&args[1..]),
         // Load only, for profiling a server by hand:
         // `load PORT FIXTURE URL REQUESTS CONCURRENCY` (the untracked-branch delivery).
         Some("load") if args.len() == 6 => {

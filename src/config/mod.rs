@@ -21,6 +21,10 @@ use crate::secret::Secret;
 use crate::url::RemoteUrl;
 use crate::webhook::Provider;
 
+/// The most `workers` a config may set. The runtime's pool of blocking threads (where git runs) is
+/// sized for it at start, so a reload that raises `workers` is never held back by the pool.
+pub const MAX_WORKERS: usize = 1024;
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -484,9 +488,33 @@ pub struct Repo {
     pub transport: TransportChoice,
     pub auth: Auth,
     pub retry: Retry,
+    pub timeouts: Timeouts,
     pub on_success: OnSuccess,
     /// Notification targets of this repository (beside the top-level ones).
     pub notify: Vec<NotifyTarget>,
+}
+
+/// How long a sync may take: `sync_timeout` and `stall_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One attempt's deadline, from its start to the end of its last network read.
+    pub sync: Duration,
+    /// A transfer that receives less than 1 KiB within this is stalled (a silent or trickling
+    /// remote).
+    pub stall: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            // A clone of a large repository over a slow link takes minutes; past ten something is
+            // wrong, and the worker is needed elsewhere.
+            sync: Duration::from_secs(600),
+            // git's own `http.lowSpeedTime` idea; a forge under load may think for tens of
+            // seconds before it sends a pack, a remote silent for a minute is gone.
+            stall: Duration::from_secs(60),
+        }
+    }
 }
 
 /// One thing wrong with a config, with where it is.

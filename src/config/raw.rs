@@ -172,6 +172,8 @@ pub struct RawRepo {
     pub transport: Option<String>,
     pub auth: Option<RawAuth>,
     pub retry: Option<RawRetry>,
+    pub sync_timeout: Option<RawDuration>,
+    pub stall_timeout: Option<RawDuration>,
     pub on_success: Option<RawOnSuccess>,
     pub notify: Option<Vec<RawNotify>>,
 
@@ -242,6 +244,8 @@ impl RawRepo {
             clean,
             notify,
             transport,
+            sync_timeout,
+            stall_timeout,
             label,
             label_type,
             trigger,

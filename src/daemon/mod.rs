@@ -31,7 +31,10 @@ use crate::queue::{Action, Coalescer, Dedupe};
 pub use apply::ReloadSummary;
 pub use deliver::{Delivered, wanted};
 pub use observe::{DELIVERIES, DeliveryRecord, HISTORY, SyncRecord, Unready};
-pub use status::{ErrorInfo, ReloadStatus, RepoStatus, RepoView, SyncReport};
+pub use status::{
+    ErrorInfo, RecoveryAction, RecoveryInfo, ReloadStatus, RepoStatus, RepoView, RetryInfo,
+    SyncReport,
+};
 
 /// Delivery ids remembered for dedupe.
 pub const DEDUPE_CAPACITY: usize = 4096;
@@ -98,8 +101,8 @@ struct Shared {
     workers: Arc<Semaphore>,
     /// False once shutdown began: webhooks and the API answer 503.
     intake: AtomicBool,
-    /// Set at shutdown: retry back-off sleeps end early.
-    stopping: AtomicBool,
+    /// Set at shutdown: waits for a retry end early.
+    stop: tokio::sync::watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
     /// Where `POST /api/reload` asks for a reload (the run loop's channel, as SIGHUP does).
@@ -144,7 +147,7 @@ impl Daemon {
             config: RwLock::new(Arc::new(config)),
             book: Mutex::new(book),
             intake: AtomicBool::new(true),
-            stopping: AtomicBool::new(false),
+            stop: tokio::sync::watch::Sender::new(false),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             reload_requests: Mutex::new(None),
@@ -177,7 +180,9 @@ impl Daemon {
         self.0.intake.load(Ordering::SeqCst)
     }
 
-    /// Reads each checkout's current commit so status shows it before the first sync.
+    /// Reads each checkout's current commit so status shows it before the first sync, and a
+    /// sync cut short while it wrote a tree (as `last_error` of kind `interrupted`: the files
+    /// are not HEAD's until the next sync repairs them).
     pub async fn load_commits(&self) {
         let dirs: Vec<(String, std::path::PathBuf)> = self
             .config()
@@ -187,14 +192,22 @@ impl Daemon {
             .collect();
         let found = tokio::task::spawn_blocking(move || {
             dirs.into_iter()
-                .map(|(n, d)| (n, crate::sync::git::current_commit(&d)))
+                .map(|(n, d)| (n, crate::sync::git::checkout_state(&d)))
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
         let mut book = self.book();
-        for (name, commit) in found {
-            book.status.entry(name).or_default().commit = commit;
+        for (name, state) in found {
+            let st = book.status.entry(name.clone()).or_default();
+            st.commit = state.commit;
+            if let Some(message) = state.interrupted {
+                tracing::warn!(repo = %name, "{message}");
+                st.last_error = Some(ErrorInfo {
+                    kind: "interrupted".into(),
+                    message,
+                });
+            }
         }
     }
 
@@ -294,7 +307,7 @@ impl Daemon {
     /// Stops intake (webhooks and the API answer 503) and ends retry back-off early.
     pub fn close_intake(&self) {
         self.0.intake.store(false, Ordering::SeqCst);
-        self.0.stopping.store(true, Ordering::SeqCst);
+        self.0.stop.send_replace(true);
         for (_, (_, stop)) in self.book().schedules.drain() {
             let _ = stop.send(true);
         }

@@ -133,7 +133,6 @@ impl Daemon {
         drop(book);
 
         let metrics = &self.0.metrics;
-        let recovery_actions = o.result.as_ref().map_or(0, |s| s.notes.len() as u64);
         metrics.sync_finished(&SyncSample {
             repo: &repo.name,
             trigger: kind,
@@ -141,7 +140,6 @@ impl Daemon {
             duration: o.duration,
             success_unix: report.ok.then(|| now.timestamp_millis() as f64 / 1000.0),
             consecutive_failures,
-            recovery_actions,
         });
         for at in synced_pushes {
             metrics.push_synced(&repo.name, at.elapsed());
@@ -259,7 +257,8 @@ impl Daemon {
             let book = self.book();
             for r in &config.repos {
                 match book.queue.state(&r.name) {
-                    State::Queued => pending += 1,
+                    // Waiting for its turn, or for its retry: not holding a worker.
+                    State::Queued | State::Backoff => pending += 1,
                     State::Syncing => running += 1,
                     State::Idle => {}
                 }

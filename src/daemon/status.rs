@@ -7,13 +7,44 @@ use serde::Serialize;
 use super::{Book, Daemon};
 use crate::config::Repo;
 use crate::queue::State;
-use crate::sync::Outcome;
+use crate::sync::{Outcome, SyncError};
 
 /// A failed sync as status shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ErrorInfo {
     pub kind: String,
     pub message: String,
+}
+
+pub(super) fn error_info(e: &SyncError) -> ErrorInfo {
+    ErrorInfo {
+        kind: e.kind.as_str().into(),
+        message: e.message.clone(),
+    }
+}
+
+/// One thing recovery did to a checkout (see [`crate::sync::Recovery`]).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecoveryAction {
+    /// `lock_removed`, `temp_files_removed`, `moved_aside`, `recloned`, `publish_repaired`,
+    /// `actions_resumed`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// The last time a sync had to repair a checkout, and what it did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    pub at: DateTime<Utc>,
+    pub actions: Vec<RecoveryAction>,
+}
+
+/// A sync in backoff: the attempt that failed, when the next starts, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RetryInfo {
+    pub attempt: u32,
+    pub next_attempt: DateTime<Utc>,
+    pub error: ErrorInfo,
 }
 
 /// The result of one sync, as the API's `?wait=true` answers it.
@@ -50,6 +81,12 @@ pub struct RepoStatus {
     pub fetches: u64,
     /// When the schedule next enqueues a sync (before jitter).
     pub next_run: Option<DateTime<Utc>>,
+    /// While the sync waits to try again (state `backoff`): why and when.
+    pub retry: Option<RetryInfo>,
+    /// Recovery actions taken so far (stale locks, temp packs, a checkout moved aside and
+    /// cloned again, an interrupted publish repaired), and the last ones.
+    pub recoveries: u64,
+    pub last_recovery: Option<RecoveryInfo>,
     #[serde(skip)]
     pub(super) lag_retries: u32,
 }
@@ -94,10 +131,7 @@ fn view(repo: &Repo, book: &Book) -> RepoView {
 /// What status shows as a sync's error: git's, else the post-sync actions'.
 pub(super) fn outcome_error(o: &Outcome) -> Option<ErrorInfo> {
     match (&o.result, &o.touch_error, &o.command) {
-        (Err(e), _, _) => Some(ErrorInfo {
-            kind: e.kind.as_str().into(),
-            message: e.message.clone(),
-        }),
+        (Err(e), _, _) => Some(error_info(e)),
         (Ok(_), Some(t), _) => Some(ErrorInfo {
             kind: "on_success".into(),
             message: t.clone(),
@@ -145,8 +179,9 @@ impl Daemon {
             .filter(|v| v.status.last_error.is_some())
             .count();
         let syncing = views.iter().filter(|v| v.state == State::Syncing).count();
+        let retrying = views.iter().filter(|v| v.state == State::Backoff).count();
         format!(
-            "{} repos, {syncing} syncing, {failing} failing",
+            "{} repos, {syncing} syncing, {retrying} retrying, {failing} failing",
             views.len()
         )
     }

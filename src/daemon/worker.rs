@@ -1,17 +1,21 @@
-//! The sync workers: one task per busy repository runs its syncs one after another on a
-//! blocking thread (at most `workers` at once across repositories), then records each outcome:
-//! status, the sync log line, waiters and dedupe, and a re-fetch when a forge replica lags.
+//! The sync workers: one task per busy repository runs its syncs one after another, each attempt
+//! on a blocking thread holding one of the `workers` slots, and lets go of the slot while a
+//! failed attempt waits for its retry (requests arriving meanwhile ride along with it). Then it
+//! records each outcome: status, the sync log line, recovery actions, waiters and dedupe, and a
+//! re-fetch when a forge replica lags.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::status::outcome_error;
+use super::status::{RecoveryAction, RecoveryInfo, RetryInfo, error_info, outcome_error};
 use super::{Daemon, LAG_DELAY, LAG_RETRIES, SyncReport, Trigger, Waiter};
 use crate::config::Repo;
 use crate::queue::Started;
-use crate::sync::{self, ErrorKind, Outcome, SyncOptions};
+use crate::sync::backoff::{self, Next};
+use crate::sync::{self, Attempt, ErrorKind, Outcome, Recovery, SyncError, SyncOptions};
 
 impl Daemon {
     /// Starts the task that works through `name`'s requests; counted for [`Daemon::drain`].
@@ -33,50 +37,139 @@ impl Daemon {
             let Ok(permit) = self.0.workers.clone().acquire_owned().await else {
                 return;
             };
-            let Some(Started {
-                hints,
-                covers,
-                force,
-            }) = self.book().queue.start(name)
-            else {
-                return;
-            };
-            let Some(repo) = self.config().repo(name).cloned() else {
-                self.book().queue.remove(name);
+            let Some(started) = self.book().queue.start(name) else {
                 return;
             };
             let trigger = self.book().triggers.get(name).cloned();
-            self.book()
-                .status
-                .entry(name.to_string())
-                .or_default()
-                .last_attempt = Some(Utc::now());
-            let shared = self.0.clone();
-            let opts = SyncOptions { hints, force };
-            let repo2 = repo.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                sync::sync_with_retry(&repo2, &opts, |d| interruptible_sleep(&shared.stopping, d))
-            })
-            .await;
-            drop(permit);
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(e) => Outcome {
-                    result: Err(sync::SyncError {
-                        kind: ErrorKind::Other,
-                        message: format!("sync task failed: {e}"),
-                    }),
-                    attempts: 1,
-                    duration: Duration::ZERO,
-                    command: None,
-                    touch_error: None,
-                },
+            let Some((repo, covers, outcome)) = self.sync(name, started, permit).await else {
+                self.book().queue.remove(name);
+                return;
             };
             self.record(&repo, trigger.as_ref(), covers, &outcome);
             if !self.book().queue.finish(name) {
                 return;
             }
         }
+    }
+
+    /// Runs attempts at `name`'s sync until one succeeds or [`backoff::next`] gives up. Each
+    /// attempt holds `permit` (a worker slot, taken again for every retry); the wait between
+    /// attempts holds none. Each attempt uses the config in force when it starts. Returns the
+    /// repo as last synced, the request number the sync answers, and the outcome; `None` when
+    /// the repository left the config.
+    async fn sync(
+        &self,
+        name: &str,
+        mut started: Started,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<(Repo, u64, Outcome)> {
+        let start = Instant::now();
+        let mut permit = Some(permit);
+        let mut attempts = 1;
+        let mut busy_since: Option<Instant> = None;
+        loop {
+            let repo = self.config().repo(name).cloned()?;
+            self.book()
+                .status
+                .entry(name.to_string())
+                .or_default()
+                .last_attempt = Some(Utc::now());
+            let opts = SyncOptions {
+                hints: started.hints.clone(),
+                force: started.force,
+                no_wait: true,
+            };
+            let a = run_attempt(&repo, opts).await;
+            drop(permit.take());
+            self.note_recovery(name, &a.recovered);
+            let done = |a: Attempt, attempts| {
+                let outcome = Outcome::new(a, attempts, start.elapsed(), Vec::new());
+                Some((repo.clone(), started.covers, outcome))
+            };
+            let Err(e) = &a.result else {
+                return done(a, attempts);
+            };
+            let busy_for = match e.kind {
+                ErrorKind::Busy => busy_since.get_or_insert_with(Instant::now).elapsed(),
+                _ => Duration::ZERO,
+            };
+            let Next::Retry { after, counts } =
+                backoff::next(e.kind, attempts, busy_for, &repo, fastrand::f64())
+            else {
+                return done(a, attempts);
+            };
+            if counts {
+                tracing::warn!(repo = %name, attempt = attempts, kind = e.kind.as_str(), error = %e.message, retry_in = ?after, "sync failed, retrying; the worker is free meanwhile");
+            } else {
+                tracing::debug!(repo = %name, error = %e.message, retry_in = ?after, "checkout locked by another process; trying again");
+            }
+            self.back_off(name, attempts, after, e);
+            if !self.pause(after).await {
+                return done(a, attempts);
+            }
+            let Ok(p) = self.0.workers.clone().acquire_owned().await else {
+                return done(a, attempts);
+            };
+            permit = Some(p);
+            let mut book = self.book();
+            book.queue.retry(name, &mut started);
+            if let Some(st) = book.status.get_mut(name) {
+                st.retry = None;
+            }
+            drop(book);
+            attempts += u32::from(counts);
+        }
+    }
+
+    /// Shows that `name`'s sync failed attempt number `attempt` and waits `after` for the next.
+    fn back_off(&self, name: &str, attempt: u32, after: Duration, e: &SyncError) {
+        let mut book = self.book();
+        book.queue.back_off(name);
+        let next = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+        book.status.entry(name.to_string()).or_default().retry = Some(RetryInfo {
+            attempt,
+            next_attempt: next,
+            error: error_info(e),
+        });
+    }
+
+    /// Waits `d`; false as soon as shutdown begins.
+    async fn pause(&self, d: Duration) -> bool {
+        let mut stop = self.0.stop.subscribe();
+        if *stop.borrow_and_update() {
+            return false;
+        }
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(d) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        !stopped && !*self.0.stop.borrow()
+    }
+
+    /// Shows what recovery did to `name`'s checkout: a WARN line, in status a count and the last
+    /// actions, and `hookmirror_recovery_actions_total`.
+    fn note_recovery(&self, name: &str, done: &[Recovery]) {
+        if done.is_empty() {
+            return;
+        }
+        let actions: Vec<String> = done.iter().map(|r| r.to_string()).collect();
+        let kinds: Vec<&str> = done.iter().map(|r| r.kind()).collect();
+        tracing::warn!(repo = %name, kinds = %kinds.join(","), actions = %actions.join("; "), "recovered the checkout");
+        self.0.metrics.recovered(name, done.len() as u64);
+        let mut book = self.book();
+        let st = book.status.entry(name.to_string()).or_default();
+        st.recoveries += done.len() as u64;
+        st.last_recovery = Some(RecoveryInfo {
+            at: Utc::now(),
+            actions: done
+                .iter()
+                .zip(actions)
+                .map(|(r, message)| RecoveryAction {
+                    kind: r.kind().to_string(),
+                    message,
+                })
+                .collect(),
+        });
     }
 
     /// Updates status, logs the sync line, answers waiters and schedules a replica-lag retry.
@@ -124,6 +217,7 @@ impl Daemon {
         let mut book = self.book();
         let st = book.status.entry(repo.name.clone()).or_default();
         st.syncs += 1;
+        st.retry = None;
         st.last_duration_ms = Some(ms);
         st.last_trigger = Some(trigger.to_string());
         if let Ok(s) = &o.result {
@@ -177,17 +271,18 @@ impl Daemon {
     }
 }
 
-/// Sleeps `d` in short steps; returns false as soon as shutdown began.
-fn interruptible_sleep(stopping: &AtomicBool, d: Duration) -> bool {
-    let step = Duration::from_millis(50);
-    let mut left = d;
-    while !left.is_zero() {
-        if stopping.load(Ordering::SeqCst) {
-            return false;
-        }
-        let s = left.min(step);
-        std::thread::sleep(s);
-        left -= s;
-    }
-    !stopping.load(Ordering::SeqCst)
+/// One attempt of `repo`'s sync on a blocking thread.
+async fn run_attempt(repo: &Repo, opts: SyncOptions) -> Attempt {
+    let repo = repo.clone();
+    tokio::task::spawn_blocking(move || sync::attempt(&repo, &opts))
+        .await
+        .unwrap_or_else(|e| Attempt {
+            result: Err(SyncError {
+                kind: ErrorKind::Other,
+                message: format!("sync task failed: {e}"),
+            }),
+            recovered: Vec::new(),
+            command: None,
+            touch_error: None,
+        })
 }

@@ -366,7 +366,7 @@ impl Metrics {
     }
 
     /// One finished sync: its count, duration, the last-success time and the failure streak
-    /// (`consecutive` after this sync), and the recovery actions it took.
+    /// (`consecutive` after this sync).
     pub fn sync_finished(&self, s: &SyncSample<'_>) {
         if !self.enabled {
             return;
@@ -390,10 +390,20 @@ impl Metrics {
         self.consecutive_failures
             .get_or_create(&repo)
             .set(i64::try_from(s.consecutive_failures).unwrap_or(i64::MAX));
-        let recoveries = self.recoveries.get_or_create(&repo);
-        if s.recovery_actions > 0 {
-            recoveries.inc_by(s.recovery_actions);
+        // Present (at 0) from the first sync on, so a rate over it has a start.
+        let _ = self.recoveries.get_or_create(&repo);
+    }
+
+    /// Recovery took `n` actions on `repo`'s checkout (stale locks removed, a damaged checkout
+    /// moved aside, an interrupted publish repaired, …).
+    pub fn recovered(&self, repo: &str, n: u64) {
+        if !self.enabled {
+            return;
         }
+        let label = RepoLabel {
+            repo: repo.to_string(),
+        };
+        self.recoveries.get_or_create(&label).inc_by(n);
     }
 
     /// A push reached the checkout `waited` after its webhook arrived.
@@ -507,7 +517,6 @@ pub struct SyncSample<'a> {
     /// Unix time (seconds) of the success, when it was one.
     pub success_unix: Option<f64>,
     pub consecutive_failures: u64,
-    pub recovery_actions: u64,
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ fn sample(repo: &str, result: SyncResult) -> SyncSample<'_> {
         duration: Duration::from_millis(120),
         success_unix: (result != SyncResult::Failed).then_some(1_700_000_000.0),
         consecutive_failures: u64::from(result == SyncResult::Failed),
-        recovery_actions: 2,
     }
 }
 
@@ -22,6 +21,7 @@ fn sample(repo: &str, result: SyncResult) -> SyncSample<'_> {
 fn both_formats_carry_the_exact_names() {
     let m = Metrics::new(true);
     m.sync_finished(&sample("site", SyncResult::Updated));
+    m.recovered("site", 2);
     m.push_synced("site", Duration::from_millis(80));
     m.webhook("github", WebhookResult::Queued);
     m.webhook("nonsense", WebhookResult::Unauthorized);

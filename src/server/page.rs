@@ -134,6 +134,7 @@ fn repo_row(h: &mut String, p: &Page<'_>, r: &RepoView, history: &[SyncRecord]) 
         State::Idle => "idle",
         State::Queued => "queued",
         State::Syncing => "syncing",
+        State::Backoff => "backoff",
     };
     let _ = write!(
         h,

@@ -1,10 +1,11 @@
 //! Why a sync failed: the error kinds the daemon branches on, and how a git2 error maps onto one.
 //!
 //! [`classify`] decides from what libgit2 reports structurally ([`ErrorCode`], then
-//! [`ErrorClass`]) and from what hookmirror's own callbacks recorded. It reads a message only
-//! where libgit2 passes on the remote's own words or has no code for the case; each of those
-//! matches names the libgit2 path that produces the text (libgit2 1.9, as bundled by
-//! libgit2-sys 0.18).
+//! [`ErrorClass`]) and from what hookmirror's own callbacks and transports recorded. It reads a
+//! message only where libgit2 passes on the remote's own words or has no code for the case; each
+//! of those matches names the libgit2 path that produces the text (libgit2 1.9, as bundled by
+//! libgit2-sys 0.18). hookmirror's own file operations are classified by their OS error number
+//! ([`from_io`]).
 
 use git2::{ErrorClass, ErrorCode};
 
@@ -33,7 +34,15 @@ pub enum ErrorKind {
     Timeout,
     /// Network trouble, a remote that hung up. Retried with backoff.
     Transient,
-    /// Anything else (disk full, permissions, …). Retried.
+    /// The checkout's filesystem is full (or the user's quota is): the fetch or the tree could
+    /// not be written. The checkout keeps its last complete commit (HEAD moves only after the
+    /// tree is written); retried with backoff, and the next sync after space is freed repairs it.
+    DiskFull,
+    /// Another process (a one-shot `hookmirror sync`) holds the checkout's lock. The daemon
+    /// tries again shortly without holding a worker; it is reported only when the lock stays
+    /// taken past `sync_timeout`.
+    Busy,
+    /// Anything else (permissions, …). Retried.
     Other,
 }
 
@@ -41,7 +50,11 @@ impl ErrorKind {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Other
+            ErrorKind::Transient
+                | ErrorKind::Timeout
+                | ErrorKind::DiskFull
+                | ErrorKind::Busy
+                | ErrorKind::Other
         )
     }
 
@@ -55,6 +68,8 @@ impl ErrorKind {
             ErrorKind::ForeignDirectory => "foreign_directory",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Transient => "transient",
+            ErrorKind::DiskFull => "disk_full",
+            ErrorKind::Busy => "busy",
             ErrorKind::Other => "other",
         }
     }
@@ -75,6 +90,21 @@ impl SyncError {
             message: redact_in_text(&message.into()),
         }
     }
+}
+
+/// hookmirror's own file operation `what` (e.g. "cannot create /srv/x") failed with `e`: a full
+/// filesystem or quota is [`ErrorKind::DiskFull`] by its OS error number, anything else `Other`.
+pub(super) fn from_io(what: &str, e: &std::io::Error) -> SyncError {
+    let full = matches!(
+        e.raw_os_error().map(nix::errno::Errno::from_raw),
+        Some(nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)
+    );
+    let kind = if full {
+        ErrorKind::DiskFull
+    } else {
+        ErrorKind::Other
+    };
+    SyncError::new(kind, format!("{what}: {e}"))
 }
 
 /// Maps a git2 error onto an [`ErrorKind`] and a message that names the cause and holds no secret.
@@ -104,7 +134,28 @@ pub(super) fn classify(e: git2::Error, state: &AuthState) -> SyncError {
     SyncError::new(kind, e.message())
 }
 
+/// The text `strerror` gives for ENOSPC and EDQUOT (glibc and musl word them alike).
+const DISK_FULL_TEXTS: [&str; 2] = ["No space left on device", "Disk quota exceeded"];
+
 fn kind_of(e: &git2::Error) -> ErrorKind {
+    // libgit2 reports a failed write (posix.c, futils.c, filebuf.c, the indexer and checkout) as
+    // GIT_ERROR_OS, code -1, with `strerror(errno)` appended to its own words ("could not write
+    // to '<path>': No space left on device"): the class is structural, the errno only in the
+    // text. Some paths (odb_loose.c's and filebuf.c's writes, the indexer's mmap of a pack)
+    // wrap it in their own class; the strerror text is the same.
+    let message = e.message();
+    if matches!(
+        e.class(),
+        ErrorClass::Os
+            | ErrorClass::Filesystem
+            | ErrorClass::Indexer
+            | ErrorClass::Checkout
+            | ErrorClass::Odb
+            | ErrorClass::Index
+    ) && DISK_FULL_TEXTS.iter().any(|t| message.contains(t))
+    {
+        return ErrorKind::DiskFull;
+    }
     match e.code() {
         // libgit2's own auth failures, and hookmirror's credential callback (credentials.rs).
         ErrorCode::Auth => return ErrorKind::Auth,
@@ -116,7 +167,6 @@ fn kind_of(e: &git2::Error) -> ErrorKind {
         ErrorCode::Timeout => return ErrorKind::Timeout,
         _ => {}
     }
-    let message = e.message();
     match e.class() {
         ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh if e.code() == ErrorCode::NotFound => {
             ErrorKind::NotFound
@@ -229,6 +279,12 @@ mod tests {
         (G, C::Indexer, "early EOF", K::Transient),
         (G, C::Ssh, "SSH could not read data: Timed out waiting on socket", K::Transient),
         (G, C::Config, "failed to parse config file", K::Other),
+        // A full disk, wherever libgit2 noticed it.
+        (G, C::Os, "could not write to '/srv/x/big.bin': No space left on device", K::DiskFull),
+        (G, C::Os, "failed to write pack: Disk quota exceeded", K::DiskFull),
+        (G, C::Indexer, "cannot write packfile: No space left on device", K::DiskFull),
+        (G, C::Checkout, "failed to write 'a': No space left on device", K::DiskFull),
+        (G, C::Net, "remote error: No space left on device", K::Transient),
         // Words count only where libgit2 passes on a status or the remote's own text.
         (G, C::Http, "unexpected http status code: 404", K::NotFound),
         (G, C::Http, "unexpected http status code: 403", K::Auth),
@@ -294,6 +350,21 @@ mod tests {
         let m = "failed to fetch 'https://u:tok123@h.example/x.git'";
         let s = classify(Error::new(G, C::Net, m), &AuthState::default());
         assert!(!s.message.contains("tok123"), "{}", s.message);
+    }
+
+    #[test]
+    fn our_own_file_errors_are_classified_by_errno() {
+        let full = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOSPC as i32);
+        let e = from_io("cannot write /x", &full);
+        assert_eq!(e.kind, K::DiskFull);
+        assert!(
+            e.message.starts_with("cannot write /x: No space left"),
+            "{e:?}"
+        );
+        let quota = std::io::Error::from_raw_os_error(nix::errno::Errno::EDQUOT as i32);
+        assert_eq!(from_io("x", &quota).kind, K::DiskFull);
+        let denied = std::io::Error::from_raw_os_error(nix::errno::Errno::EACCES as i32);
+        assert_eq!(from_io("x", &denied).kind, K::Other);
     }
 
     #[test]

@@ -1,41 +1,42 @@
-//! The fetch/checkout path: brings one checkout to the tip of its tracked ref with git2.
+//! One sync of one checkout: brings it to the tip of its tracked ref with git2.
 //!
-//! Clone when the directory is missing or empty; otherwise fetch only the tracked ref with an
-//! explicit refspec and reset --hard. Credentials and host keys are `credentials.rs`'s, stale
-//! locks and damage `recovery.rs`'s. Blocking: run it on a blocking thread.
+//! Under hookmirror's lock on the directory (taken before anything else), leftovers of killed
+//! syncs are removed and damage is moved aside (`recovery`), a publish cut short is finished
+//! (`publish`), then the tracked ref is fetched with an explicit refspec (`fetch`) and published:
+//! tree first, HEAD last. A clone is the same path from an empty repository. Blocking: run it
+//! on a blocking thread.
 
-use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use git2::build::CheckoutBuilder;
-use git2::{
-    AutotagOption, ErrorCode, FetchOptions, Oid, Repository, ResetType, SubmoduleUpdateOptions,
-};
+use git2::{ErrorCode, Oid, Repository};
 
-use super::credentials::{AuthState, callbacks};
-use super::error::{ErrorKind, SyncError, classify, is_corruption};
+use super::credentials::AuthState;
+use super::error::{ErrorKind, SyncError, classify, from_io};
+use super::fetch::fetch;
+use super::publish::{self, Found, Marker};
 use super::recovery::{
-    DirState, inspect, lock_dir, move_aside, open_checked, open_exact, remove_stale_locks,
+    DirLock, DirState, Recovery, STAGING, git_dir_of, inspect, lock, move_aside, open_checked,
+    open_exact, remove_leftovers,
 };
-use super::transport::{self, FetchContext, Limits};
-use super::{DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS};
-use crate::config::{Repo, Target};
-use crate::url::{Scheme, match_key, redact};
+use super::transport::Limits;
+use crate::config::Repo;
+use crate::url::{match_key, redact};
 
 /// What one successful sync did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Synced {
-    /// Checked-out commit before and after.
+    /// The checked-out commit when the last complete sync (with its actions) ended, and now.
     pub old: Option<String>,
     pub new: String,
     /// The remote ref that was followed (`refs/heads/main`, `refs/tags/v1`).
     pub remote_ref: String,
-    /// True when the directory had to be cloned (missing, empty, or set aside as corrupt).
+    /// True when the checkout had no commit before (missing, empty, a clone cut short, or set
+    /// aside as corrupt).
     pub cloned: bool,
     /// False when a hint showed the checkout already had the commit, so nothing was fetched.
     pub fetched: bool,
-    /// What recovery did on the way (stale locks removed, a corrupt repository moved aside).
+    /// Maintenance started on the way (`git gc --auto`).
     pub notes: Vec<String>,
     /// Hinted commits the fetched tip does not contain (a forge replica lagging behind its
     /// webhook): the daemon fetches again shortly.
@@ -57,123 +58,227 @@ pub struct SyncOptions {
     /// The repair path (`?force=true`): fetch even when the hints are contained, and rewrite
     /// the tree even when HEAD is at the tip, comparing every file by content.
     pub force: bool,
+    /// When another process holds the checkout's lock: fail at once with [`ErrorKind::Busy`]
+    /// (the daemon, which tries again without holding a worker) instead of waiting for it (the
+    /// one-shot CLI).
+    pub no_wait: bool,
 }
 
-/// Syncs `repo` once, without retries. See [`super::sync_with_retry`] for the retrying form.
-pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
-    let dir = &repo.directory;
-    let mut notes = Vec::new();
-    let mut cloned = false;
-    let git = match inspect(dir) {
-        DirState::Foreign(why) => {
-            return Err(SyncError::new(
-                ErrorKind::ForeignDirectory,
-                format!(
-                    "refusing to use {}: {why}; hookmirror never deletes what it did not create",
-                    dir.display()
-                ),
-            ));
-        }
-        DirState::Missing | DirState::Empty => {
-            cloned = true;
-            init(dir, repo)?
-        }
-        DirState::Checkout => {
-            let git_dir = dir.join(".git");
-            if git_dir.is_dir() {
-                remove_stale_locks(&git_dir, &mut notes);
-            }
-            match open_checked(dir) {
-                Ok(g) => g,
-                Err(e) => {
-                    move_aside(dir, e.message(), &mut notes)?;
-                    cloned = true;
-                    init(dir, repo)?
-                }
-            }
-        }
-    };
-    let lock = lock_dir(git.path())?;
-    check_remote(&git, repo)?;
-    let old = git
-        .head()
-        .ok()
-        .and_then(|h| h.target())
-        .map(|o| o.to_string());
+/// A sync that holds the checkout's lock: what it did, and the publish marker to clear once its
+/// actions ran ([`Locked::finish`]).
+pub(super) struct Locked {
+    pub(super) synced: Synced,
+    git_dir: PathBuf,
+    _lock: DirLock,
+}
 
-    // The ref HEAD follows, for a default-branch repo: the branch it checked out last time.
-    let remote_ref_guess = || {
-        repo.target.remote_ref().unwrap_or_else(|| {
-            git.head()
-                .ok()
-                .and_then(|h| h.name().ok().map(str::to_string))
-                .filter(|n| n.starts_with("refs/heads/"))
-                .unwrap_or_else(|| "HEAD".into())
-        })
-    };
-    if let (Some(hints), Some(old)) = (&opts.hints, &old)
-        && !opts.force
+impl Locked {
+    /// The sync and its actions are done: clears the publish marker and releases the lock.
+    pub(super) fn finish(self) -> Result<(), SyncError> {
+        publish::clear_marker(&self.git_dir)
+    }
+}
+
+/// How often a sync inspects its directory again when the lock it waited for guarded a
+/// directory that was moved aside meanwhile, before giving up; each time means another process
+/// replaced the directory while this one waited.
+const LOCK_ROUNDS: usize = 10;
+
+/// Syncs `repo` once and keeps the lock; recovery actions are appended to `done`, also when the
+/// sync fails. [`super::attempt`] runs it with the actions.
+pub(super) fn sync_locked(
+    repo: &Repo,
+    opts: &SyncOptions,
+    limits: Limits,
+    done: &mut Vec<Recovery>,
+) -> Result<Locked, SyncError> {
+    let dir = &repo.directory;
+    let (mut git, mut dir_lock, mut moved_aside) = prepare(repo, opts.no_wait, done)?;
+    check_remote(&git, repo)?;
+    let head = |git: &Repository| git.head().ok().and_then(|h| h.target());
+    let mut old = head(&git);
+    let mut cloned = old.is_none();
+    let mut repair = false;
+    match publish::read_marker(git.path()) {
+        Found::Nothing => {}
+        Found::Marker(m) => {
+            if old != Some(m.new) && git.find_commit(m.new).is_ok() {
+                // Finish the cut-short publish first, so the next one starts from a tree that
+                // is HEAD's: nothing it wrote is left behind as an untracked file.
+                publish::publish(&git, repo, &m, limits, false)?;
+                done.push(Recovery::PublishRepaired {
+                    commit: m.new.to_string(),
+                });
+            } else if old != Some(m.new) {
+                repair = true;
+            } else if has_actions(repo) {
+                done.push(Recovery::ActionsResumed {
+                    commit: m.new.to_string(),
+                });
+            }
+            // The actions last ran for the marker's old commit: they run for what this sync
+            // publishes.
+            old = m.old;
+        }
+        Found::Unreadable => repair = true,
+    }
+    let now = head(&git);
+
+    if let (Some(hints), Some(now), false) = (&opts.hints, now, repair || opts.force)
         && !hints.is_empty()
-        && hints.iter().all(|h| contains(&git, old, h))
+        && hints.iter().all(|h| contains(&git, now, h))
     {
-        return Ok(Synced {
-            old: Some(old.clone()),
-            new: old.clone(),
-            remote_ref: remote_ref_guess(),
-            cloned: false,
-            fetched: false,
-            notes,
-            missing_hints: Vec::new(),
+        return Ok(Locked {
+            synced: Synced {
+                old: old.map(|o| o.to_string()),
+                new: now.to_string(),
+                remote_ref: remote_ref_guess(&git, repo),
+                cloned: false,
+                fetched: false,
+                notes: Vec::new(),
+                missing_hints: Vec::new(),
+            },
+            git_dir: git.path().to_path_buf(),
+            _lock: dir_lock,
         });
     }
 
-    let mut git = git;
-    let mut lock = lock;
-    let (remote_ref, commit) = match fetch(&git, repo) {
+    let (remote_ref, commit) = match fetch(&git, repo, limits) {
         Ok(r) => r,
         Err(e) if e.damaged && !cloned => {
             // The odb is damaged in a way the open check did not see (a missing pack).
-            drop(lock);
+            move_aside(dir, &e.error.message, done)?;
             drop(git);
-            move_aside(dir, &e.error.message, &mut notes)?;
-            cloned = true;
             git = init(dir, repo)?;
-            lock = lock_dir(git.path())?;
-            fetch(&git, repo)?
+            // A new directory: its own lock (the old one stays held until this one is ours).
+            let Some(fresh) = lock(git.path(), !opts.no_wait)? else {
+                return Err(SyncError::new(
+                    ErrorKind::Other,
+                    format!(
+                        "{} was replaced while it was being cloned again",
+                        dir.display()
+                    ),
+                ));
+            };
+            dir_lock = fresh;
+            cloned = true;
+            moved_aside = true;
+            fetch(&git, repo, limits)?
         }
         Err(e) => return Err(e.into()),
     };
-    if opts.force {
-        forget_index(&git)?;
+    let marker = Marker {
+        old,
+        new: commit,
+        remote_ref: remote_ref.clone(),
+    };
+    publish::publish(&git, repo, &marker, limits, opts.force)?;
+    if repair {
+        done.push(Recovery::PublishRepaired {
+            commit: commit.to_string(),
+        });
     }
-    checkout(&git, repo, &remote_ref, commit)?;
-    if let Some(note) = maintain(git.path()) {
-        notes.push(note);
+    if moved_aside {
+        done.push(Recovery::Recloned {
+            commit: commit.to_string(),
+        });
     }
-    let new = commit.to_string();
+    let notes = maintain(git.path()).into_iter().collect();
     let missing_hints = opts
         .hints
         .iter()
         .flatten()
-        .filter(|h| !contains(&git, &new, h))
+        .filter(|h| !contains(&git, commit, h))
         .cloned()
         .collect();
-    drop(lock);
-    Ok(Synced {
-        old,
-        new,
-        remote_ref,
-        cloned,
-        fetched: true,
-        notes,
-        missing_hints,
+    Ok(Locked {
+        synced: Synced {
+            old: old.map(|o| o.to_string()),
+            new: commit.to_string(),
+            remote_ref,
+            cloned,
+            fetched: true,
+            notes,
+            missing_hints,
+        },
+        git_dir: git.path().to_path_buf(),
+        _lock: dir_lock,
     })
+}
+
+/// Whether a sync of `repo` that changes the checkout runs anything afterwards.
+fn has_actions(repo: &Repo) -> bool {
+    repo.on_success.touch.is_some() || !repo.on_success.command.is_empty()
+}
+
+/// The ref HEAD follows, for a sync that fetched nothing: the configured one, or for a
+/// default-branch repo the branch it checked out last time.
+fn remote_ref_guess(git: &Repository, repo: &Repo) -> String {
+    repo.target.remote_ref().unwrap_or_else(|| {
+        git.head()
+            .ok()
+            .and_then(|h| h.name().ok().map(str::to_string))
+            .filter(|n| n.starts_with("refs/heads/"))
+            .unwrap_or_else(|| "HEAD".into())
+    })
+}
+
+/// Takes hookmirror's lock on the checkout before anything else, then, under it, removes what
+/// killed syncs left behind and moves a damaged repository aside. A missing or empty directory
+/// gets an empty repository first (so there is a git directory to hold the lock in). Says
+/// whether a damaged repository was moved aside.
+fn prepare(
+    repo: &Repo,
+    no_wait: bool,
+    done: &mut Vec<Recovery>,
+) -> Result<(Repository, DirLock, bool), SyncError> {
+    let dir = &repo.directory;
+    for _ in 0..LOCK_ROUNDS {
+        match inspect(dir) {
+            DirState::Foreign(why) => {
+                return Err(SyncError::new(
+                    ErrorKind::ForeignDirectory,
+                    format!(
+                        "refusing to use {}: {why}; hookmirror never deletes what it did not create",
+                        dir.display()
+                    ),
+                ));
+            }
+            DirState::Missing | DirState::Empty => {
+                init(dir, repo)?;
+            }
+            DirState::Checkout => {
+                let git_dir = git_dir_of(dir);
+                let Some(held) = lock(&git_dir, !no_wait)? else {
+                    continue;
+                };
+                remove_leftovers(&git_dir, done);
+                match open_checked(dir) {
+                    Ok(git) => return Ok((git, held, false)),
+                    Err(e) => {
+                        move_aside(dir, e.message(), done)?;
+                        let git = init(dir, repo)?;
+                        if let Some(fresh) = lock(git.path(), !no_wait)? {
+                            return Ok((git, fresh, true));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Err(SyncError::new(
+        ErrorKind::Other,
+        format!(
+            "{} kept being replaced while this sync waited for its lock",
+            dir.display()
+        ),
+    ))
 }
 
 /// True when `commit` (hex) is `head` or an ancestor of it. Unknown ids are not contained.
 /// An annotated tag's id (forges send it as a tag push's `after`) counts as the commit it tags.
-fn contains(git: &Repository, head: &str, commit: &str) -> bool {
-    let (Ok(head), Ok(hinted)) = (Oid::from_str(head), Oid::from_str(commit)) else {
+fn contains(git: &Repository, head: Oid, commit: &str) -> bool {
+    let Ok(hinted) = Oid::from_str(commit) else {
         return false;
     };
     let Ok(commit) = git
@@ -186,19 +291,54 @@ fn contains(git: &Repository, head: &str, commit: &str) -> bool {
     head == commit || git.graph_descendant_of(head, commit).unwrap_or(false)
 }
 
-/// Creates the directory and an empty repository with the remote configured (credentials
-/// stripped from the stored URL; fetches use the configured URL).
+/// Creates the directory (when missing) and an empty repository in it with the remote
+/// configured (credentials stripped from the stored URL; fetches use the configured URL). The
+/// repository is made in a staging folder inside the directory and its `.git` moved into place
+/// whole, so a kill never leaves a half-made `.git` behind (which the next sync would take for
+/// damage). When another process got there first, its repository is used.
 fn init(dir: &Path, repo: &Repo) -> Result<Repository, SyncError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        SyncError::new(
-            ErrorKind::Other,
-            format!("cannot create {}: {e}", dir.display()),
-        )
-    })?;
-    let git = Repository::init(dir).map_err(|e| classify(e, &AuthState::default()))?;
-    git.remote(&repo.remote, &stored_url(&repo.url))
-        .map_err(|e| classify(e, &AuthState::default()))?;
-    Ok(git)
+    let err = |e: git2::Error| classify(e, &AuthState::default());
+    std::fs::create_dir_all(dir)
+        .map_err(|e| from_io(&format!("cannot create {}", dir.display()), &e))?;
+    remove_stale_staging(dir);
+    let staging = dir.join(format!("{STAGING}{}", std::process::id()));
+    let made = Repository::init(&staging).map_err(err).and_then(|git| {
+        git.remote(&repo.remote, &stored_url(&repo.url))
+            .map(|_| ())
+            .map_err(err)
+    });
+    let moved = made.and_then(|()| {
+        match std::fs::rename(staging.join(".git"), dir.join(".git")) {
+            Ok(()) => Ok(()),
+            // Another process made one meanwhile.
+            Err(_) if dir.join(".git").exists() => Ok(()),
+            Err(e) => Err(from_io(
+                &format!("cannot move a new repository into {}", dir.display()),
+                &e,
+            )),
+        }
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved?;
+    open_exact(dir).map_err(err)
+}
+
+/// Removes staging folders in `dir` that killed processes left behind (their pid is gone).
+fn remove_stale_staging(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STAGING)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The URL written to `.git/config`: the configured one without any password or token.
@@ -254,177 +394,38 @@ fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
     }
 }
 
-/// A failed fetch, and whether the checkout's own object database is what failed: the one
-/// failure a fresh clone repairs.
-struct FetchError {
-    error: SyncError,
-    damaged: bool,
+/// What a checkout shows before any sync: its commit, and whether a sync was cut short while
+/// writing a tree (then the files are not that commit's until the next sync repairs them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckoutState {
+    pub commit: Option<String>,
+    pub interrupted: Option<String>,
 }
 
-impl FetchError {
-    fn new(e: git2::Error, state: &AuthState) -> Self {
-        let damaged = is_corruption(&e);
-        let error = classify(e, state);
-        FetchError {
-            damaged: damaged && error.kind == ErrorKind::Other,
-            error,
-        }
-    }
-}
-
-impl From<SyncError> for FetchError {
-    fn from(error: SyncError) -> Self {
-        FetchError {
-            error,
-            damaged: false,
-        }
-    }
-}
-
-impl From<FetchError> for SyncError {
-    fn from(e: FetchError) -> Self {
-        e.error
-    }
-}
-
-/// Fetches only the tracked ref; returns the remote ref name and the commit it points to
-/// (annotated tags peeled).
-fn fetch(git: &Repository, repo: &Repo) -> Result<(String, Oid), FetchError> {
-    let (src, dst) = match &repo.target {
-        Target::Branch(b) => (
-            format!("refs/heads/{b}"),
-            format!("refs/remotes/{}/{b}", repo.remote),
-        ),
-        // Tags are force-fetched so a tag moved upstream is followed.
-        Target::Tag(t) => (format!("refs/tags/{t}"), format!("refs/tags/{t}")),
-        Target::DefaultBranch => (
-            "HEAD".to_string(),
-            format!("refs/remotes/{}/HEAD", repo.remote),
-        ),
+/// Reads `dir`'s [`CheckoutState`] (nothing when it is not a readable checkout). Takes no lock
+/// and changes nothing.
+pub fn checkout_state(dir: &Path) -> CheckoutState {
+    let Ok(git) = open_exact(dir) else {
+        return CheckoutState::default();
     };
-    let refspec = format!("+{src}:{dst}");
-    let state = RefCell::new(AuthState::default());
-    let fail = |e: git2::Error| FetchError::new(e, &state.borrow());
-    let mut remote = git
-        .remote_anonymous(&transport::fetch_url(repo))
-        .map_err(fail)?;
-    let mut fo = FetchOptions::new();
-    fo.remote_callbacks(callbacks(repo, &state));
-    fo.download_tags(AutotagOption::None);
-    fo.update_fetchhead(false);
-    let network = repo.url.scheme() != Scheme::File;
-    if let (Some(depth), true) = (repo.depth, network) {
-        fo.depth(depth as i32);
-    }
-    let ctx = FetchContext {
-        repo: repo.clone(),
-        limits: Limits::starting_now(
-            DEFAULT_SYNC_TIMEOUT,
-            Duration::from_millis(IO_TIMEOUT_MS as u64),
-        ),
+    let head = git.head().ok().and_then(|h| h.target());
+    let shown = |c: Option<Oid>| c.map_or_else(|| "no commit".to_string(), |c| c.to_string());
+    let interrupted = match publish::read_marker(git.path()) {
+        Found::Marker(m) if Some(m.new) != head => Some(format!(
+            "a sync was cut short while it wrote the tree of {}: the files are not {}'s until the next sync repairs them",
+            m.new,
+            shown(head)
+        )),
+        Found::Unreadable => Some(format!(
+            "a sync was cut short while it wrote a tree: the files may not be {}'s until the next sync repairs them",
+            shown(head)
+        )),
+        _ => None,
     };
-    transport::scope(ctx, || {
-        remote.fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
-    })
-    .map_err(fail)?;
-
-    let advertised = remote.list().map_err(fail)?;
-    let head = advertised.iter().find(|h| h.name() == src);
-    let remote_ref = match (&repo.target, head) {
-        (_, None) => {
-            let what = match &repo.target {
-                Target::Branch(b) => format!("branch `{b}`"),
-                Target::Tag(t) => format!("tag `{t}`"),
-                Target::DefaultBranch => "a default branch (HEAD)".into(),
-            };
-            return Err(SyncError::new(
-                ErrorKind::RefMissing,
-                format!(
-                    "{what} does not exist on {}; the checkout keeps its last tree",
-                    repo.url.redacted()
-                ),
-            )
-            .into());
-        }
-        (Target::DefaultBranch, Some(h)) => h.symref_target().unwrap_or("HEAD").to_string(),
-        (_, Some(_)) => src.clone(),
-    };
-    let oid = git.refname_to_id(&dst).map_err(fail)?;
-    let commit = git
-        .find_object(oid, None)
-        .and_then(|o| o.peel_to_commit())
-        .map_err(fail)?;
-    Ok((remote_ref, commit.id()))
-}
-
-/// Points HEAD at the tracked ref (a local branch of the same name, or detached at a tag) and
-/// resets index and worktree hard to `commit`; with `clean`, untracked files go too.
-fn checkout(git: &Repository, repo: &Repo, remote_ref: &str, commit: Oid) -> Result<(), SyncError> {
-    let err = |e: git2::Error| classify(e, &AuthState::default());
-    match remote_ref.strip_prefix("refs/heads/") {
-        Some(branch) => {
-            let local = format!("refs/heads/{branch}");
-            git.reference(&local, commit, true, "hookmirror: sync")
-                .map_err(err)?;
-            git.set_head(&local).map_err(err)?;
-        }
-        None => git.set_head_detached(commit).map_err(err)?,
+    CheckoutState {
+        commit: head.map(|h| h.to_string()),
+        interrupted,
     }
-    let object = git.find_object(commit, None).map_err(err)?;
-    let mut co = CheckoutBuilder::new();
-    co.force();
-    // A first checkout writes every file: skip the per-file filter setup when no filter applies.
-    if git.index().is_ok_and(|i| i.is_empty()) && !super::filters::needed(git, commit) {
-        co.disable_filters(true);
-    }
-    git.reset(&object, ResetType::Hard, Some(&mut co))
-        .map_err(err)?;
-    if repo.clean {
-        // reset ignores REMOVE_UNTRACKED; a forced checkout of HEAD honours it (ignored files stay,
-        // as with `git clean -fd`).
-        let mut co = CheckoutBuilder::new();
-        co.force().remove_untracked(true);
-        git.checkout_head(Some(&mut co)).map_err(err)?;
-    }
-    if repo.submodules {
-        update_submodules(git, repo)?;
-    }
-    Ok(())
-}
-
-/// Empties the repository's index in memory (the file stays until the reset writes the new
-/// one, so a crash here leaves the old index), so the reset that follows compares every file
-/// with the commit by content instead of trusting the cached stat data (size, times, inode),
-/// which misses an edit that keeps them (coarse timestamps, `core.trustctime = false`).
-fn forget_index(git: &Repository) -> Result<(), SyncError> {
-    let err = |e: git2::Error| classify(e, &AuthState::default());
-    git.index().and_then(|mut i| i.clear()).map_err(err)
-}
-
-/// Initialises and updates submodules recursively, with the same credentials and host checks.
-fn update_submodules(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
-    let state = RefCell::new(AuthState::default());
-    for mut sm in git.submodules().map_err(|e| classify(e, &state.borrow()))? {
-        let mut fo = FetchOptions::new();
-        fo.remote_callbacks(callbacks(repo, &state));
-        let mut opts = SubmoduleUpdateOptions::new();
-        opts.fetch(fo);
-        let mut co = CheckoutBuilder::new();
-        co.force();
-        opts.checkout(co);
-        sm.update(true, Some(&mut opts))
-            .map_err(|e| classify(e, &state.borrow()))?;
-        let inner = sm.open().map_err(|e| classify(e, &state.borrow()))?;
-        update_submodules(&inner, repo)?;
-    }
-    Ok(())
-}
-
-/// The commit checked out in `dir`, if it is a readable checkout.
-pub fn current_commit(dir: &Path) -> Option<String> {
-    let repo = open_exact(dir).ok()?;
-    let head = repo.head().ok()?;
-    head.target().map(|o| o.to_string())
 }
 
 /// Pack files a checkout may gather before it is repacked. libgit2 stores every fetch as a pack

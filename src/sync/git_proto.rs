@@ -10,7 +10,7 @@
 //! the stall disappears. The request line is the git CLI's (libgit2's own leaves the port out of
 //! `host=`); after it, the protocol is libgit2's smart protocol, unchanged.
 //!
-//! Limits: [`CONNECT_TIMEOUT_MS`] to connect (per resolved address), then the fetch's own
+//! Limits: [`CONNECT_TIMEOUT_MS`] to connect (per resolved address, within the deadline), then the fetch's own
 //! ([`transport::Limits`]: the sync's deadline, and a stall when less than
 //! [`transport::LOW_SPEED_BYTES`] arrive within `stall_timeout`). Fetch only: pushing is refused.
 
@@ -21,8 +21,8 @@ use std::time::Duration;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 
-use super::transport::{self, Limits, Watch};
-use super::{CONNECT_TIMEOUT_MS, DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS};
+use super::CONNECT_TIMEOUT_MS;
+use super::transport::{Limits, Watch};
 
 /// git's registered port for `git://`.
 pub const DEFAULT_PORT: u16 = 9418;
@@ -117,15 +117,18 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
     let addrs = (t.host.as_str(), t.port)
         .to_socket_addrs()
         .map_err(|e| net_error(&format!("git://: cannot resolve {}: {e}", t.host)))?;
-    let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS as u64);
+    let limits = Limits::current_or_default();
     let mut last = None;
     for addr in addrs {
+        // Never past the sync's deadline (a refused connection fails at once; one that is
+        // dropped waits for this).
+        let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS as u64).min(
+            limits
+                .remaining()
+                .map_err(|e| io_error(&e, &format!("git://: {e}")))?,
+        );
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
-                let limits = transport::current().map(|c| c.limits).unwrap_or_else(|| {
-                    let io_timeout = Duration::from_millis(IO_TIMEOUT_MS as u64);
-                    Limits::starting_now(DEFAULT_SYNC_TIMEOUT, io_timeout)
-                });
                 let setup = stream
                     .set_write_timeout(Some(limits.stall))
                     .and_then(|_| stream.set_nodelay(true));

@@ -31,7 +31,6 @@ use super::credentials::token_login;
 use super::git_proto::{io_error, net_error};
 use super::http_agent;
 use super::transport::{self, Limits, Watch};
-use super::{DEFAULT_SYNC_TIMEOUT, IO_TIMEOUT_MS};
 use crate::config::Repo;
 use crate::url::{Scheme, redact};
 
@@ -63,12 +62,7 @@ impl SmartSubtransport for SmartHttp {
         let endpoint = Endpoint::of(url)?;
         let ctx = transport::current();
         let repo = ctx.as_ref().map(|c| &c.repo);
-        let limits = ctx.as_ref().map(|c| c.limits).unwrap_or_else(|| {
-            Limits::starting_now(
-                DEFAULT_SYNC_TIMEOUT,
-                Duration::from_millis(IO_TIMEOUT_MS as u64),
-            )
-        });
+        let limits = Limits::current_or_default();
         let base = self
             .moved_to
             .lock()
@@ -466,7 +460,7 @@ impl Read for HttpStream {
             .watch
             .before_read()
             .and_then(|_| match self.reader.as_mut() {
-                Some(r) => r.read(buf),
+                Some(r) => r.read(buf).map_err(timed_out),
                 None => Ok(0),
             });
         let counted = self.watch.after_read(result);
@@ -482,6 +476,20 @@ impl Read for HttpStream {
 impl HttpStream {
     fn watch_limits(&self) -> Limits {
         self.watch.limits()
+    }
+}
+
+/// ureq's own timeouts arrive wrapped as `ErrorKind::Other`: give them the kind [`Watch`]
+/// recognises, so the global one (set to the sync's deadline) is reported as `sync_timeout`.
+fn timed_out(e: io::Error) -> io::Error {
+    let timeout = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+    if timeout {
+        io::Error::new(io::ErrorKind::TimedOut, e.to_string())
+    } else {
+        e
     }
 }
 

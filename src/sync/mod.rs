@@ -1,14 +1,17 @@
-//! Syncing one repository: libgit2's setup, the sync engine's modules, and retries around them.
+//! Syncing one repository: libgit2's setup, the sync engine's modules, one attempt with its
+//! actions, and retries around attempts.
 //!
-//! [`git`] fetches and checks out, with the callbacks in `credentials`, the directory recovery in
-//! `recovery` and the `git://` transport of [`git_proto`]; `error` says why a sync failed
-//! ([`SyncError`]). Retries wait per [`backoff`]; on a change, [`actions`] run. Everything here
-//! blocks; the daemon runs it on blocking threads.
+//! [`git`] runs a sync under the checkout's lock: `recovery` first (stale locks, temp packs,
+//! damage), then `fetch` (with the callbacks in `credentials` and the `git://` transport of
+//! [`git_proto`], limited per [`transport`]) and `publish` (tree first, HEAD last). `error` says
+//! why a sync failed ([`SyncError`]). [`attempt`] adds the [`actions`] on a change; retries follow
+//! [`backoff`]. Everything here blocks; the daemon runs it on blocking threads.
 
 pub mod actions;
 pub mod backoff;
 mod credentials;
 mod error;
+mod fetch;
 mod filters;
 pub mod git;
 pub mod git_proto;
@@ -16,19 +19,33 @@ mod http;
 mod http_agent;
 pub mod known_hosts;
 mod proxy;
+mod publish;
 mod recovery;
 mod ssh;
 pub mod ssh_pool;
 pub mod transport;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use error::{ErrorKind, SyncError};
-pub use git::{SyncOptions, Synced, sync_once};
+pub use git::{SyncOptions, Synced};
+pub use recovery::Recovery;
 
 use crate::config::Repo;
 
-/// The outcome of a sync request: the git result after retries, and what the actions did.
+/// One attempt at a sync: the git result, what recovery did on the way (also when it failed),
+/// and on a change what the actions did.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub result: Result<Synced, SyncError>,
+    pub recovered: Vec<Recovery>,
+    /// The post-sync command's result, when one ran.
+    pub command: Option<Result<actions::CommandResult, String>>,
+    /// Set when touching the trigger file failed.
+    pub touch_error: Option<String>,
+}
+
+/// The outcome of a sync request: the last attempt's result and actions, after retries.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub result: Result<Synced, SyncError>,
@@ -39,9 +56,30 @@ pub struct Outcome {
     pub command: Option<Result<actions::CommandResult, String>>,
     /// Set when touching the trigger file failed.
     pub touch_error: Option<String>,
+    /// What recovery did, over all attempts.
+    pub recovered: Vec<Recovery>,
 }
 
 impl Outcome {
+    /// The outcome whose last attempt was `last`, `recovered` holding the earlier attempts'
+    /// recovery actions.
+    pub fn new(
+        last: Attempt,
+        attempts: u32,
+        duration: Duration,
+        mut recovered: Vec<Recovery>,
+    ) -> Outcome {
+        recovered.extend(last.recovered);
+        Outcome {
+            result: last.result,
+            attempts,
+            duration,
+            command: last.command,
+            touch_error: last.touch_error,
+            recovered,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.result.is_ok()
             && self.touch_error.is_none()
@@ -52,62 +90,95 @@ impl Outcome {
     }
 }
 
-/// Syncs `repo`, retrying transient failures with exponential backoff and jitter up to
-/// `repo.retry.attempts`; `sleep` waits between attempts (and may return false to give up, e.g.
-/// on shutdown). On a change, runs the post-sync actions.
+/// Syncs `repo` once and, when the checkout changed, runs the post-sync actions — all under the
+/// checkout's lock, and only then is the publish recorded as complete, so actions cut short by
+/// a kill run again on the next sync.
+pub fn attempt(repo: &Repo, opts: &SyncOptions) -> Attempt {
+    let mut recovered = Vec::new();
+    let limits = transport::Limits::for_repo(repo);
+    let locked = match git::sync_locked(repo, opts, limits, &mut recovered) {
+        Ok(l) => l,
+        Err(e) => {
+            return Attempt {
+                result: Err(e),
+                recovered,
+                command: None,
+                touch_error: None,
+            };
+        }
+    };
+    let synced = locked.synced.clone();
+    let (command, touch_error) = if synced.changed() {
+        run_actions(repo, &synced)
+    } else {
+        (None, None)
+    };
+    if let Err(e) = locked.finish() {
+        tracing::warn!(repo = %repo.name, error = %e, "the next sync will run the actions again");
+    }
+    Attempt {
+        result: Ok(synced),
+        recovered,
+        command,
+        touch_error,
+    }
+}
+
+/// [`attempt`]'s git result alone (its actions run too).
+pub fn sync_once(repo: &Repo, opts: &SyncOptions) -> Result<Synced, SyncError> {
+    attempt(repo, opts).result
+}
+
+/// Syncs `repo`, retrying per [`backoff::next`] (transient failures with exponential backoff and
+/// jitter, up to `repo.retry.attempts`); `sleep` waits between attempts (and may return false to
+/// give up, e.g. on shutdown). The one-shot CLI's loop; the daemon has its own, which lets go of
+/// its worker while it waits.
 pub fn sync_with_retry(
     repo: &Repo,
     opts: &SyncOptions,
     mut sleep: impl FnMut(Duration) -> bool,
 ) -> Outcome {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let mut attempts = 1;
-    let result = loop {
-        let r = sync_once(repo, opts);
-        match &r {
-            Err(e) if e.kind.is_transient() && attempts < repo.retry.attempts => {
-                let d = backoff::delay(
-                    attempts,
-                    repo.retry.initial_delay,
-                    repo.retry.max_delay,
-                    fastrand::f64(),
-                );
-                tracing::warn!(repo = %repo.name, attempt = attempts, error = %e, retry_in = ?d, "sync failed, retrying");
-                if !sleep(d) {
-                    break r;
+    let mut recovered = Vec::new();
+    let mut busy_since = None;
+    loop {
+        let a = attempt(repo, opts);
+        let Err(e) = &a.result else {
+            return Outcome::new(a, attempts, start.elapsed(), recovered);
+        };
+        let busy_for = match e.kind {
+            ErrorKind::Busy => busy_since.get_or_insert_with(Instant::now).elapsed(),
+            _ => Duration::ZERO,
+        };
+        match backoff::next(e.kind, attempts, busy_for, repo, fastrand::f64()) {
+            backoff::Next::Retry { after, counts } => {
+                if counts {
+                    tracing::warn!(repo = %repo.name, attempt = attempts, kind = e.kind.as_str(), error = %e, retry_in = ?after, "sync failed, retrying");
                 }
-                attempts += 1;
+                if !sleep(after) {
+                    return Outcome::new(a, attempts, start.elapsed(), recovered);
+                }
+                attempts += u32::from(counts);
+                recovered.extend(a.recovered);
             }
-            _ => break r,
+            backoff::Next::GiveUp => return Outcome::new(a, attempts, start.elapsed(), recovered),
         }
-    };
-    let mut outcome = Outcome {
-        result,
-        attempts,
-        duration: start.elapsed(),
-        command: None,
-        touch_error: None,
-    };
-    if let Ok(s) = outcome.result.clone()
-        && s.changed()
-    {
-        run_actions(repo, &s, &mut outcome);
     }
-    outcome
 }
 
 /// How long connecting to a remote may take before the attempt fails (and is retried).
 pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
-/// How long a remote may stay silent mid-transfer before the attempt fails. Without it a remote
-/// that accepts the connection and then hangs would block its repository forever.
+/// How long a remote may stay silent mid-transfer on libgit2's own transports (ssh, https)
+/// before the attempt fails: libgit2 has one such timeout for the whole process, set once at
+/// start, so it is the default `stall_timeout`. hookmirror's own transports and the
+/// transfer-progress check apply each repository's `stall_timeout` and `sync_timeout`.
 pub const IO_TIMEOUT_MS: i32 = 60_000;
 /// libgit2's pack window size (git's `core.packedGitWindowSize` idea).
 pub const MWINDOW_SIZE: usize = 8 << 20;
 /// Pack windows mapped at once, in bytes: keeps a clone's RSS within tens of MiB of idle
 /// whatever the pack's size.
 pub const MWINDOW_MAPPED_LIMIT: usize = 32 << 20;
-/// How long one sync may take in all, retries aside, unless the repository sets `sync_timeout`.
-pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A transport factory as `git2::transport::register` takes it.
 type Factory = fn(&git2::Remote<'_>) -> Result<git2::transport::Transport, git2::Error>;
@@ -155,11 +226,19 @@ pub fn configure(config: &crate::config::Config) {
     ssh_pool::set_idle_timeout(config.ssh.idle_timeout);
 }
 
-fn run_actions(repo: &Repo, s: &Synced, outcome: &mut Outcome) {
+/// Touches the trigger file and runs the command of `repo`'s `on_success`, for the change `s`.
+fn run_actions(
+    repo: &Repo,
+    s: &Synced,
+) -> (
+    Option<Result<actions::CommandResult, String>>,
+    Option<String>,
+) {
+    let mut touch_error = None;
     if let Some(path) = &repo.on_success.touch
         && let Err(e) = actions::touch(path)
     {
-        outcome.touch_error = Some(format!("cannot touch {}: {e}", path.display()));
+        touch_error = Some(format!("cannot touch {}: {e}", path.display()));
     }
     if !repo.on_success.command.is_empty() {
         let env = [
@@ -185,6 +264,7 @@ fn run_actions(repo: &Repo, s: &Synced, outcome: &mut Outcome) {
             }
             Err(e) => tracing::warn!(repo = %repo.name, error = %e, "on_success command failed"),
         }
-        outcome.command = Some(r);
+        return (Some(r), touch_error);
     }
+    (None, touch_error)
 }

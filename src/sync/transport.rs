@@ -7,7 +7,17 @@
 //! The limits: a sync has an overall deadline (`sync_timeout`), and a transfer that receives less
 //! than [`LOW_SPEED_BYTES`] within `stall_timeout` is stalled (git's `http.lowSpeedLimit`/`Time`
 //! idea, applied to every transport), so neither a silent remote nor one that trickles a byte at
-//! a time can hold a worker past its limits.
+//! a time can hold a worker past its limits. Our transports check every read with a [`Watch`].
+//! libgit2's built-in ones (ssh, https) allow less: its transfer-progress callback fires once per
+//! 100 KiB received (`NETWORK_XFER_THRESHOLD` in smart_protocol.c) and the sideband one per
+//! progress message, and there [`Limits::check`] ends a fetch past its deadline; a silent socket
+//! fails after libgit2's one process-wide timeout (`IO_TIMEOUT_MS`). A remote that trickles
+//! below 100 KiB per `stall_timeout` over those transports is not caught (our own transports
+//! for them lift that).
+//!
+//! libgit2 keeps only the text of a transport's error, so a limit that trips is also recorded
+//! for the thread ([`take_limit_hit`]): the engine reports it as a timeout by that record, not
+//! by the words.
 
 use std::cell::RefCell;
 use std::io;
@@ -15,6 +25,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Repo;
 use crate::url::Scheme;
+
+/// What a fetch past its deadline fails with.
+const DEADLINE: &str = "the sync ran past its sync_timeout";
 
 /// A transfer slower than this many bytes per `stall_timeout` is stalled.
 pub const LOW_SPEED_BYTES: u64 = 1024;
@@ -37,16 +50,51 @@ impl Limits {
         }
     }
 
+    /// The limits of the fetch running on this thread, or the default ones (a fetch outside the
+    /// engine, e.g. a submodule's or a test's).
+    pub fn current_or_default() -> Limits {
+        current().map(|c| c.limits).unwrap_or_else(|| {
+            let d = crate::config::Timeouts::default();
+            Limits::starting_now(d.sync, d.stall)
+        })
+    }
+
+    /// The limits of a sync of `repo` that starts now (its `sync_timeout`, `stall_timeout`).
+    pub fn for_repo(repo: &Repo) -> Limits {
+        Limits::starting_now(repo.timeouts.sync, repo.timeouts.stall)
+    }
+
+    /// False (and the limit recorded) once the deadline has passed: for libgit2's callbacks,
+    /// which cancel the fetch when they return false.
+    pub fn check(&self) -> bool {
+        self.remaining().is_ok()
+    }
+
     /// What is left before the deadline, or the timeout error once it has passed.
     pub fn remaining(&self) -> io::Result<Duration> {
         match self.deadline.checked_duration_since(Instant::now()) {
             Some(d) if !d.is_zero() => Ok(d),
-            _ => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the sync ran past its sync_timeout",
-            )),
+            _ => Err(limit_hit(DEADLINE.into())),
         }
     }
+}
+
+thread_local! {
+    /// The limit that tripped during this thread's current fetch, if one did.
+    static LIMIT_HIT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records that a limit tripped (what it was, in words for the operator) and returns the
+/// timeout error a transport's read fails with.
+fn limit_hit(what: String) -> io::Error {
+    LIMIT_HIT.with(|l| *l.borrow_mut() = Some(what.clone()));
+    io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
+/// The limit that tripped during the fetch that just ended on this thread, if one did (and
+/// forgets it). [`scope`] clears it when a fetch begins.
+pub fn take_limit_hit() -> Option<String> {
+    LIMIT_HIT.with(|l| l.borrow_mut().take())
 }
 
 /// Watches one connection's reads against [`Limits`]: call [`Watch::before_read`] for the
@@ -56,6 +104,8 @@ pub struct Watch {
     limits: Limits,
     window_start: Instant,
     window_bytes: u64,
+    /// The next read's timeout is the time left before the deadline (shorter than a stall).
+    deadline_bound: bool,
 }
 
 impl Watch {
@@ -64,6 +114,7 @@ impl Watch {
             limits,
             window_start: Instant::now(),
             window_bytes: 0,
+            deadline_bound: false,
         }
     }
 
@@ -72,23 +123,20 @@ impl Watch {
         self.limits
     }
 
-    /// How long the next read may block: until the current stall window closes, but never past
-    /// the deadline. An error when either has passed.
+    /// How long the next read may block: a whole `stall_timeout` (a remote silent that long
+    /// has stalled), but never past the deadline. An error when the deadline has passed, or the
+    /// stall window that just closed brought too few bytes.
     pub fn before_read(&mut self) -> io::Result<Duration> {
         let left = self.limits.remaining()?;
-        let window_left = self
-            .limits
-            .stall
-            .checked_sub(self.window_start.elapsed())
-            .filter(|d| !d.is_zero());
-        match window_left {
-            Some(w) => Ok(w.min(left)),
-            None => self.close_window().map(|_| self.limits.stall.min(left)),
+        if self.window_start.elapsed() >= self.limits.stall {
+            self.close_window()?;
         }
+        self.deadline_bound = left < self.limits.stall;
+        Ok(self.limits.stall.min(left))
     }
 
     /// Counts what a read returned; an error when a read timed out (the remote was silent for
-    /// the whole window) or the window closed with too few bytes.
+    /// a whole `stall_timeout`, or until the deadline) or the window closed with too few bytes.
     pub fn after_read(&mut self, result: io::Result<usize>) -> io::Result<usize> {
         match result {
             Ok(n) => {
@@ -105,6 +153,9 @@ impl Watch {
                 ) =>
             {
                 self.limits.remaining()?;
+                if self.deadline_bound {
+                    return Err(limit_hit(DEADLINE.into()));
+                }
                 Err(self.stalled())
             }
             Err(e) => Err(e),
@@ -122,14 +173,15 @@ impl Watch {
     }
 
     fn stalled(&self) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "the remote stalled: less than {LOW_SPEED_BYTES} bytes in {} (stall_timeout)",
-                humantime::format_duration(self.limits.stall)
-            ),
-        )
+        limit_hit(stalled_message(self.limits.stall))
     }
+}
+
+fn stalled_message(stall: Duration) -> String {
+    format!(
+        "the remote stalled: less than {LOW_SPEED_BYTES} bytes in {} (stall_timeout)",
+        humantime::format_duration(stall)
+    )
 }
 
 /// The URL libgit2 is given for `repo`: for a repository on hookmirror's transports, its URL
@@ -175,8 +227,11 @@ thread_local! {
     static CURRENT: RefCell<Option<FetchContext>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `ctx` as this thread's fetch context (restored afterwards, also on panic).
+/// Runs `f` with `ctx` as this thread's fetch context (restored afterwards, also on panic); a
+/// limit recorded before is forgotten.
 pub fn scope<R>(ctx: FetchContext, f: impl FnOnce() -> R) -> R {
+    take_limit_hit();
+    FAILURE.with(|f| f.borrow_mut().take());
     struct Restore(Option<FetchContext>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -184,7 +239,6 @@ pub fn scope<R>(ctx: FetchContext, f: impl FnOnce() -> R) -> R {
             CURRENT.with(|c| *c.borrow_mut() = previous);
         }
     }
-    FAILURE.with(|f| f.borrow_mut().take());
     let previous = CURRENT.with(|c| c.borrow_mut().replace(ctx));
     let _restore = Restore(previous);
     f()
@@ -241,6 +295,35 @@ mod tests {
     }
 
     #[test]
+    fn every_read_may_wait_a_whole_stall_and_a_busy_window_passes() {
+        let mut w = Watch::new(limits(60, 40));
+        assert_eq!(w.before_read().unwrap(), Duration::from_millis(40));
+        w.after_read(Ok(2000)).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        // Late in the window, the next read still gets a whole stall before it counts as one.
+        assert_eq!(w.before_read().unwrap(), Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(15));
+        assert_eq!(
+            w.before_read().unwrap(),
+            Duration::from_millis(40),
+            "window passed"
+        );
+    }
+
+    #[test]
+    fn a_read_cut_by_the_deadline_says_so() {
+        let mut w = Watch::new(Limits {
+            deadline: Instant::now() + Duration::from_millis(300),
+            stall: Duration::from_secs(60),
+        });
+        assert!(w.before_read().unwrap() <= Duration::from_millis(300));
+        let e = w
+            .after_read(Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("sync_timeout"), "{e}");
+    }
+
+    #[test]
     fn a_trickle_is_stalled_when_its_window_closes() {
         let mut w = Watch::new(limits(60, 50));
         w.before_read().unwrap();
@@ -269,6 +352,34 @@ mod tests {
         std::thread::sleep(Duration::from_millis(25));
         let e = w.before_read().unwrap_err();
         assert!(e.to_string().contains("sync_timeout"), "{e}");
+    }
+
+    #[test]
+    fn a_tripped_limit_is_recorded_for_the_thread() {
+        take_limit_hit();
+        let mut w = Watch::new(limits(60, 10));
+        w.before_read().unwrap();
+        w.after_read(Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap_err();
+        let hit = take_limit_hit().unwrap();
+        assert!(hit.contains("stall_timeout"), "{hit}");
+        assert!(take_limit_hit().is_none(), "taken once");
+        std::thread::spawn(|| assert!(take_limit_hit().is_none()))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_deadline_check_records_why() {
+        take_limit_hit();
+        assert!(limits(60, 1000).check());
+        assert!(take_limit_hit().is_none());
+        let past = Limits {
+            deadline: Instant::now(),
+            stall: Duration::from_secs(60),
+        };
+        assert!(!past.check());
+        assert!(take_limit_hit().unwrap().contains("sync_timeout"));
     }
 
     #[test]

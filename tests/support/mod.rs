@@ -20,6 +20,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod daemon;
+pub mod faults;
 pub mod forge;
 pub mod https;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{DAY, TIMEOUT, Validator};
 use crate::config::raw::RawRepo;
-use crate::config::{Auth, Credential, OnSuccess, Repo, Retry, Target, TransportChoice};
+use crate::config::{Auth, Credential, OnSuccess, Repo, Retry, Target, Timeouts, TransportChoice};
 use crate::url::{RemoteUrl, Scheme};
 
 /// Fetch depth; 0 (or unset) fetches the whole history. libgit2 reads `i32::MAX` as "unshallow",
@@ -19,6 +19,13 @@ const ATTEMPTS: RangeInclusive<u32> = 1..=100;
 
 /// Retry delays: zero retries at once; past a day a sync looks stuck.
 const RETRY_DELAY: RangeInclusive<Duration> = Duration::ZERO..=DAY;
+
+/// `sync_timeout`: under a second no fetch completes; past a day a hang goes unnoticed.
+const SYNC_TIMEOUT: RangeInclusive<Duration> = Duration::from_secs(1)..=DAY;
+
+/// `stall_timeout`: a remote may pause for a moment (TCP retransmits take ~200 ms); past an hour
+/// of silence it is gone.
+const STALL_TIMEOUT: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(3600);
 
 /// Names are used in URL paths and the API: keep them to a safe alphabet.
 fn valid_name(name: &str) -> bool {
@@ -139,6 +146,7 @@ impl Validator<'_, '_> {
             }
         };
         let retry = self.retry(&r);
+        let timeouts = self.timeouts(&r);
         let on_success = self.on_success(&r);
         let notify = self.notify_targets(&r.notify);
         Repo {
@@ -159,6 +167,7 @@ impl Validator<'_, '_> {
             transport,
             auth,
             retry,
+            timeouts,
             on_success,
             notify,
         }
@@ -286,6 +295,14 @@ impl Validator<'_, '_> {
             attempts: attempts.clamp(*ATTEMPTS.start(), *ATTEMPTS.end()),
             initial_delay,
             max_delay,
+        }
+    }
+
+    fn timeouts(&mut self, r: &RawRepo) -> Timeouts {
+        let d = Timeouts::default();
+        Timeouts {
+            sync: self.duration_within("sync_timeout", &r.sync_timeout, d.sync, SYNC_TIMEOUT),
+            stall: self.duration_within("stall_timeout", &r.stall_timeout, d.stall, STALL_TIMEOUT),
         }
     }
 
@@ -446,6 +463,47 @@ mod tests {
             "between 1ms and 24h",
             &inside,
             &outside,
+        );
+    }
+
+    #[test]
+    fn sync_timeout_is_1s_to_24h_and_stall_timeout_1s_to_1h() {
+        let text = |v: &str| repo_with(&format!("    sync_timeout: {v}\n"));
+        let (inside, outside) = (["1s", "24h", "600"], ["999ms", "24h 1ms", "0"]);
+        assert_bound(
+            text,
+            "sync_timeout",
+            "between 1s and 24h",
+            &inside,
+            &outside,
+        );
+        let text = |v: &str| repo_with(&format!("    stall_timeout: {v}\n"));
+        let (inside, outside) = (["1s", "1h", "60"], ["500ms", "61m", "0"]);
+        assert_bound(
+            text,
+            "stall_timeout",
+            "between 1s and 1h",
+            &inside,
+            &outside,
+        );
+        let c = check(&repo_with("")).unwrap();
+        assert_eq!(c.repos[0].timeouts, Timeouts::default());
+        assert_eq!(c.repos[0].timeouts.sync, Duration::from_secs(600));
+        assert_eq!(c.repos[0].timeouts.stall, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn timeouts_are_inherited_from_defaults() {
+        let text = "defaults:\n  sync_timeout: 2m\n  stall_timeout: 5s\nrepos:\n  - {url: /o.git, directory: /d, secret: s}\n  - {url: /o.git, directory: /e, secret: s, stall_timeout: 9s}\n";
+        let c = check(text).unwrap();
+        let t = |i: usize| c.repos[i].timeouts;
+        assert_eq!(
+            (t(0).sync, t(0).stall),
+            (Duration::from_secs(120), Duration::from_secs(5))
+        );
+        assert_eq!(
+            (t(1).sync, t(1).stall),
+            (Duration::from_secs(120), Duration::from_secs(9))
         );
     }
 }

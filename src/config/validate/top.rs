@@ -12,7 +12,7 @@ use crate::config::{Hooks, Limits, ListenAddr, LogConfig, LogFormat, LogOutput, 
 const SSH_IDLE: RangeInclusive<Duration> = Duration::from_secs(1)..=DAY;
 
 /// Syncs that may run at once.
-const WORKERS: RangeInclusive<i64> = 1..=1024;
+const WORKERS: RangeInclusive<i64> = 1..=crate::config::MAX_WORKERS as i64;
 
 /// Webhook bodies are read into memory whole: at least 1KiB (a push payload's size), at most 1GiB.
 const MAX_BODY: RangeInclusive<usize> = 1024..=1024 * 1024 * 1024;
