@@ -139,6 +139,14 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
         read(&mut cred, None, &field);
         t.sha256 = super::token_sha256(cred.value.expose());
     }
+    if let Some(f) = &mut config.fleet {
+        if let Some(c) = &mut f.credentials {
+            read(c, None, "fleet.credentials_file");
+        }
+        if let Some(t) = &mut f.token {
+            read(t, None, "fleet.token_file");
+        }
+    }
     let mut unreadable = same_token_twice(config);
     for repo in &mut config.repos {
         let name = repo.name.clone();

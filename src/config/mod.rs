@@ -14,7 +14,10 @@ use std::time::Duration;
 
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
 pub use raw::{Format, RawConfig, parse_lenient, parse_str};
-pub use validate::{Context, SINGLE_TOKEN_NAME, parse_cron, parse_expiry, token_sha256, validate};
+pub use validate::{
+    Context, DEFAULT_STREAM, SINGLE_TOKEN_NAME, parse_cron, parse_expiry, token_sha256,
+    valid_fleet_name, validate,
+};
 
 use crate::secret::Secret;
 use crate::url::RemoteUrl;
@@ -34,6 +37,8 @@ pub struct Config {
     /// Who may call the HTTP API, and whether reading needs a token.
     pub api: Api,
     pub limits: Limits,
+    /// The fleet this node belongs to (`fleet`); `None`: a node on its own.
+    pub fleet: Option<Fleet>,
     pub repos: Vec<Repo>,
     /// What is allowed but probably not meant (a token glob that matches no repository, an
     /// expired token): `check` prints them, the daemon logs them at start and reload.
@@ -168,6 +173,23 @@ pub struct LogConfig {
     pub output: LogOutput,
     /// `None`: on unless running under systemd (`JOURNAL_STREAM`), where journald adds its own.
     pub timestamp: Option<bool>,
+}
+
+/// The `fleet` block: NATS JetStream servers shared by several nodes, each of which syncs every
+/// push any of them accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// `nats://host:port` or `tls://host:port`, one server or the members of a cluster.
+    pub servers: Vec<String>,
+    /// This node's name (consumer and status key); `None`: the host name.
+    pub node: Option<String>,
+    /// A `.creds` file's contents (JWT and NKey seed), read by `load`.
+    pub credentials: Option<Credential>,
+    pub token: Option<Credential>,
+    /// The JetStream stream (created when missing); the status bucket is named after it.
+    pub stream: String,
+    /// Copies of the stream and the status bucket in a cluster.
+    pub replicas: usize,
 }
 
 /// HTTP intake limits.

@@ -52,6 +52,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub api: Option<RawApi>,
     pub limits: Option<RawLimits>,
+    pub fleet: Option<RawFleet>,
     pub defaults: Option<RawRepo>,
     pub repos: Option<Vec<RawRepo>>,
 
@@ -105,6 +106,26 @@ pub struct RawLimits {
     pub header_timeout: Option<RawDuration>,
     pub body_timeout: Option<RawDuration>,
     pub max_connections: Option<i64>,
+}
+
+/// The `fleet` block: the NATS servers several hookmirror nodes share.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawFleet {
+    pub nats: Option<RawUrls>,
+    pub node: Option<String>,
+    pub credentials_file: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub stream: Option<String>,
+    pub replicas: Option<i64>,
+}
+
+/// One URL or a list of them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawUrls {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// One repository (also the shape of `defaults`). Fields after the blank line are gwg's names.

@@ -5,12 +5,14 @@
 //! - the workers (`worker.rs`): one task per busy repository, `workers` syncs at once, recording
 //!   the outcome;
 //! - status views (`status.rs`) for the API and systemd;
-//! - `apply` (`apply.rs`): reload a config and reconcile queues, schedules and the pool.
+//! - `apply` (`apply.rs`): reload a config and reconcile queues, schedules and the pool;
+//! - `relay` (`relay.rs`): the port a fleet of nodes plugs into, and the intake paths through it.
 //!
 //! The process lifecycle (listener, watcher, signals, shutdown) lives above it in [`crate::run`].
 
 mod apply;
 mod deliver;
+mod relay;
 mod status;
 mod worker;
 
@@ -27,6 +29,7 @@ use crate::queue::{Action, Coalescer, Dedupe};
 
 pub use apply::ReloadSummary;
 pub use deliver::{Delivered, wanted};
+pub use relay::{BoxFuture, FleetWait, Handed, Relay, Relayed};
 pub use status::{ErrorInfo, ReloadStatus, RepoStatus, RepoView, SyncReport};
 
 /// Delivery ids remembered for dedupe.
@@ -95,6 +98,10 @@ struct Shared {
     idle: Notify,
     /// Where `POST /api/reload` asks for a reload (the run loop's channel, as SIGHUP does).
     reload_requests: Mutex<Option<tokio::sync::mpsc::Sender<&'static str>>>,
+    /// The fleet this node belongs to, set by `run` (see `relay.rs`).
+    relay: RwLock<Option<Arc<dyn Relay>>>,
+    /// Counts recorded sync outcomes; see [`Daemon::sync_events`].
+    synced: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why a sync request was not queued.
@@ -128,6 +135,8 @@ impl Daemon {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             reload_requests: Mutex::new(None),
+            relay: RwLock::new(None),
+            synced: tokio::sync::watch::Sender::new(0),
         }))
     }
 

@@ -10,7 +10,7 @@ use crate::queue::State;
 use crate::sync::Outcome;
 
 /// A failed sync as status shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ErrorInfo {
     pub kind: String,
     pub message: String,
@@ -143,9 +143,13 @@ impl Daemon {
             .filter(|v| v.status.last_error.is_some())
             .count();
         let syncing = views.iter().filter(|v| v.state == State::Syncing).count();
-        format!(
+        let line = format!(
             "{} repos, {syncing} syncing, {failing} failing",
             views.len()
-        )
+        );
+        match self.relay() {
+            Some(fleet) => format!("{line}; fleet {}", fleet.summary()),
+            None => line,
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! and queue.
 
 mod api;
+mod fleet;
 mod guard;
 mod webhook;
 
@@ -28,6 +29,7 @@ pub fn app(daemon: Daemon) -> Router {
         .route("/api/repos/{name}", get(api::show))
         .route("/api/repos/{name}/sync", post(api::sync))
         .route("/api/reload", post(api::reload))
+        .route("/api/fleet", get(fleet::show))
         .fallback(webhook::handle)
         .with_state(daemon)
 }

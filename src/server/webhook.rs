@@ -55,8 +55,8 @@ pub async fn handle(State(d): State<Daemon>, request: Request) -> Response {
         now_unix: unix_now(),
     };
     match repo {
-        Some(repo) => one_repo(&d, repo, headers, &body, opts),
-        None => shared_endpoint(&d, &config, headers, &body, opts),
+        Some(repo) => one_repo(&d, repo, headers, &body, opts).await,
+        None => shared_endpoint(&d, &config, headers, &body, opts).await,
     }
 }
 
@@ -109,7 +109,7 @@ fn unauthorized() -> Response {
 }
 
 /// A repo's own path: verify with its secrets (its pinned provider only, if it pins one).
-fn one_repo(
+async fn one_repo(
     d: &Daemon,
     repo: &Repo,
     headers: &HeaderMap,
@@ -137,12 +137,12 @@ fn one_repo(
             return unauthorized();
         }
     }
-    deliver(d, &[repo], provider, headers, body)
+    deliver(d, &[repo], provider, headers, body).await
 }
 
 /// The shared `/hooks` endpoint (organisation, group and system hooks): the delivery must verify
 /// with some repo's secret; it then goes to those of them whose URL the payload names.
-fn shared_endpoint(
+async fn shared_endpoint(
     d: &Daemon,
     config: &Config,
     headers: &HeaderMap,
@@ -172,11 +172,12 @@ fn shared_endpoint(
         );
         return unauthorized();
     }
-    deliver(d, &verified, provider, headers, body)
+    deliver(d, &verified, provider, headers, body).await
 }
 
-/// Parses an authentic delivery and hands a push to the domain; maps its answer to a status.
-fn deliver(
+/// Parses an authentic delivery and hands a push to the domain (in a fleet, the 202 waits until
+/// the fleet stored it); maps its answer to a status.
+async fn deliver(
     d: &Daemon,
     repos: &[&Repo],
     provider: Provider,
@@ -192,7 +193,7 @@ fn deliver(
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let delivery = webhook::delivery_id(headers);
-    match d.deliver(repos, &push, delivery.as_deref()) {
+    match d.deliver_push(repos, &push, delivery.as_deref()).await {
         Delivered::Queued { repos, .. } => (
             StatusCode::ACCEPTED,
             Json(json!({ "queued": repos, "delivery": delivery })),

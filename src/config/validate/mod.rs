@@ -6,6 +6,7 @@
 //! checked in `top`, a repo's in `repo`, and its schedule in `schedule`.
 
 mod api;
+mod fleet;
 #[cfg(test)]
 mod gwg_keys;
 mod repo;
@@ -22,6 +23,7 @@ use super::raw::{Format, RawConfig, RawDuration, find_key_line};
 use super::{Config, Credential, Problem};
 
 pub use api::{SINGLE_TOKEN_NAME, parse_expiry, token_sha256};
+pub use fleet::{DEFAULT_STREAM, valid_fleet_name};
 pub use schedule::parse_cron;
 
 /// A day: the longest timeout, retry delay or jitter.
@@ -300,6 +302,7 @@ impl Validator<'_, '_> {
         let workers = self.workers(&raw);
         let log = self.log(&raw);
         let limits = self.limits(&raw);
+        let fleet = self.fleet(raw.fleet.as_ref());
 
         let defaults = raw.defaults.unwrap_or_default();
         for (field, set) in [
@@ -333,6 +336,7 @@ impl Validator<'_, '_> {
             log,
             api,
             limits,
+            fleet,
             repos,
             warnings: std::mem::take(&mut self.warnings),
         }
