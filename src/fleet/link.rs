@@ -130,20 +130,27 @@ pub async fn setup(
         .await
         .map_err(|e| format!("stream {}: {e}", cfg.stream))?;
     let bucket_name = bucket(&cfg.stream);
-    let store = match js.get_key_value(&bucket_name).await {
-        Ok(s) => s,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: bucket_name.clone(),
-                history: 1,
-                max_age: STATUS_MAX_AGE,
-                num_replicas: cfg.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("status bucket {bucket_name}: {e}"))?,
-    };
+    // The bucket's stream is made here as async-nats' `create_key_value` makes it: that call
+    // first reads the account's info, which it cannot parse from a 2.9 server (Debian's).
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket_name}"),
+        subjects: vec![format!("$KV.{bucket_name}.>")],
+        max_messages_per_subject: 1,
+        max_age: STATUS_MAX_AGE,
+        storage: stream::StorageType::File,
+        num_replicas: cfg.replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("status bucket {bucket_name}: {e}"))?;
+    let store = js
+        .get_key_value(&bucket_name)
+        .await
+        .map_err(|e| format!("status bucket {bucket_name}: {e}"))?;
     let name = durable(node);
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -207,6 +214,9 @@ pub async fn read_status(store: &kv::Store) -> Result<Vec<NodeStatus>, String> {
     while let Some(k) = keys.next().await {
         names.push(k.map_err(|e| e.to_string())?);
     }
+    // A key written while the listing runs can be listed twice.
+    names.sort();
+    names.dedup();
     let mut out = Vec::new();
     for k in names {
         if let Some(bytes) = store.get(&k).await.map_err(|e| e.to_string())?

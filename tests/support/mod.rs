@@ -19,6 +19,7 @@
 
 pub mod daemon;
 pub mod forge;
+pub mod nats;
 
 use std::ffi::OsStr;
 use std::io::Read;

@@ -1,0 +1,191 @@
+//! Real `nats-server -js` processes on 127.0.0.1 for the fleet tests: one server, or a cluster
+//! of three (routes between them, a `server_name` each, one cluster name). A server can be
+//! killed (SIGKILL, no goodbye) and started again on the same ports with the same store, as a
+//! crashed and restarted host would be. Everything lives in a temp dir; drop kills them.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{GroupChild, free_port, read_file_lossy, wait_until};
+
+const NATS_SERVER: &str = "nats-server";
+
+/// How long a server (or a cluster's JetStream) may take to come up on a loaded machine.
+const NATS_START: Duration = Duration::from_secs(60);
+
+/// One `nats-server` with JetStream.
+pub struct NatsServer {
+    pub name: String,
+    pub port: u16,
+    /// Its monitoring port (`/healthz` answers 200 once JetStream is ready).
+    pub monitor: u16,
+    /// Its cluster port, in a cluster.
+    pub cluster: Option<u16>,
+    routes: Vec<u16>,
+    store: PathBuf,
+    log: PathBuf,
+    child: Option<GroupChild>,
+}
+
+impl NatsServer {
+    fn new(dir: &std::path::Path, name: &str, cluster: Option<u16>) -> NatsServer {
+        let store = dir.join(name);
+        std::fs::create_dir_all(&store).unwrap();
+        NatsServer {
+            name: name.into(),
+            port: free_port(),
+            monitor: free_port(),
+            cluster,
+            routes: Vec::new(),
+            log: dir.join(format!("{name}.log")),
+            store,
+            child: None,
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (again) on its ports with its store; returns once it accepts
+    /// clients (JetStream readiness is [`NatsServer::wait_ready`]).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} runs already", self.name);
+        let mut cmd = Command::new(NATS_SERVER);
+        cmd.arg("-js")
+            .args(["-a", "127.0.0.1"])
+            .args(["-p", &self.port.to_string()])
+            .args(["-m", &self.monitor.to_string()])
+            .args(["-sd", &self.store.display().to_string()])
+            .args(["-n", &self.name]);
+        if let Some(c) = self.cluster {
+            let routes: Vec<String> = self
+                .routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            cmd.args(["--cluster_name", "hookmirror-test"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{c}")])
+                .args(["--routes", &routes.join(",")]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        cmd.stdout(Stdio::null()).stderr(log);
+        let mut child = GroupChild::spawn(&mut cmd).expect("cannot start nats-server");
+        let port = self.port;
+        let up = wait_until(NATS_START, || {
+            child.exited().is_some() || TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up && child.exited().is_none(),
+            "{} did not start; log:\n{}",
+            self.name,
+            self.log()
+        );
+        self.child = Some(child);
+    }
+
+    /// Waits until the server says JetStream is ready (`/healthz`: in a cluster, once a meta
+    /// leader is elected).
+    pub fn wait_ready(&self) {
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}/healthz", self.monitor);
+        let ok = wait_until(NATS_START, || {
+            client
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        assert!(ok, "{}: JetStream not ready; log:\n{}", self.name, self.log());
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(c) = self.child.take() {
+            c.signal_group(nix::sys::signal::Signal::SIGKILL);
+            drop(c);
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log(&self) -> String {
+        read_file_lossy(&self.log)
+    }
+}
+
+/// One server, or a cluster of three.
+pub struct Nats {
+    pub servers: Vec<NatsServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// One server with JetStream, ready.
+    pub fn single() -> Nats {
+        let dir = tempfile::Builder::new()
+            .prefix("hookmirror-nats-")
+            .tempdir()
+            .unwrap();
+        let mut s = NatsServer::new(dir.path(), "n1", None);
+        s.start();
+        s.wait_ready();
+        Nats {
+            servers: vec![s],
+            _dir: dir,
+        }
+    }
+
+    /// Three servers in one cluster, each routed to the other two, JetStream ready on all.
+    pub fn cluster() -> Nats {
+        let dir = tempfile::Builder::new()
+            .prefix("hookmirror-nats-")
+            .tempdir()
+            .unwrap();
+        let mut servers: Vec<NatsServer> = (1..=3)
+            .map(|i| NatsServer::new(dir.path(), &format!("n{i}"), Some(free_port())))
+            .collect();
+        let cluster_ports: Vec<u16> = servers.iter().filter_map(|s| s.cluster).collect();
+        for s in &mut servers {
+            s.routes = cluster_ports
+                .iter()
+                .copied()
+                .filter(|p| Some(*p) != s.cluster)
+                .collect();
+            s.start();
+        }
+        for s in &servers {
+            s.wait_ready();
+        }
+        Nats {
+            servers,
+            _dir: dir,
+        }
+    }
+
+    /// Every server's URL, as a YAML flow list.
+    pub fn urls_yaml(&self) -> String {
+        let urls: Vec<String> = self.servers.iter().map(|s| s.url()).collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    /// Every server's log, for a failure message.
+    pub fn logs(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| format!("--- {} ---\n{}", s.name, s.log()))
+            .collect()
+    }
+}
