@@ -204,7 +204,10 @@ pub async fn run_on(
     }
     let unsent = fleet.stop(&daemon).await;
     if !unsent.is_empty() {
-        tracing::warn!(requests = unsent.len(), "fleet: requests synced here could not be sent to the fleet before exiting");
+        tracing::warn!(
+            requests = unsent.len(),
+            "fleet: requests synced here could not be sent to the fleet before exiting"
+        );
     }
     server.retire().await;
     tracing::info!("stopped");

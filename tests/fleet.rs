@@ -70,9 +70,19 @@ impl Fleet {
 
     fn launch(&self, i: usize, replicas: usize, extra: &str) -> Daemon {
         Daemon::builder()
-            .top(&top(&self.nats.urls_yaml(), &format!("n{i}"), replicas, extra))
+            .top(&top(
+                &self.nats.urls_yaml(),
+                &format!("n{i}"),
+                replicas,
+                extra,
+            ))
             .token(TOKEN)
-            .repo(repo_yaml("site", &self.remote.url(), &self.dir(i), &repo_keys()))
+            .repo(repo_yaml(
+                "site",
+                &self.remote.url(),
+                &self.dir(i),
+                &repo_keys(),
+            ))
             .start()
     }
 
@@ -114,7 +124,9 @@ impl Fleet {
     /// Waits until every running node's checkout is at `commit`.
     fn wait_all_at(&self, commit: &str) {
         for (i, d) in self.running() {
-            let ok = wait_until(FLEET_WAIT, || head_of(&self.dir(i)).as_deref() == Some(commit));
+            let ok = wait_until(FLEET_WAIT, || {
+                head_of(&self.dir(i)).as_deref() == Some(commit)
+            });
             assert!(
                 ok,
                 "node {i} never reached {commit} (at {:?})\nstatus: {:#}\nfleet: {:#}\nlogs:\n{}\nNATS:\n{}",
@@ -153,7 +165,10 @@ fn a_push_to_one_node_reaches_all_three_and_wait_fleet_answers_when_all_have_it(
     let all_at = wait_until(FLEET_WAIT, || {
         view = fleet(f.node(3));
         let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
-        nodes.len() == 3 && nodes.iter().all(|n| n["repos"][0]["commit"] == commit.as_str())
+        nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n["repos"][0]["commit"] == commit.as_str())
     });
     assert!(all_at, "{view:#}");
     assert_eq!(view["node"], "n3");
@@ -176,7 +191,11 @@ fn a_push_to_one_node_reaches_all_three_and_wait_fleet_answers_when_all_have_it(
     assert_eq!(v["nodes"], serde_json::json!(["n1", "n2", "n3"]), "{v:#}");
     assert_eq!(v["sync"]["commit"], newer.as_str());
     for i in 1..=3 {
-        assert_eq!(head_of(&f.dir(i)).as_deref(), Some(newer.as_str()), "node {i}");
+        assert_eq!(
+            head_of(&f.dir(i)).as_deref(),
+            Some(newer.as_str()),
+            "node {i}"
+        );
     }
     // Without a token, the fleet view is refused like every other read.
     assert_eq!(f.node(1).get("/api/fleet").status, 401);
@@ -218,8 +237,12 @@ fn the_same_delivery_sent_to_two_nodes_is_synced_once_by_each_node() {
     let commit = f.remote.advance("delivered twice");
     let (id, d) = github_main_push(SECRET, &f.remote.forms(), &old, &commit);
     // A forge retrying behind a load balancer: node 1, then node 2, the same delivery.
-    f.node(1).deliver("/hooks/site", &d).expect_queued(&["site"], &id);
-    f.node(2).deliver("/hooks/site", &d).expect_queued(&["site"], &id);
+    f.node(1)
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
+    f.node(2)
+        .deliver("/hooks/site", &d)
+        .expect_queued(&["site"], &id);
     f.wait_all_at(&commit);
     // A later push is synced after anything the duplicate could have caused (messages come in
     // stream order): each node's count then shows exactly two syncs.
@@ -284,7 +307,11 @@ fn nats_dying_and_coming_back_while_pushes_continue_loses_nothing_accepted() {
         accepted.push(commit);
     }
     let last = accepted.last().unwrap().clone();
-    assert_eq!(fleet(f.node(3))["outbox"], 1, "node 3 keeps its push for the fleet");
+    assert_eq!(
+        fleet(f.node(3))["outbox"],
+        1,
+        "node 3 keeps its push for the fleet"
+    );
     // NATS comes back (same store): the outboxes are sent, and without any further push every
     // node ends at the last accepted commit.
     f.nats.servers[0].start();
@@ -375,7 +402,7 @@ fn check(home: &Path, conf: &Path) -> (Option<i32>, String) {
         .arg(conf)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code(), text)
 }

@@ -51,9 +51,17 @@ pub trait Relay: Send + Sync {
     /// cannot be, within a webhook's time budget).
     fn hand(&self, request: Relayed, report: bool) -> BoxFuture<'_, Handed>;
     /// Every node and its repositories, for `GET /api/fleet`; `readable` filters repositories.
-    fn view<'a>(&'a self, readable: &'a (dyn Fn(&str) -> bool + Sync)) -> BoxFuture<'a, serde_json::Value>;
+    fn view<'a>(
+        &'a self,
+        readable: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> BoxFuture<'a, serde_json::Value>;
     /// Waits (at most `limit`) until every live node reports `commit` for `repo`.
-    fn await_commit(&self, repo: String, commit: String, limit: Duration) -> BoxFuture<'_, FleetWait>;
+    fn await_commit(
+        &self,
+        repo: String,
+        commit: String,
+        limit: Duration,
+    ) -> BoxFuture<'_, FleetWait>;
     /// A few words for systemd's status line: connected, or degraded and why.
     fn summary(&self) -> String;
 }

@@ -262,7 +262,10 @@ mod tests {
         let m = for_request(&push(Some("d")), "web-1", "u").synced_here();
         assert_eq!(m.hint, None);
         let bytes = m.encode();
-        assert!(matches!(decide(&bytes, "web-1", |_| true).1, Decision::Skip(_)));
+        assert!(matches!(
+            decide(&bytes, "web-1", |_| true).1,
+            Decision::Skip(_)
+        ));
         assert!(matches!(
             decide(&bytes, "web-2", |_| true).1,
             Decision::Sync { hint: None, .. }
@@ -273,9 +276,18 @@ mod tests {
     fn newer_versions_and_garbage_are_skipped_older_fields_default() {
         let newer = br#"{"v":2,"id":"x","repo":"site","origin":"n","new":1}"#;
         let (_, d) = decide(newer, "web-1", |_| true);
-        assert!(matches!(d, Decision::Skip(ref why) if why.contains("version 2")), "{d:?}");
-        assert!(matches!(decide(b"{]", "web-1", |_| true).1, Decision::Skip(_)));
-        assert!(matches!(decide(br#"{"v":1}"#, "web-1", |_| true).1, Decision::Skip(_)));
+        assert!(
+            matches!(d, Decision::Skip(ref why) if why.contains("version 2")),
+            "{d:?}"
+        );
+        assert!(matches!(
+            decide(b"{]", "web-1", |_| true).1,
+            Decision::Skip(_)
+        ));
+        assert!(matches!(
+            decide(br#"{"v":1}"#, "web-1", |_| true).1,
+            Decision::Skip(_)
+        ));
         let minimal = br#"{"v":1,"id":"x","repo":"site","origin":"n"}"#;
         assert_eq!(
             decide(minimal, "web-1", |_| true).1,

@@ -191,7 +191,10 @@ impl Running {
         self.config = wanted.clone();
         let Some(cfg) = wanted else {
             if !outbox.is_empty() {
-                tracing::warn!(requests = outbox.len(), "fleet removed from the config: requests waiting for it (synced here already) are dropped");
+                tracing::warn!(
+                    requests = outbox.len(),
+                    "fleet removed from the config: requests waiting for it (synced here already) are dropped"
+                );
             }
             return;
         };
@@ -227,8 +230,12 @@ impl Inner {
         let mut h = lock(&self.health);
         if h.ready != ready || h.error != error {
             match (&error, ready) {
-                (_, true) => tracing::info!(node = %self.node, stream = %self.cfg.stream, "fleet: ready"),
-                (Some(e), false) => tracing::warn!(node = %self.node, error = %e, "fleet: degraded; syncing from this node's own requests meanwhile"),
+                (_, true) => {
+                    tracing::info!(node = %self.node, stream = %self.cfg.stream, "fleet: ready")
+                }
+                (Some(e), false) => {
+                    tracing::warn!(node = %self.node, error = %e, "fleet: degraded; syncing from this node's own requests meanwhile")
+                }
                 (None, false) => {}
             }
         }
@@ -259,7 +266,8 @@ impl Inner {
                 failures += 1;
                 self.set_health(false, Some("not connected to NATS".into()));
             }
-            let delay = (Duration::from_millis(100) * 2u32.pow(failures.min(5))).min(MAX_SETUP_DELAY);
+            let delay =
+                (Duration::from_millis(100) * 2u32.pow(failures.min(5))).min(MAX_SETUP_DELAY);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.wait_for(|s| *s) => {}

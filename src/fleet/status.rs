@@ -41,7 +41,12 @@ pub struct RepoEntry {
 }
 
 /// `node`'s entry at `now` from its repositories' status.
-pub fn node_status(node: &str, now: DateTime<Utc>, views: &[RepoView], stopped: bool) -> NodeStatus {
+pub fn node_status(
+    node: &str,
+    now: DateTime<Utc>,
+    views: &[RepoView],
+    stopped: bool,
+) -> NodeStatus {
     NodeStatus {
         v: VERSION,
         node: node.to_string(),
@@ -176,7 +181,12 @@ mod tests {
     fn the_view_lists_nodes_in_order_with_readable_repos_only() {
         let nodes = vec![
             node("web-2", 30, false, vec![entry("site", Some("a"))]),
-            node("web-1", 1, false, vec![entry("site", Some("a")), entry("secret", None)]),
+            node(
+                "web-1",
+                1,
+                false,
+                vec![entry("site", Some("a")), entry("secret", None)],
+            ),
         ];
         let v = view(&nodes, now(), &|r| r != "secret");
         assert_eq!(v[0]["node"], "web-1");

@@ -106,7 +106,12 @@ impl NatsServer {
                 .send()
                 .is_ok_and(|r| r.status().is_success())
         });
-        assert!(ok, "{}: JetStream not ready; log:\n{}", self.name, self.log());
+        assert!(
+            ok,
+            "{}: JetStream not ready; log:\n{}",
+            self.name,
+            self.log()
+        );
     }
 
     /// SIGKILL, as a crash would.
@@ -169,10 +174,7 @@ impl Nats {
         for s in &servers {
             s.wait_ready();
         }
-        Nats {
-            servers,
-            _dir: dir,
-        }
+        Nats { servers, _dir: dir }
     }
 
     /// Every server's URL, as a YAML flow list.

@@ -38,7 +38,9 @@ fn bad_url(url: &str) -> Option<String> {
     };
     // Credentials belong in credentials_file or token, where they are not logged with the URL.
     if rest.contains('@') {
-        return Some("put credentials in `credentials_file`, `token` or `token_file`, not in the URL".into());
+        return Some(
+            "put credentials in `credentials_file`, `token` or `token_file`, not in the URL".into(),
+        );
     }
     let hostport = rest.strip_suffix('/').unwrap_or(rest);
     let (host, port) = match hostport.rsplit_once(':') {
@@ -47,7 +49,9 @@ fn bad_url(url: &str) -> Option<String> {
         None => (hostport, None),
     };
     if host.is_empty() || hostport.contains('/') || hostport.contains(char::is_whitespace) {
-        return Some(format!("`{url}` is not a server address (e.g. nats://10.0.0.5:4222)"));
+        return Some(format!(
+            "`{url}` is not a server address (e.g. nats://10.0.0.5:4222)"
+        ));
     }
     if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
         return Some(format!("`{url}`: the port is not a number from 1 to 65535"));
@@ -89,15 +93,16 @@ impl Validator<'_, '_> {
                 format!("`{n}` is not a node name: 1 to {MAX_NAME} letters, digits, `-` or `_`"),
             );
         }
-        let stream = raw
-            .stream
-            .as_ref()
-            .map_or(DEFAULT_STREAM.to_string(), |s| self.expand("fleet.stream", s));
+        let stream = raw.stream.as_ref().map_or(DEFAULT_STREAM.to_string(), |s| {
+            self.expand("fleet.stream", s)
+        });
         if !valid_fleet_name(&stream) {
             self.fleet_problem(
                 "stream",
                 None,
-                format!("`{stream}` is not a stream name: 1 to {MAX_NAME} letters, digits, `-` or `_`"),
+                format!(
+                    "`{stream}` is not a stream name: 1 to {MAX_NAME} letters, digits, `-` or `_`"
+                ),
             );
         }
         let replicas = raw.replicas.unwrap_or(1);
@@ -203,7 +208,9 @@ fn block_line(
     let defines_key = |l: &str| {
         let t = l.trim_start().trim_start_matches(['"', '\'']);
         // The block's own line may hold it too: `fleet: {nats: x}`.
-        let t = t.strip_prefix(&format!("{block}:")).map_or(t, str::trim_start);
+        let t = t
+            .strip_prefix(&format!("{block}:"))
+            .map_or(t, str::trim_start);
         let t = t.trim_start_matches('{').trim_start();
         t.strip_prefix(key).is_some_and(|r| {
             let r = r.trim_start_matches(['"', '\'']).trim_start();
@@ -219,13 +226,20 @@ fn block_line(
 
 #[cfg(test)]
 mod tests {
-    use super::super::check;
+    use super::super::{Context, check, validate};
     use super::*;
 
+    /// The config with this `fleet` block, validated with its text (so problems have lines).
     fn fleet(block: &str) -> Result<crate::config::Config, Vec<Problem>> {
-        check(&format!(
+        let text = format!(
             "api:\n  token: x\nfleet:\n{block}repos:\n  - url: /o.git\n    directory: /d\n    secret: s\n"
-        ))
+        );
+        let raw = crate::config::parse_str(&text, Format::Yaml).expect("parses");
+        let ctx = Context {
+            text: Some(&text),
+            ..Context::bare(Format::Yaml, "/etc/hookmirror")
+        };
+        validate(raw, &ctx)
     }
 
     /// The one problem `block` has: (line, field, message).
@@ -262,8 +276,17 @@ mod tests {
     fn a_url_that_is_not_nats_or_tls_is_named_on_its_own_line() {
         let (line, field, msg) = problem("  nats:\n    - nats://a:4222\n    - http://b:4222\n");
         assert_eq!((line, field.as_str()), (Some(6), "fleet.nats"));
-        assert!(msg.contains("`http://b:4222` is not a nats:// or tls:// URL"), "{msg}");
-        for bad in ["nats://", "nats://a:0", "nats://a:99999", "nats://a/b", "b:4222"] {
+        assert!(
+            msg.contains("`http://b:4222` is not a nats:// or tls:// URL"),
+            "{msg}"
+        );
+        for bad in [
+            "nats://",
+            "nats://a:0",
+            "nats://a:99999",
+            "nats://a/b",
+            "b:4222",
+        ] {
             let (line, _, _) = problem(&format!("  nats: '{bad}'\n"));
             assert_eq!(line, Some(4), "{bad}");
         }
@@ -276,8 +299,7 @@ mod tests {
 
     #[test]
     fn both_token_and_token_file_are_refused_on_the_fleet_line_not_the_api_one() {
-        let (line, field, msg) =
-            problem("  nats: nats://a\n  token: t\n  token_file: /t\n");
+        let (line, field, msg) = problem("  nats: nats://a\n  token: t\n  token_file: /t\n");
         assert_eq!((line, field.as_str()), (Some(6), "fleet.token_file"));
         assert!(msg.contains("not several"), "{msg}");
         let (line, field, _) = problem("  nats: nats://a\n  credentials_file: /c\n  token: t\n");
@@ -316,6 +338,9 @@ mod tests {
             block_line(text, Format::Toml, "fleet", "token_file", None),
             Some(6)
         );
-        assert_eq!(block_line(text, Format::Toml, "fleet", "token", None), Some(5));
+        assert_eq!(
+            block_line(text, Format::Toml, "fleet", "token", None),
+            Some(5)
+        );
     }
 }
