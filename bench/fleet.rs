@@ -25,7 +25,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::daemon::{Daemon, Remote, head_of, repo_yaml, scratch};
@@ -40,7 +40,7 @@ fn keys() -> String {
     format!("    branch: main\n    provider: github\n    secret: {SECRET}\n")
 }
 
-fn node(remote: &Remote, dir: &PathBuf, fleet: Option<(&str, &str)>) -> Daemon {
+fn node(remote: &Remote, dir: &Path, fleet: Option<(&str, &str)>) -> Daemon {
     let mut top = "log: {level: warn, output: stdout}\n".to_string();
     if let Some((urls, name)) = fleet {
         top.push_str(&format!("fleet:\n  nats: {urls}\n  node: {name}\n"));
