@@ -11,13 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::error;
 use super::guard::allow;
+use super::{await_report, error};
 use crate::access::Need;
-use crate::daemon::{Daemon, RequestError, SyncReport};
-
-/// How long `?wait=true` waits for the sync before answering 504 (the sync goes on).
-pub const WAIT_LIMIT: Duration = Duration::from_secs(600);
+use crate::daemon::{Daemon, RequestError};
 
 /// How long `POST /api/reload?wait=true` waits for the reload (it reads files and binds a
 /// changed `listen`: seconds at most, unless the disk hangs).
@@ -101,24 +98,6 @@ pub async fn sync(
             }
             Err(answer) => answer,
         },
-    }
-}
-
-/// The report of the sync that covers a request (at most [`WAIT_LIMIT`]), or the answer that
-/// says why it did not come.
-pub(super) async fn await_report(
-    rx: tokio::sync::oneshot::Receiver<SyncReport>,
-) -> Result<SyncReport, Response> {
-    match tokio::time::timeout(WAIT_LIMIT, rx).await {
-        Ok(Ok(report)) => Ok(report),
-        Ok(Err(_)) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the sync was abandoned (shutdown or repository removed)",
-        )),
-        Err(_) => Err(error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the sync is still running",
-        )),
     }
 }
 

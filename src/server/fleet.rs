@@ -9,9 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::api::await_report;
-use super::error;
 use super::guard::allow;
+use super::{await_report, error};
 use crate::access::Need;
 use crate::daemon::{Daemon, RequestError};
 

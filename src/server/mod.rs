@@ -34,6 +34,27 @@ pub fn app(daemon: Daemon) -> Router {
         .with_state(daemon)
 }
 
+/// How long `?wait=true` waits for the sync before answering 504 (the sync goes on).
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The report of the sync that covers a request (at most [`WAIT_LIMIT`]), or the answer that
+/// says why it did not come.
+pub(crate) async fn await_report(
+    rx: tokio::sync::oneshot::Receiver<crate::daemon::SyncReport>,
+) -> Result<crate::daemon::SyncReport, Response> {
+    match tokio::time::timeout(WAIT_LIMIT, rx).await {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(_)) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the sync was abandoned (shutdown or repository removed)",
+        )),
+        Err(_) => Err(error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the sync is still running",
+        )),
+    }
+}
+
 /// A JSON error body: `{"error": message}`.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
