@@ -262,11 +262,30 @@ fn the_same_delivery_sent_to_two_nodes_is_synced_once_by_each_node() {
 #[test]
 fn a_replicated_stream_survives_one_of_three_nats_servers_dying_mid_burst() {
     let mut f = Fleet::start(Nats::cluster(), 3, 3);
+    let mut leader = None;
+    assert!(
+        wait_until(FLEET_WAIT, || {
+            leader = f.nats.servers[0].stream_leader("HOOKMIRROR");
+            leader.is_some()
+        }),
+        "no stream leader\n{}",
+        f.nats.logs()
+    );
+    let leader = leader.unwrap();
+    let victim = f
+        .nats
+        .servers
+        .iter()
+        .position(|s| s.name == leader)
+        .unwrap();
     let mut last = String::new();
     for n in 0..12 {
         if n == 5 {
-            // The server some nodes are connected to, and maybe the stream's leader.
-            f.nats.servers[0].kill();
+            // The stream's leader dies: stores fail until the other two elect a new one, and
+            // the nodes connected to it (if any) move to another server.
+            let clients = f.nats.servers[victim].connections();
+            eprintln!("killing {leader}, the stream's leader, with {clients} client connection(s)");
+            f.nats.servers[victim].kill();
         }
         let (commit, r) = f.push(1 + n % 3, &format!("burst {n}"));
         assert_eq!(r.status, 202, "push {n}: {}", r.text);
@@ -359,6 +378,61 @@ fn a_node_whose_nats_is_down_at_start_runs_on_its_own_and_joins_later() {
     });
     assert!(ok, "{last:#}\n{}", d.logs());
     assert_eq!(last["nodes"][0]["node"], "lonely");
+}
+
+#[test]
+fn a_token_protected_nats_is_reached_with_token_file_and_the_token_is_never_logged() {
+    let token = "nats-token-7f3e91c2d4";
+    let nats = Nats::single_with_token(token);
+    let remote = Remote::new();
+    let work = scratch("fleet");
+    let dirs: Vec<PathBuf> = (1..=2)
+        .map(|i| work.path().join(format!("site-{i}")))
+        .collect();
+    let nodes: Vec<Daemon> = (1..=2)
+        .map(|i| {
+            Daemon::builder()
+                .file("nats.token", &format!("{token}\n"))
+                .top(&top(
+                    &nats.urls_yaml(),
+                    &format!("n{i}"),
+                    1,
+                    "  token_file: nats.token\n",
+                ))
+                .token(TOKEN)
+                .repo(repo_yaml("site", &remote.url(), &dirs[i - 1], &repo_keys()))
+                .start()
+        })
+        .collect();
+    for d in &nodes {
+        let mut last = Value::Null;
+        let ok = wait_until(FLEET_WAIT, || {
+            last = fleet(d);
+            last["state"] == "connected"
+        });
+        assert!(ok, "{last:#}\n{}", d.logs());
+    }
+    let before = remote.head();
+    let after = remote.advance("through an authenticated NATS");
+    let (_, delivery) = github_main_push(SECRET, &remote.forms(), &before, &after);
+    assert_eq!(nodes[0].deliver("/hooks/site", &delivery).status, 202);
+    for (d, dir) in nodes.iter().zip(&dirs) {
+        d.wait_head("site", dir, &after);
+        d.assert_clean_logs(&[token, SECRET, TOKEN]);
+    }
+    // A wrong token: the node runs on its own and says why.
+    let wrong = Daemon::builder()
+        .top(&top(&nats.urls_yaml(), "n3", 1, "  token: not-the-token\n"))
+        .token(TOKEN)
+        .repo(repo_yaml(
+            "site",
+            &remote.url(),
+            &work.path().join("site-3"),
+            &repo_keys(),
+        ))
+        .start();
+    wrong.wait_head("site", &work.path().join("site-3"), &after);
+    assert_eq!(fleet(&wrong)["state"], "degraded");
 }
 
 #[test]

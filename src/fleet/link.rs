@@ -82,6 +82,13 @@ pub async fn connect(cfg: &FleetConfig, node: &str) -> Result<Client, String> {
                 async_nats::Event::Disconnected => {
                     tracing::warn!("fleet: disconnected from NATS; reconnecting")
                 }
+                // Refused credentials and the like: the operator must hear of them.
+                async_nats::Event::ServerError(e) => {
+                    tracing::warn!(error = %e, "fleet: NATS server error")
+                }
+                async_nats::Event::ClientError(e) => {
+                    tracing::warn!(error = %e, "fleet: NATS client error")
+                }
                 other => tracing::debug!(event = %other, "fleet: NATS event"),
             }
         });
@@ -110,9 +117,23 @@ pub fn connected(client: &Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
 }
 
+/// How long setting up may take before it is tried again (each request has its own timeout;
+/// this bounds them all, whatever hangs).
+const SETUP_LIMIT: Duration = Duration::from_secs(15);
+
 /// Creates what is missing: the stream (newest request per repository, deduped by message id)
 /// and the status bucket; returns the bucket and this node's consumer's message stream.
 pub async fn setup(
+    js: &jetstream::Context,
+    cfg: &FleetConfig,
+    node: &str,
+) -> Result<(kv::Store, consumer::pull::Stream), String> {
+    tokio::time::timeout(SETUP_LIMIT, set_up(js, cfg, node))
+        .await
+        .map_err(|_| format!("setting up did not finish within {SETUP_LIMIT:?}"))?
+}
+
+async fn set_up(
     js: &jetstream::Context,
     cfg: &FleetConfig,
     node: &str,
@@ -207,8 +228,18 @@ pub async fn publish(js: &jetstream::Context, m: &Message) -> Result<bool, Strin
     }
 }
 
+/// How long reading the whole status bucket may take: an API answer waits for it, and a
+/// listing whose server died mid-way would otherwise wait for ever.
+const READ_STATUS_LIMIT: Duration = Duration::from_secs(4);
+
 /// Every entry of the status bucket that can be read.
 pub async fn read_status(store: &kv::Store) -> Result<Vec<NodeStatus>, String> {
+    tokio::time::timeout(READ_STATUS_LIMIT, read_all(store))
+        .await
+        .map_err(|_| format!("the status bucket did not answer within {READ_STATUS_LIMIT:?}"))?
+}
+
+async fn read_all(store: &kv::Store) -> Result<Vec<NodeStatus>, String> {
     let mut keys = store.keys().await.map_err(|e| e.to_string())?;
     let mut names = Vec::new();
     while let Some(k) = keys.next().await {

@@ -24,6 +24,8 @@ pub struct NatsServer {
     /// Its cluster port, in a cluster.
     pub cluster: Option<u16>,
     routes: Vec<u16>,
+    /// Clients must present this token (`--auth`).
+    token: Option<String>,
     store: PathBuf,
     log: PathBuf,
     child: Option<GroupChild>,
@@ -39,6 +41,7 @@ impl NatsServer {
             monitor: free_port(),
             cluster,
             routes: Vec::new(),
+            token: None,
             log: dir.join(format!("{name}.log")),
             store,
             child: None,
@@ -61,6 +64,9 @@ impl NatsServer {
             .args(["-m", &self.monitor.to_string()])
             .args(["-sd", &self.store.display().to_string()])
             .args(["-n", &self.name]);
+        if let Some(t) = &self.token {
+            cmd.args(["--auth", t]);
+        }
         if let Some(c) = self.cluster {
             let routes: Vec<String> = self
                 .routes
@@ -114,6 +120,38 @@ impl NatsServer {
         );
     }
 
+    /// GET `path` on the monitoring port, as JSON.
+    fn monitor(&self, path: &str) -> serde_json::Value {
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        client
+            .get(format!("http://127.0.0.1:{}{path}", self.monitor))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default()
+    }
+
+    /// Client connections open now (`/connz`).
+    pub fn connections(&self) -> u64 {
+        self.monitor("/connz")["num_connections"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// The server that leads `stream` as this server sees it (`/jsz`), once one is elected.
+    pub fn stream_leader(&self, stream: &str) -> Option<String> {
+        let jsz = self.monitor("/jsz?accounts=true&streams=true");
+        let accounts = jsz["account_details"].as_array()?;
+        accounts
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .find(|s| s["name"] == stream)
+            .and_then(|s| s["cluster"]["leader"].as_str().map(str::to_string))
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(c) = self.child.take() {
@@ -145,6 +183,22 @@ impl Nats {
             .tempdir()
             .unwrap();
         let mut s = NatsServer::new(dir.path(), "n1", None);
+        s.start();
+        s.wait_ready();
+        Nats {
+            servers: vec![s],
+            _dir: dir,
+        }
+    }
+
+    /// One server with JetStream that admits only clients presenting `token`.
+    pub fn single_with_token(token: &str) -> Nats {
+        let dir = tempfile::Builder::new()
+            .prefix("hookmirror-nats-")
+            .tempdir()
+            .unwrap();
+        let mut s = NatsServer::new(dir.path(), "n1", None);
+        s.token = Some(token.into());
         s.start();
         s.wait_ready();
         Nats {
