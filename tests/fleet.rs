@@ -299,6 +299,15 @@ fn a_replicated_stream_survives_one_of_three_nats_servers_dying_mid_burst() {
     f.wait_all_at(&commit);
 }
 
+/// Kill-and-restart rounds of NATS in the outbox test: `HOOKMIRROR_FLEET_FAULT_ROUNDS` (CI
+/// leaves it unset: 1 round; a soak sets e.g. 20).
+fn fault_rounds() -> usize {
+    std::env::var("HOOKMIRROR_FLEET_FAULT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 #[test]
 fn nats_dying_and_coming_back_while_pushes_continue_loses_nothing_accepted() {
     let mut f = Fleet::start(Nats::single(), 3, 1);
@@ -307,42 +316,49 @@ fn nats_dying_and_coming_back_while_pushes_continue_loses_nothing_accepted() {
         assert_eq!(r.status, 202);
         f.wait_all_at(&commit);
     }
-    f.nats.servers[0].kill();
-    // Degraded: each node still takes pushes, syncs them itself and says so.
-    for (i, d) in f.running() {
-        let mut last = Value::Null;
-        let ok = wait_until(FLEET_WAIT, || {
-            last = fleet(d);
-            last["state"] == "degraded"
-        });
-        assert!(ok, "node {i}: {last:#}");
+    for round in 0..fault_rounds() {
+        f.nats.servers[0].kill();
+        // Degraded: each node still takes pushes, syncs them itself and says so.
+        for (i, d) in f.running() {
+            let mut last = Value::Null;
+            let ok = wait_until(FLEET_WAIT, || {
+                last = fleet(d);
+                last["state"] == "degraded"
+            });
+            assert!(ok, "round {round}, node {i}: {last:#}");
+        }
+        let mut accepted = Vec::new();
+        for n in 0..3 {
+            let (commit, r) = f.push(1 + n, &format!("round {round}: while NATS is down {n}"));
+            assert_eq!(r.status, 202, "{}", r.text);
+            // The node that took it has it at once, NATS or not.
+            f.node(1 + n).wait_head("site", &f.dir(1 + n), &commit);
+            accepted.push(commit);
+        }
+        let last = accepted.last().unwrap().clone();
+        assert_eq!(
+            fleet(f.node(3))["outbox"],
+            1,
+            "node 3 keeps its push for the fleet"
+        );
+        // NATS comes back (same store): the outboxes are sent, and without any further push
+        // every node ends at the last accepted commit.
+        f.nats.servers[0].start();
+        f.nats.servers[0].wait_ready();
+        f.wait_all_at(&last);
+        f.wait_connected(3);
+        for (i, d) in f.running() {
+            let mut v = Value::Null;
+            let sent = wait_until(FLEET_WAIT, || {
+                v = fleet(d);
+                v["outbox"] == 0
+            });
+            assert!(sent, "round {round}, node {i}: {v:#}");
+        }
+        let (commit, r) = f.push(2, &format!("round {round}: after NATS came back"));
+        assert_eq!(r.status, 202);
+        f.wait_all_at(&commit);
     }
-    let mut accepted = Vec::new();
-    for n in 0..3 {
-        let (commit, r) = f.push(1 + n, &format!("while NATS is down {n}"));
-        assert_eq!(r.status, 202, "{}", r.text);
-        // The node that took it has it at once, NATS or not.
-        f.node(1 + n).wait_head("site", &f.dir(1 + n), &commit);
-        accepted.push(commit);
-    }
-    let last = accepted.last().unwrap().clone();
-    assert_eq!(
-        fleet(f.node(3))["outbox"],
-        1,
-        "node 3 keeps its push for the fleet"
-    );
-    // NATS comes back (same store): the outboxes are sent, and without any further push every
-    // node ends at the last accepted commit.
-    f.nats.servers[0].start();
-    f.nats.servers[0].wait_ready();
-    f.wait_all_at(&last);
-    f.wait_connected(3);
-    for (i, d) in f.running() {
-        assert_eq!(fleet(d)["outbox"], 0, "node {i}");
-    }
-    let (commit, r) = f.push(2, "after NATS came back");
-    assert_eq!(r.status, 202);
-    f.wait_all_at(&commit);
 }
 
 #[test]
