@@ -44,6 +44,16 @@ fn repo_keys() -> String {
 
 impl Fleet {
     fn start(nats: Nats, n: usize, replicas: usize) -> Fleet {
+        Fleet::start_with(nats, n, replicas, |_, _| String::new())
+    }
+
+    /// [`Fleet::start`] with more keys for node `i` (`extra(i, work folder)`).
+    fn start_with(
+        nats: Nats,
+        n: usize,
+        replicas: usize,
+        extra: impl Fn(usize, &Path) -> String,
+    ) -> Fleet {
         let remote = Remote::new();
         let work = scratch("fleet");
         let mut f = Fleet {
@@ -53,7 +63,7 @@ impl Fleet {
             nodes: Vec::new(),
         };
         for i in 1..=n {
-            let d = f.launch(i, replicas, "");
+            let d = f.launch(i, replicas, &extra(i, f.work.path()));
             f.nodes.push(Some(d));
         }
         for i in 1..=n {
@@ -359,6 +369,49 @@ fn nats_dying_and_coming_back_while_pushes_continue_loses_nothing_accepted() {
         assert_eq!(r.status, 202);
         f.wait_all_at(&commit);
     }
+}
+
+#[test]
+fn a_push_accepted_while_nats_is_down_survives_its_node_dying_in_the_outbox_folder() {
+    let outbox = |w: &Path| w.join("outbox-1");
+    let extra = move |i: usize, w: &Path| match i {
+        1 => format!("  outbox: '{}'\n", outbox(w).display()),
+        _ => String::new(),
+    };
+    let mut f = Fleet::start_with(Nats::single(), 3, 1, extra);
+    let old = f.remote.head();
+    f.nats.servers[0].kill();
+    let v = fleet(f.node(1));
+    let degraded = wait_until(FLEET_WAIT, || fleet(f.node(1))["state"] == "degraded");
+    assert!(degraded, "{v:#}");
+    let (commit, r) = f.push(1, "accepted by node 1 alone");
+    assert_eq!(r.status, 202, "{}", r.text);
+    f.node(1).wait_head("site", &f.dir(1), &commit);
+    let files: Vec<_> = std::fs::read_dir(outbox(f.work.path())).unwrap().collect();
+    assert_eq!(files.len(), 1, "one request waits on disk");
+    // Node 1 dies (SIGKILL) before NATS is back; NATS comes back; nobody else has the push.
+    drop(f.nodes[0].take());
+    f.nats.servers[0].start();
+    f.nats.servers[0].wait_ready();
+    f.wait_connected(2);
+    for i in 2..=3 {
+        assert_eq!(
+            head_of(&f.dir(i)).as_deref(),
+            Some(old.as_str()),
+            "node {i}"
+        );
+    }
+    // Node 1 comes back: its outbox folder is read and sent; every node gets the push.
+    f.nodes[0] = Some(f.launch(1, 1, &extra(1, f.work.path())));
+    f.wait_all_at(&commit);
+    let sent = wait_until(FLEET_WAIT, || {
+        std::fs::read_dir(outbox(f.work.path())).unwrap().count() == 0
+    });
+    assert!(
+        sent,
+        "the outbox file is removed once stored\n{}",
+        f.node(1).logs()
+    );
 }
 
 #[test]

@@ -190,6 +190,9 @@ pub struct Fleet {
     pub stream: String,
     /// Copies of the stream and the status bucket in a cluster.
     pub replicas: usize,
+    /// A folder where requests waiting for NATS are also written, so that they survive a
+    /// restart of this node; `None`: kept in memory only.
+    pub outbox: Option<PathBuf>,
 }
 
 /// HTTP intake limits.

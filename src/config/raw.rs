@@ -118,6 +118,7 @@ pub struct RawFleet {
     pub token_file: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<i64>,
+    pub outbox: Option<String>,
 }
 
 /// One URL or a list of them.

@@ -74,6 +74,11 @@ pub enum Answer {
 /// their separator, `*` and `>` wildcards, spaces end them): every byte outside letters, digits,
 /// `-` and `_` is written as `%XX`, so distinct names get distinct subjects.
 pub fn subject(repo: &str) -> String {
+    format!("{SUBJECT_PREFIX}.{}", token(repo))
+}
+
+/// `repo` as one subject token (and a file name): see [`subject`].
+pub fn token(repo: &str) -> String {
     let mut token = String::with_capacity(repo.len());
     for b in repo.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
@@ -82,7 +87,7 @@ pub fn subject(repo: &str) -> String {
             token.push_str(&format!("%{b:02X}"));
         }
     }
-    format!("{SUBJECT_PREFIX}.{token}")
+    token
 }
 
 /// The subjects the stream holds and each node's consumer follows.

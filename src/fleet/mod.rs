@@ -12,11 +12,13 @@
 //!   its outbox until NATS is back (degraded: see `summary` and `GET /api/fleet`).
 //!
 //! The parts: `message` (format and decisions) and `status` (status entries, liveness, the
-//! view) are pure; `outbox` keeps what waits; `link` talks to NATS; this file runs the tasks.
+//! view) are pure; `outbox` keeps what waits, `spool` also on disk (`fleet.outbox`); `link`
+//! talks to NATS; this file runs the tasks.
 
 mod link;
 mod message;
 mod outbox;
+mod spool;
 mod status;
 
 use std::collections::HashMap;
@@ -87,6 +89,8 @@ struct Inner {
     health: Mutex<Health>,
     store: Mutex<Option<kv::Store>>,
     outbox: Mutex<Outbox>,
+    /// The outbox's folder, when configured.
+    spool: Option<spool::Spool>,
     /// API requests waiting for this node's sync of their message, by message id.
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncReport>>>,
     /// Held while the outbox is being sent.
@@ -117,6 +121,20 @@ impl Fleet {
             ),
         };
         let client = link::connect(&cfg, &node).await?;
+        let mut outbox = outbox;
+        let spool = match cfg.outbox.as_deref().map(spool::Spool::open) {
+            Some(Ok(s)) => {
+                for m in s.load() {
+                    outbox.push(m);
+                }
+                Some(s)
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "fleet: the outbox is kept in memory only");
+                None
+            }
+            None => None,
+        };
         let inner = Arc::new(Inner {
             js: link::jetstream(client.clone()),
             client,
@@ -129,6 +147,7 @@ impl Fleet {
             }),
             store: Mutex::new(None),
             outbox: Mutex::new(outbox),
+            spool,
             waiters: Mutex::new(HashMap::new()),
             flushing: tokio::sync::Mutex::new(()),
         });
@@ -382,7 +401,10 @@ impl Inner {
         for m in waiting {
             match link::publish(&self.js, &m).await {
                 Ok(_) => {
-                    tracing::info!(repo = %m.repo, id = %m.id, "fleet: request from the outbox stored")
+                    tracing::info!(repo = %m.repo, id = %m.id, "fleet: request from the outbox stored");
+                    if let Some(spool) = self.spool.clone() {
+                        let _ = tokio::task::spawn_blocking(move || spool.sent(&m)).await;
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(repo = %m.repo, error = %e, "fleet: outbox send failed; kept");
@@ -461,7 +483,18 @@ impl Relay for Inner {
                     }
                 }
             }
-            lock(&self.outbox).push(m.synced_here());
+            let repo = m.repo.clone();
+            let waiting = {
+                let mut outbox = lock(&self.outbox);
+                outbox.push(m.synced_here());
+                outbox.get(&repo).cloned()
+            };
+            if let (Some(spool), Some(w)) = (self.spool.clone(), waiting) {
+                let saved = tokio::task::spawn_blocking(move || spool.save(&w)).await;
+                if let Ok(Err(e)) = saved {
+                    tracing::error!(repo = %repo, error = %e, "fleet: outbox file not written; the request waits in memory only");
+                }
+            }
             Handed::Local
         })
     }

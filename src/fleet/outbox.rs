@@ -42,6 +42,11 @@ impl Outbox {
         }
     }
 
+    /// What waits for `repo`.
+    pub fn get(&self, repo: &str) -> Option<&Message> {
+        self.by_repo.get(repo)
+    }
+
     pub fn len(&self) -> usize {
         self.by_repo.len()
     }

@@ -1,5 +1,6 @@
 //! The `fleet` block: NATS server URLs (`nats://` or `tls://`), the node's name, one way to
-//! authenticate (a `.creds` file, a token or a token file), the stream's name and its replicas.
+//! authenticate (a `.creds` file, a token or a token file), the stream's name, its replicas and
+//! the outbox folder.
 
 use std::ops::RangeInclusive;
 
@@ -149,6 +150,10 @@ impl Validator<'_, '_> {
             }),
             (None, None) => None,
         };
+        let outbox = raw
+            .outbox
+            .as_ref()
+            .map(|o| self.path("fleet.outbox", o, false));
         Some(Fleet {
             servers,
             node,
@@ -156,6 +161,7 @@ impl Validator<'_, '_> {
             token,
             stream,
             replicas: replicas.clamp(*REPLICAS.start(), *REPLICAS.end()) as usize,
+            outbox,
         })
     }
 
@@ -322,13 +328,18 @@ mod tests {
     }
 
     #[test]
-    fn credentials_files_are_made_absolute_for_load_to_read() {
-        let c = fleet("  nats: nats://a\n  credentials_file: nats.creds\n").unwrap();
-        let creds = c.fleet.unwrap().credentials.unwrap();
+    fn credentials_files_and_the_outbox_are_made_absolute() {
+        let c = fleet("  nats: nats://a\n  credentials_file: nats.creds\n  outbox: ../out\n")
+            .unwrap()
+            .fleet
+            .unwrap();
         assert_eq!(
-            creds.file.unwrap(),
+            c.credentials.unwrap().file.unwrap(),
             std::path::Path::new("/etc/hookmirror/nats.creds")
         );
+        assert_eq!(c.outbox.unwrap(), std::path::Path::new("/etc/out"));
+        let (_, field, _) = problem("  nats: nats://a\n  outbox: ''\n");
+        assert_eq!(field, "fleet.outbox");
     }
 
     #[test]
