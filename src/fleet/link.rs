@@ -150,6 +150,11 @@ async fn set_up(
         })
         .await
         .map_err(|e| format!("stream {}: {e}", cfg.stream))?;
+    let replicas = stream.cached_info().config.num_replicas;
+    if replicas != cfg.replicas {
+        // Changing a live stream's replicas is an operator's decision (`nats stream edit`).
+        tracing::warn!(stream = %cfg.stream, replicas, configured = cfg.replicas, "fleet: the stream exists with another number of replicas; it is used as it is");
+    }
     let bucket_name = bucket(&cfg.stream);
     // The bucket's stream is made here as async-nats' `create_key_value` makes it: that call
     // first reads the account's info, which it cannot parse from a 2.9 server (Debian's).

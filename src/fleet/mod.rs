@@ -36,7 +36,7 @@ use crate::config::{Fleet as FleetConfig, valid_fleet_name};
 use crate::daemon::{
     BoxFuture, Daemon, FleetWait, Handed, Relay, Relayed, RequestError, SyncReport, Trigger,
 };
-use message::{Answer, Decision};
+use message::{Answer, Decision, Message};
 pub use outbox::Outbox;
 
 /// How often `?wait=fleet` reads the status bucket.
@@ -199,31 +199,41 @@ impl Running {
         r
     }
 
-    /// Restarts the link when the config's `fleet` block differs from the one it runs with;
-    /// requests waiting in the outbox carry over.
+    /// Restarts the link when the config's `fleet` block differs from the one it runs with.
+    /// The new link is put in force before the old one stops, so no push falls between them;
+    /// what the old one's outbox could not send carries over.
     pub async fn follow(&mut self, daemon: &Daemon) {
         let wanted = daemon.config().fleet.clone();
         if wanted == self.config && (self.fleet.is_some() || wanted.is_none()) {
             return;
         }
-        let outbox = self.stop(daemon).await;
+        let old = self.fleet.take();
         self.config = wanted.clone();
-        let Some(cfg) = wanted else {
-            if !outbox.is_empty() {
-                tracing::warn!(
-                    requests = outbox.len(),
-                    "fleet removed from the config: requests waiting for it (synced here already) are dropped"
-                );
-            }
-            return;
+        let new = match wanted {
+            Some(cfg) => match Fleet::start(cfg, daemon, Outbox::default()).await {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::error!(error = %e, "fleet: cannot start; this node runs on its own");
+                    None
+                }
+            },
+            None => None,
         };
-        match Fleet::start(cfg, daemon, outbox).await {
-            Ok(f) => {
-                daemon.set_relay(Some(f.inner.clone() as Arc<dyn Relay>));
-                self.fleet = Some(f);
+        daemon.set_relay(new.as_ref().map(|f| f.inner.clone() as Arc<dyn Relay>));
+        if let Some(old) = old {
+            let left = old.stop().await;
+            match &new {
+                Some(f) => f.inner.adopt(left).await,
+                None if !left.is_empty() => {
+                    tracing::warn!(
+                        requests = left.len(),
+                        "fleet: left without a fleet; requests waiting for it (synced here already) are dropped"
+                    )
+                }
+                None => {}
             }
-            Err(e) => tracing::error!(error = %e, "fleet: cannot start; this node runs on its own"),
         }
+        self.fleet = new;
     }
 
     /// Stops the link (the daemon runs on its own); what its outbox could not send.
@@ -274,6 +284,9 @@ impl Inner {
                         self.set_health(true, None);
                         self.write_status(false).await;
                         let why = self.consume(messages, &mut stop).await;
+                        if *stop.borrow() {
+                            return;
+                        }
                         self.set_health(false, Some(why));
                     }
                     Err(e) => {
@@ -392,6 +405,31 @@ impl Inner {
         }
     }
 
+    /// Takes over what a previous link could not send.
+    async fn adopt(&self, left: Outbox) {
+        let mut left = left;
+        for m in left.take() {
+            let repo = m.repo.clone();
+            let waiting = {
+                let mut outbox = lock(&self.outbox);
+                outbox.push(m);
+                outbox.get(&repo).cloned()
+            };
+            self.save(waiting).await;
+        }
+    }
+
+    /// Writes a repository's waiting request to the outbox folder, when there is one.
+    async fn save(&self, waiting: Option<Message>) {
+        let (Some(spool), Some(w)) = (self.spool.clone(), waiting) else {
+            return;
+        };
+        let repo = w.repo.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.save(&w)).await {
+            tracing::error!(repo = %repo, error = %e, "fleet: outbox file not written; the request waits in memory only");
+        }
+    }
+
     /// Sends what waits in the outbox (one sender at a time); what fails waits again.
     async fn flush_outbox(&self) {
         let Ok(_one) = self.flushing.try_lock() else {
@@ -489,12 +527,7 @@ impl Relay for Inner {
                 outbox.push(m.synced_here());
                 outbox.get(&repo).cloned()
             };
-            if let (Some(spool), Some(w)) = (self.spool.clone(), waiting) {
-                let saved = tokio::task::spawn_blocking(move || spool.save(&w)).await;
-                if let Ok(Err(e)) = saved {
-                    tracing::error!(repo = %repo, error = %e, "fleet: outbox file not written; the request waits in memory only");
-                }
-            }
+            self.save(waiting).await;
             Handed::Local
         })
     }
