@@ -505,6 +505,48 @@ fn a_token_protected_nats_is_reached_with_token_file_and_the_token_is_never_logg
 }
 
 #[test]
+fn tls_urls_speak_tls_to_a_server_whose_ca_is_in_ssl_cert_file() {
+    let (nats, ca) = Nats::single_with_tls();
+    let url = format!("[tls://127.0.0.1:{}]", nats.servers[0].port);
+    let remote = Remote::new();
+    let work = scratch("fleet");
+    let dirs: Vec<PathBuf> = (1..=2)
+        .map(|i| work.path().join(format!("site-{i}")))
+        .collect();
+    let start = |i: usize, trust: bool| {
+        let mut b = Daemon::builder()
+            .top(&top(&url, &format!("n{i}"), 1, ""))
+            .token(TOKEN)
+            .repo(repo_yaml("site", &remote.url(), &dirs[i - 1], &repo_keys()));
+        if trust {
+            b = b.env("SSL_CERT_FILE", &ca.display().to_string());
+        }
+        b.start()
+    };
+    let (trusting, other) = (start(1, true), start(2, false));
+    let mut last = Value::Null;
+    let ok = wait_until(FLEET_WAIT, || {
+        last = fleet(&trusting);
+        last["state"] == "connected"
+    });
+    assert!(ok, "{last:#}\n{}", trusting.logs());
+    let before = remote.head();
+    let after = remote.advance("over TLS");
+    let (_, delivery) = github_main_push(SECRET, &remote.forms(), &before, &after);
+    assert_eq!(trusting.deliver("/hooks/site", &delivery).status, 202);
+    trusting.wait_head("site", &dirs[0], &after);
+    assert_eq!(
+        fleet(&trusting)["outbox"],
+        0,
+        "stored in the fleet over TLS"
+    );
+    // A node that does not trust the CA never connects: it runs on its own, and says why.
+    other.wait_head("site", &dirs[1], &before);
+    assert_eq!(fleet(&other)["state"], "degraded");
+    assert!(other.logs().contains("fleet: NATS"), "{}", other.logs());
+}
+
+#[test]
 fn check_names_each_fleet_problem_with_its_line() {
     let dir = scratch("fleet-check");
     let conf = dir.path().join("hookmirror.yaml");

@@ -26,6 +26,8 @@ pub struct NatsServer {
     routes: Vec<u16>,
     /// Clients must present this token (`--auth`).
     token: Option<String>,
+    /// Clients must speak TLS: the server's certificate and key (`--tls`).
+    tls: Option<(PathBuf, PathBuf)>,
     store: PathBuf,
     log: PathBuf,
     child: Option<GroupChild>,
@@ -42,6 +44,7 @@ impl NatsServer {
             cluster,
             routes: Vec::new(),
             token: None,
+            tls: None,
             log: dir.join(format!("{name}.log")),
             store,
             child: None,
@@ -66,6 +69,13 @@ impl NatsServer {
             .args(["-n", &self.name]);
         if let Some(t) = &self.token {
             cmd.args(["--auth", t]);
+        }
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
         }
         if let Some(c) = self.cluster {
             let routes: Vec<String> = self
@@ -207,6 +217,25 @@ impl Nats {
         }
     }
 
+    /// One server with JetStream that speaks only TLS, with a certificate for 127.0.0.1 from a
+    /// CA made for the test; also the CA's certificate (PEM), for the clients to trust.
+    pub fn single_with_tls() -> (Nats, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("hookmirror-nats-")
+            .tempdir()
+            .unwrap();
+        let (ca, cert, key) = test_ca(dir.path());
+        let mut s = NatsServer::new(dir.path(), "n1", None);
+        s.tls = Some((cert, key));
+        s.start();
+        s.wait_ready();
+        let nats = Nats {
+            servers: vec![s],
+            _dir: dir,
+        };
+        (nats, ca)
+    }
+
     /// Three servers in one cluster, each routed to the other two, JetStream ready on all.
     pub fn cluster() -> Nats {
         let dir = tempfile::Builder::new()
@@ -244,4 +273,76 @@ impl Nats {
             .map(|s| format!("--- {} ---\n{}", s.name, s.log()))
             .collect()
     }
+}
+
+/// A CA and a server certificate for IP 127.0.0.1 signed by it (P-256 keys, one day), made
+/// with the `openssl` CLI in `dir`: (CA certificate, server certificate, server key).
+fn test_ca(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat()
+        .iter()
+        .copied()
+        .chain(["-days", "1", "-subj", "/CN=hookmirror test CA"])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat()
+        .iter()
+        .copied()
+        .chain(["-subj", "/CN=127.0.0.1"])
+        .collect::<Vec<_>>(),
+    );
+    std::fs::write(
+        p("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+    ]);
+    (p("ca.pem"), p("server.pem"), p("server.key"))
 }
