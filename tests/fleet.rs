@@ -569,8 +569,10 @@ fn check_names_each_fleet_problem_with_its_line() {
     let (code, stdout) = check(dir.path(), &conf);
     assert_eq!(code, Some(2), "{stdout}");
     assert!(
-        stdout.contains("`fleet.credentials_file`: cannot read")
-            && stdout.contains("missing.creds"),
+        stdout.contains(&format!(
+            "{}:5: `fleet.credentials_file`: cannot read",
+            conf.display()
+        )) && stdout.contains("missing.creds"),
         "{stdout}"
     );
     std::fs::write(dir.path().join("missing.creds"), "creds\n").unwrap();

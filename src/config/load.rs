@@ -93,7 +93,15 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
             return Err(in_file(problems));
         }
     };
-    resolve_files(&mut config).map_err(in_file)?;
+    resolve_files(&mut config).map_err(|mut ps| {
+        // The `fleet` block's files are named with the line of their key.
+        for p in &mut ps {
+            if let Some(key) = p.field.as_deref().and_then(|f| f.strip_prefix("fleet.")) {
+                p.line = super::validate::block_line(&text, format, "fleet", key, None);
+            }
+        }
+        in_file(ps)
+    })?;
     Ok(config)
 }
 

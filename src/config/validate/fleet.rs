@@ -184,7 +184,7 @@ impl Validator<'_, '_> {
 
 /// The line (1-based) of `key` inside the top-level block `block` (YAML `fleet:`, TOML
 /// `[fleet]`, JSON `"fleet": {`), or of the first line there that holds `value`.
-fn block_line(
+pub(crate) fn block_line(
     text: &str,
     format: Format,
     block: &str,

@@ -23,6 +23,7 @@ use super::raw::{Format, RawConfig, RawDuration, find_key_line};
 use super::{Config, Credential, Problem};
 
 pub use api::{SINGLE_TOKEN_NAME, parse_expiry, token_sha256};
+pub(crate) use fleet::block_line;
 pub use fleet::{DEFAULT_STREAM, valid_fleet_name};
 pub use schedule::parse_cron;
 
