@@ -42,6 +42,11 @@ const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Status entries of nodes that stopped writing vanish after a day.
 const STATUS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// Entries kept per node in the status bucket. More than one: listing the keys walks the
+/// bucket's stream, and with one entry per key a node that writes while the listing runs has
+/// its only entry replaced under it and is missed.
+const STATUS_HISTORY: i64 = 5;
+
 /// Messages delivered to this node and not yet acked, at most (a sync each, coalesced per
 /// repository, so far more than a node's repositories never help).
 const MAX_ACK_PENDING: i64 = 10_000;
@@ -161,7 +166,7 @@ async fn set_up(
     js.get_or_create_stream(stream::Config {
         name: format!("KV_{bucket_name}"),
         subjects: vec![format!("$KV.{bucket_name}.>")],
-        max_messages_per_subject: 1,
+        max_messages_per_subject: STATUS_HISTORY,
         max_age: STATUS_MAX_AGE,
         storage: stream::StorageType::File,
         num_replicas: cfg.replicas,
@@ -237,28 +242,43 @@ pub async fn publish(js: &jetstream::Context, m: &Message) -> Result<bool, Strin
 /// listing whose server died mid-way would otherwise wait for ever.
 const READ_STATUS_LIMIT: Duration = Duration::from_secs(4);
 
-/// Every entry of the status bucket that can be read.
-pub async fn read_status(store: &kv::Store) -> Result<Vec<NodeStatus>, String> {
-    tokio::time::timeout(READ_STATUS_LIMIT, read_all(store))
+/// Every entry of the status bucket that can be read: the keys listed now and those in
+/// `known` (listed before: a listing can still miss a key being written), which is updated.
+pub async fn read_status(
+    store: &kv::Store,
+    known: &std::sync::Mutex<std::collections::BTreeSet<String>>,
+) -> Result<Vec<NodeStatus>, String> {
+    tokio::time::timeout(READ_STATUS_LIMIT, read_all(store, known))
         .await
         .map_err(|_| format!("the status bucket did not answer within {READ_STATUS_LIMIT:?}"))?
 }
 
-async fn read_all(store: &kv::Store) -> Result<Vec<NodeStatus>, String> {
+async fn read_all(
+    store: &kv::Store,
+    known: &std::sync::Mutex<std::collections::BTreeSet<String>>,
+) -> Result<Vec<NodeStatus>, String> {
     let mut keys = store.keys().await.map_err(|e| e.to_string())?;
-    let mut names = Vec::new();
+    let mut listed = Vec::new();
     while let Some(k) = keys.next().await {
-        names.push(k.map_err(|e| e.to_string())?);
+        listed.push(k.map_err(|e| e.to_string())?);
     }
-    // A key written while the listing runs can be listed twice.
-    names.sort();
-    names.dedup();
+    let names: Vec<String> = {
+        let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
+        known.extend(listed);
+        known.iter().cloned().collect()
+    };
     let mut out = Vec::new();
     for k in names {
-        if let Some(bytes) = store.get(&k).await.map_err(|e| e.to_string())?
-            && let Ok(s) = serde_json::from_slice::<NodeStatus>(&bytes)
-        {
-            out.push(s);
+        match store.get(&k).await.map_err(|e| e.to_string())? {
+            Some(bytes) => {
+                if let Ok(s) = serde_json::from_slice::<NodeStatus>(&bytes) {
+                    out.push(s);
+                }
+            }
+            // Expired or deleted: forgotten.
+            None => {
+                known.lock().unwrap_or_else(|p| p.into_inner()).remove(&k);
+            }
         }
     }
     Ok(out)

@@ -93,6 +93,8 @@ struct Inner {
     waiters: Mutex<HashMap<String, oneshot::Sender<SyncReport>>>,
     /// Held while the outbox is being sent.
     flushing: tokio::sync::Mutex<()>,
+    /// Nodes seen in the status bucket (see `link::read_status`).
+    known_nodes: Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,6 +150,7 @@ impl Fleet {
             spool,
             waiters: Mutex::new(HashMap::new()),
             flushing: tokio::sync::Mutex::new(()),
+            known_nodes: Mutex::new(Default::default()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
@@ -478,7 +481,7 @@ impl Inner {
     async fn nodes(&self) -> Result<Vec<status::NodeStatus>, String> {
         let store = lock(&self.store).clone();
         match store.filter(|_| self.ready()) {
-            Some(s) => link::read_status(&s).await,
+            Some(s) => link::read_status(&s, &self.known_nodes).await,
             None => Err(self
                 .health()
                 .error

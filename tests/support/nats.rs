@@ -12,6 +12,9 @@ use super::{GroupChild, free_port, read_file_lossy, wait_until};
 
 const NATS_SERVER: &str = "nats-server";
 
+/// What nats-server logs once it listens on every port it was given.
+const READY: &str = "Server is ready";
+
 /// How long a server (or a cluster's JetStream) may take to come up on a loaded machine.
 const NATS_START: Duration = Duration::from_secs(60);
 
@@ -58,7 +61,18 @@ impl NatsServer {
 
     /// Starts the process (again) on its ports with its store; returns once it accepts
     /// clients (JetStream readiness is [`NatsServer::wait_ready`]).
+    #[track_caller]
     pub fn start(&mut self) {
+        assert!(
+            self.try_start(),
+            "{} did not start; log:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+
+    /// [`NatsServer::start`]; false when it did not come up (a port taken meanwhile).
+    fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "{} runs already", self.name);
         let mut cmd = Command::new(NATS_SERVER);
         cmd.arg("-js")
@@ -93,18 +107,21 @@ impl NatsServer {
             .open(&self.log)
             .unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
+        // The log is appended to across restarts: this start's word is one more "ready".
+        let readies = |log: &str| log.matches(READY).count();
+        let before = readies(&self.log());
         let mut child = GroupChild::spawn(&mut cmd).expect("cannot start nats-server");
-        let port = self.port;
+        // Its own word that it listens, not a connection (which could reach another test's
+        // server holding the port).
         let up = wait_until(NATS_START, || {
-            child.exited().is_some() || TcpStream::connect(("127.0.0.1", port)).is_ok()
+            child.exited().is_some() || readies(&self.log()) > before
         });
-        assert!(
-            up && child.exited().is_none(),
-            "{} did not start; log:\n{}",
-            self.name,
-            self.log()
-        );
-        self.child = Some(child);
+        let port = self.port;
+        let ok = up && child.exited().is_none() && TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if ok {
+            self.child = Some(child);
+        }
+        ok
     }
 
     /// Waits until the server says JetStream is ready (`/healthz`: in a cluster, once a meta
@@ -188,56 +205,57 @@ pub struct Nats {
 impl Nats {
     /// One server with JetStream, ready.
     pub fn single() -> Nats {
-        let dir = tempfile::Builder::new()
-            .prefix("hookmirror-nats-")
-            .tempdir()
-            .unwrap();
-        let mut s = NatsServer::new(dir.path(), "n1", None);
-        s.start();
-        s.wait_ready();
-        Nats {
-            servers: vec![s],
-            _dir: dir,
-        }
+        Nats::one(|_, _| {})
     }
 
     /// One server with JetStream that admits only clients presenting `token`.
     pub fn single_with_token(token: &str) -> Nats {
-        let dir = tempfile::Builder::new()
-            .prefix("hookmirror-nats-")
-            .tempdir()
-            .unwrap();
-        let mut s = NatsServer::new(dir.path(), "n1", None);
-        s.token = Some(token.into());
-        s.start();
-        s.wait_ready();
-        Nats {
-            servers: vec![s],
-            _dir: dir,
-        }
+        Nats::one(|s, _| s.token = Some(token.into()))
     }
 
     /// One server with JetStream that speaks only TLS, with a certificate for 127.0.0.1 from a
     /// CA made for the test; also the CA's certificate (PEM), for the clients to trust.
     pub fn single_with_tls() -> (Nats, PathBuf) {
+        let mut ca = PathBuf::new();
+        let nats = Nats::one(|s, dir| {
+            let (c, cert, key) = test_ca(dir);
+            ca = c;
+            s.tls = Some((cert, key));
+        });
+        (nats, ca)
+    }
+
+    /// One server, set up by `setup`, started on fresh ports (again on others when one was
+    /// taken meanwhile), ready.
+    fn one(mut setup: impl FnMut(&mut NatsServer, &std::path::Path)) -> Nats {
         let dir = tempfile::Builder::new()
             .prefix("hookmirror-nats-")
             .tempdir()
             .unwrap();
-        let (ca, cert, key) = test_ca(dir.path());
-        let mut s = NatsServer::new(dir.path(), "n1", None);
-        s.tls = Some((cert, key));
-        s.start();
-        s.wait_ready();
-        let nats = Nats {
-            servers: vec![s],
-            _dir: dir,
-        };
-        (nats, ca)
+        for attempt in 0..5 {
+            let mut s = NatsServer::new(dir.path(), &format!("n1-{attempt}"), None);
+            s.name = "n1".into();
+            setup(&mut s, dir.path());
+            if s.try_start() {
+                s.wait_ready();
+                return Nats {
+                    servers: vec![s],
+                    _dir: dir,
+                };
+            }
+        }
+        panic!("nats-server did not start in 5 attempts");
     }
 
-    /// Three servers in one cluster, each routed to the other two, JetStream ready on all.
+    /// Three servers in one cluster, each routed to the other two, JetStream ready on all
+    /// (on other ports again when one was taken meanwhile).
     pub fn cluster() -> Nats {
+        (0..3)
+            .find_map(|_| Nats::try_cluster())
+            .expect("a nats-server cluster did not start in 3 attempts")
+    }
+
+    fn try_cluster() -> Option<Nats> {
         let dir = tempfile::Builder::new()
             .prefix("hookmirror-nats-")
             .tempdir()
@@ -252,12 +270,14 @@ impl Nats {
                 .copied()
                 .filter(|p| Some(*p) != s.cluster)
                 .collect();
-            s.start();
+            if !s.try_start() {
+                return None;
+            }
         }
         for s in &servers {
             s.wait_ready();
         }
-        Nats { servers, _dir: dir }
+        Some(Nats { servers, _dir: dir })
     }
 
     /// Every server's URL, as a YAML flow list.
