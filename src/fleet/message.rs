@@ -41,7 +41,9 @@ pub struct Message {
     /// The node that accepted the request.
     pub origin: String,
     /// The origin queued it itself, having failed to store it in the fleet then (it was sent
-    /// from its outbox later): the origin skips it.
+    /// from its outbox later). The origin syncs it all the same: having replaced a newer
+    /// request in the stream (the stream keeps one per repository), it may be the only word
+    /// the origin gets of that newer push.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub synced_at_origin: bool,
 }
@@ -130,13 +132,9 @@ impl Message {
     }
 }
 
-/// What `node` does with `payload`; `configured` says whether a repository is in its config.
+/// What a node does with `payload`; `configured` says whether a repository is in its config.
 /// Also the message's id, when it could be read.
-pub fn decide(
-    payload: &[u8],
-    node: &str,
-    configured: impl Fn(&str) -> bool,
-) -> (Option<String>, Decision) {
+pub fn decide(payload: &[u8], configured: impl Fn(&str) -> bool) -> (Option<String>, Decision) {
     #[derive(Deserialize)]
     struct Version {
         v: u32,
@@ -157,9 +155,7 @@ pub fn decide(
         Ok(m) => m,
         Err(e) => return (None, Decision::Skip(format!("unreadable message: {e}"))),
     };
-    let decision = if m.synced_at_origin && m.origin == node {
-        Decision::Skip("synced here when it was accepted".into())
-    } else if !configured(&m.repo) {
+    let decision = if !configured(&m.repo) {
         Decision::Skip(format!("`{}` is not configured on this node", m.repo))
     } else {
         Decision::Sync {
@@ -241,9 +237,10 @@ mod tests {
 
     #[test]
     fn every_node_syncs_what_it_has_configured() {
+        // The origin too: it syncs from its consumer like every other node.
         let m = for_request(&push(Some("d")), "web-1", "u").encode();
-        for node in ["web-1", "web-2"] {
-            let (id, d) = decide(&m, node, |r| r == "site");
+        {
+            let (id, d) = decide(&m, |r| r == "site");
             assert_eq!(id.as_deref(), Some("delivery:d:site"));
             assert_eq!(
                 d,
@@ -255,7 +252,7 @@ mod tests {
                 }
             );
         }
-        let (_, d) = decide(&m, "web-3", |_| false);
+        let (_, d) = decide(&m, |_| false);
         assert_eq!(
             d,
             Decision::Skip("`site` is not configured on this node".into())
@@ -263,16 +260,12 @@ mod tests {
     }
 
     #[test]
-    fn an_outboxed_message_is_skipped_by_its_origin_only_and_carries_no_hint() {
+    fn an_outboxed_message_carries_no_hint_so_every_node_fetches_for_it_its_origin_too() {
         let m = for_request(&push(Some("d")), "web-1", "u").synced_here();
         assert_eq!(m.hint, None);
         let bytes = m.encode();
         assert!(matches!(
-            decide(&bytes, "web-1", |_| true).1,
-            Decision::Skip(_)
-        ));
-        assert!(matches!(
-            decide(&bytes, "web-2", |_| true).1,
+            decide(&bytes, |_| true).1,
             Decision::Sync { hint: None, .. }
         ));
     }
@@ -280,22 +273,19 @@ mod tests {
     #[test]
     fn newer_versions_and_garbage_are_skipped_older_fields_default() {
         let newer = br#"{"v":2,"id":"x","repo":"site","origin":"n","new":1}"#;
-        let (_, d) = decide(newer, "web-1", |_| true);
+        let (_, d) = decide(newer, |_| true);
         assert!(
             matches!(d, Decision::Skip(ref why) if why.contains("version 2")),
             "{d:?}"
         );
+        assert!(matches!(decide(b"{]", |_| true).1, Decision::Skip(_)));
         assert!(matches!(
-            decide(b"{]", "web-1", |_| true).1,
-            Decision::Skip(_)
-        ));
-        assert!(matches!(
-            decide(br#"{"v":1}"#, "web-1", |_| true).1,
+            decide(br#"{"v":1}"#, |_| true).1,
             Decision::Skip(_)
         ));
         let minimal = br#"{"v":1,"id":"x","repo":"site","origin":"n"}"#;
         assert_eq!(
-            decide(minimal, "web-1", |_| true).1,
+            decide(minimal, |_| true).1,
             Decision::Sync {
                 repo: "site".into(),
                 hint: None,

@@ -342,8 +342,7 @@ impl Inner {
     /// covers it finished (saying it is in progress meanwhile).
     async fn handle(self: Arc<Self>, msg: jetstream::Message) {
         let config = self.daemon.config();
-        let (id, decision) =
-            message::decide(&msg.payload, &self.node, |r| config.repo(r).is_some());
+        let (id, decision) = message::decide(&msg.payload, |r| config.repo(r).is_some());
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         let (repo, hint, delivery, force) = match decision {
             Decision::Skip(why) => {
