@@ -489,19 +489,36 @@ fn a_token_protected_nats_is_reached_with_token_file_and_the_token_is_never_logg
         d.wait_head("site", dir, &after);
         d.assert_clean_logs(&[token, SECRET, TOKEN]);
     }
-    // A wrong token: the node runs on its own and says why.
+    // A wrong token: the node runs on its own and says why; the file rotated to the right
+    // token, the node reconnects by itself (the file is watched like the config).
+    let dir3 = work.path().join("site-3");
     let wrong = Daemon::builder()
-        .top(&top(&nats.urls_yaml(), "n3", 1, "  token: not-the-token\n"))
-        .token(TOKEN)
-        .repo(repo_yaml(
-            "site",
-            &remote.url(),
-            &work.path().join("site-3"),
-            &repo_keys(),
+        .file("nats.token", "not-the-token\n")
+        .top(&top(
+            &nats.urls_yaml(),
+            "n3",
+            1,
+            "  token_file: nats.token\n",
         ))
+        .token(TOKEN)
+        .repo(repo_yaml("site", &remote.url(), &dir3, &repo_keys()))
         .start();
-    wrong.wait_head("site", &work.path().join("site-3"), &after);
+    wrong.wait_head("site", &dir3, &after);
     assert_eq!(fleet(&wrong)["state"], "degraded");
+    let refused = wait_until(FLEET_WAIT, || {
+        wrong.logs().contains("authorization violation")
+    });
+    assert!(refused, "{}", wrong.logs());
+    let tmp = wrong.conf().join("nats.token.new");
+    std::fs::write(&tmp, format!("{token}\n")).unwrap();
+    std::fs::rename(&tmp, wrong.conf().join("nats.token")).unwrap();
+    let mut last = Value::Null;
+    let ok = wait_until(FLEET_WAIT, || {
+        last = fleet(&wrong);
+        last["state"] == "connected"
+    });
+    assert!(ok, "{last:#}\n{}", wrong.logs());
+    wrong.assert_clean_logs(&[token]);
 }
 
 #[test]
@@ -543,7 +560,11 @@ fn tls_urls_speak_tls_to_a_server_whose_ca_is_in_ssl_cert_file() {
     // A node that does not trust the CA never connects: it runs on its own, and says why.
     other.wait_head("site", &dirs[1], &before);
     assert_eq!(fleet(&other)["state"], "degraded");
-    assert!(other.logs().contains("fleet: NATS"), "{}", other.logs());
+    assert!(
+        other.logs().contains("the connection to NATS fails"),
+        "{}",
+        other.logs()
+    );
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub async fn connect(cfg: &FleetConfig, node: &str) -> Result<Client, String> {
                 .map_err(|e| format!("fleet.nats `{url}`: {e}"))?,
         );
     }
+    // The last error logged as a warning: a server that keeps refusing (every reconnect
+    // attempt) is reported once, and again only when the error changes.
+    let last_error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let mut opts = ConnectOptions::new()
         .name(format!("hookmirror {node}"))
         .retry_on_initial_connect()
@@ -81,21 +84,9 @@ pub async fn connect(cfg: &FleetConfig, node: &str) -> Result<Client, String> {
             let ms = 50u64.saturating_mul(1 << attempts.min(16));
             Duration::from_millis(ms).min(MAX_RECONNECT_DELAY)
         })
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("fleet: connected to NATS"),
-                async_nats::Event::Disconnected => {
-                    tracing::warn!("fleet: disconnected from NATS; reconnecting")
-                }
-                // Refused credentials and the like: the operator must hear of them.
-                async_nats::Event::ServerError(e) => {
-                    tracing::warn!(error = %e, "fleet: NATS server error")
-                }
-                async_nats::Event::ClientError(e) => {
-                    tracing::warn!(error = %e, "fleet: NATS client error")
-                }
-                other => tracing::debug!(event = %other, "fleet: NATS event"),
-            }
+        .event_callback(move |event| {
+            let last_error = last_error.clone();
+            async move { log_event(event, &last_error) }
         });
     if let Some(c) = &cfg.credentials {
         opts = opts
@@ -108,6 +99,35 @@ pub async fn connect(cfg: &FleetConfig, node: &str) -> Result<Client, String> {
     opts.connect(addrs)
         .await
         .map_err(|e| format!("cannot connect to NATS: {e}"))
+}
+
+/// Logs what the client reports: connects and disconnects, and errors (refused credentials, a
+/// TLS failure) once each until the next connect.
+fn log_event(event: async_nats::Event, last_error: &std::sync::Mutex<Option<String>>) {
+    let mut last = last_error.lock().unwrap_or_else(|p| p.into_inner());
+    let error = match event {
+        async_nats::Event::Connected => {
+            *last = None;
+            tracing::info!("fleet: connected to NATS");
+            return;
+        }
+        async_nats::Event::Disconnected => {
+            tracing::warn!("fleet: disconnected from NATS; reconnecting");
+            return;
+        }
+        async_nats::Event::ServerError(e) => format!("NATS server error: {e}"),
+        async_nats::Event::ClientError(e) => format!("NATS client error: {e}"),
+        other => {
+            tracing::debug!(event = %other, "fleet: NATS event");
+            return;
+        }
+    };
+    if last.as_deref() == Some(error.as_str()) {
+        tracing::debug!(%error, "fleet: again");
+    } else {
+        tracing::warn!(%error, "fleet: the connection to NATS fails; retrying");
+        *last = Some(error);
+    }
 }
 
 /// The JetStream context on `client`, with this file's timeouts.
