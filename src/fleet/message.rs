@@ -132,6 +132,21 @@ impl Message {
     }
 }
 
+/// An outboxed request of `repo` with `id`, for tests of what keeps such requests.
+#[cfg(test)]
+pub(super) fn outboxed(repo: &str, id: &str, force: bool) -> Message {
+    Message {
+        v: VERSION,
+        id: id.into(),
+        repo: repo.into(),
+        hint: None,
+        delivery: None,
+        force,
+        origin: "n".into(),
+        synced_at_origin: true,
+    }
+}
+
 /// What a node does with `payload`; `configured` says whether a repository is in its config.
 /// Also the message's id, when it could be read.
 pub fn decide(payload: &[u8], configured: impl Fn(&str) -> bool) -> (Option<String>, Decision) {

@@ -62,18 +62,7 @@ mod tests {
 
     use super::*;
 
-    fn msg(repo: &str, id: &str, force: bool) -> Message {
-        Message {
-            v: 1,
-            id: id.into(),
-            repo: repo.into(),
-            hint: None,
-            delivery: None,
-            force,
-            origin: "n".into(),
-            synced_at_origin: true,
-        }
-    }
+    use crate::fleet::message::outboxed as msg;
 
     #[test]
     fn one_request_per_repository_the_newest_forced_if_any_was() {

@@ -88,16 +88,7 @@ mod tests {
     use super::*;
 
     fn msg(repo: &str, id: &str) -> Message {
-        Message {
-            v: 1,
-            id: id.into(),
-            repo: repo.into(),
-            hint: None,
-            delivery: None,
-            force: false,
-            origin: "n".into(),
-            synced_at_origin: true,
-        }
+        message::outboxed(repo, id, false)
     }
 
     #[test]
