@@ -67,6 +67,17 @@ pub fn check(config: &Config, out: &mut dyn Write) -> i32 {
                 .unwrap_or_else(|| "no schedule".into()),
         );
     }
+    if let Some(f) = &config.fleet {
+        let _ = writeln!(
+            out,
+            "fleet: node {}, stream {} ({} replica{}), NATS {}",
+            f.node.as_deref().unwrap_or("(the host name)"),
+            f.stream,
+            f.replicas,
+            if f.replicas == 1 { "" } else { "s" },
+            f.servers.join(", ")
+        );
+    }
     let api = &config.api;
     if !api.tokens.is_empty() || api.protect_reads {
         let reads = if api.protect_reads {

@@ -16,6 +16,9 @@
 //! - [`queue`]: the per-repository coalescing state machine and delivery dedupe. Pure.
 //! - [`daemon`]: the domain: shared state, `deliver` (a verified push → which repositories are
 //!   queued, ignored or a duplicate), sync workers bounded by `workers`, status, `apply` (reload).
+//! - [`fleet`]: several nodes on NATS JetStream: publish verified pushes, consume them on every
+//!   node into its queue, status in a key-value bucket, an outbox while NATS is away. The
+//!   daemon sees it only through its `Relay` port.
 //! - [`server`]: the HTTP edge (axum on hyper): extract, verify, parse, ask the daemon, map its
 //!   answer to a status code; the API; limits and timeouts.
 //! - [`run`]: the process lifecycle on top of it all: runtime, listener and rebind, watcher and
@@ -36,6 +39,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod fleet;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -29,6 +29,12 @@ pub fn watched_files(config: &Config) -> HashSet<PathBuf> {
                 .and_then(|c| c.file.clone()),
         );
     }
+    if let Some(f) = &config.fleet {
+        // A rotated credentials or token file reconnects the fleet with it.
+        for c in [&f.credentials, &f.token].into_iter().flatten() {
+            files.extend(c.file.clone());
+        }
+    }
     files
 }
 

@@ -184,6 +184,9 @@ pub async fn run_on(
     let daemon = Daemon::with_metrics(config, metrics);
     daemon.set_reload_channel(reload_tx.clone());
     daemon.load_commits().await;
+    // Before anything is served: pushes go to the fleet from the first one (until NATS is
+    // reached they are synced here and kept in the outbox).
+    let mut fleet = crate::fleet::Running::start(&daemon).await;
     let addr = listener.local_addr()?;
     let config = daemon.config();
     // Watching starts before anything is served or synced: an edit made once the daemon answers
@@ -224,6 +227,8 @@ pub async fn run_on(
                     old.retire().await;
                     tracing::info!(%addr, "now listening on the new address");
                 }
+                // A changed `fleet` block reconnects.
+                fleet.follow(&daemon).await;
                 crate::systemd::reloaded(&daemon.summary_line());
             }
         }
@@ -233,6 +238,13 @@ pub async fn run_on(
     daemon.close_intake();
     if !daemon.drain(SHUTDOWN_GRACE).await {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "syncs still running at shutdown; exiting anyway");
+    }
+    let unsent = fleet.stop(&daemon).await;
+    if !unsent.is_empty() {
+        tracing::warn!(
+            requests = unsent.len(),
+            "fleet: requests synced here could not be sent to the fleet before exiting"
+        );
     }
     server.retire().await;
     let d = daemon.clone();

@@ -93,7 +93,15 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
             return Err(in_file(problems));
         }
     };
-    resolve_files(&mut config).map_err(in_file)?;
+    resolve_files(&mut config).map_err(|mut ps| {
+        // The `fleet` block's files are named with the line of their key.
+        for p in &mut ps {
+            if let Some(key) = p.field.as_deref().and_then(|f| f.strip_prefix("fleet.")) {
+                p.line = super::validate::block_line(&text, format, "fleet", key, None);
+            }
+        }
+        in_file(ps)
+    })?;
     Ok(config)
 }
 
@@ -163,6 +171,14 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
     notify_secrets(&mut config.notify, None, &mut read);
     for s in config.hooks.iter_mut().flat_map(|h| &mut h.secrets) {
         read(s, None, "hooks.secret_file");
+    }
+    if let Some(f) = &mut config.fleet {
+        if let Some(c) = &mut f.credentials {
+            read(c, None, "fleet.credentials_file");
+        }
+        if let Some(t) = &mut f.token {
+            read(t, None, "fleet.token_file");
+        }
     }
     let mut unreadable = same_token_twice(config);
     for repo in &mut config.repos {

@@ -5,6 +5,7 @@
 
 mod gwg;
 mod load;
+mod notify;
 mod raw;
 mod validate;
 
@@ -14,8 +15,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
+pub use notify::{NotifyEvent, NotifyTarget, notify_secret_problem};
 pub use raw::{Format, RawConfig, parse_lenient, parse_str};
-pub use validate::{Context, SINGLE_TOKEN_NAME, parse_cron, parse_expiry, token_sha256, validate};
+pub use validate::{
+    Context, DEFAULT_STREAM, SINGLE_TOKEN_NAME, parse_cron, parse_expiry, token_sha256,
+    valid_fleet_name, validate,
+};
 
 use crate::secret::Secret;
 use crate::url::RemoteUrl;
@@ -46,6 +51,8 @@ pub struct Config {
     /// Notification targets for every repository (each repository may add its own).
     pub notify: Vec<NotifyTarget>,
     pub ssh: SshSettings,
+    /// The fleet this node belongs to (`fleet`); `None`: a node on its own.
+    pub fleet: Option<Fleet>,
     pub repos: Vec<Repo>,
     /// What is allowed but probably not meant (a token glob that matches no repository, an
     /// expired token): `check` prints them, the daemon logs them at start and reload.
@@ -214,6 +221,26 @@ pub struct LogConfig {
     pub timestamp: Option<bool>,
 }
 
+/// The `fleet` block: NATS JetStream servers shared by several nodes, each of which syncs every
+/// push any of them accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// `nats://host:port` or `tls://host:port`, one server or the members of a cluster.
+    pub servers: Vec<String>,
+    /// This node's name (consumer and status key); `None`: the host name.
+    pub node: Option<String>,
+    /// A `.creds` file's contents (JWT and NKey seed), read by `load`.
+    pub credentials: Option<Credential>,
+    pub token: Option<Credential>,
+    /// The JetStream stream (created when missing); the status bucket is named after it.
+    pub stream: String,
+    /// Copies of the stream and the status bucket in a cluster.
+    pub replicas: usize,
+    /// A folder where requests waiting for NATS are also written, so that they survive a
+    /// restart of this node; `None`: kept in memory only.
+    pub outbox: Option<PathBuf>,
+}
+
 /// HTTP intake limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -257,57 +284,6 @@ impl Default for Health {
         Health {
             max_consecutive_failures: 3,
         }
-    }
-}
-
-/// The events an outbound notification can be sent for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NotifyEvent {
-    /// A sync moved the checkout to another commit.
-    Succeeded,
-    Failed,
-    /// The first successful sync after failures.
-    Recovered,
-}
-
-impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 3] = [
-        NotifyEvent::Succeeded,
-        NotifyEvent::Failed,
-        NotifyEvent::Recovered,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotifyEvent::Succeeded => "sync.succeeded",
-            NotifyEvent::Failed => "sync.failed",
-            NotifyEvent::Recovered => "sync.recovered",
-        }
-    }
-}
-
-/// Where sync events are POSTed, signed per Standard Webhooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyTarget {
-    /// http(s) only; may hold credentials, so it is shown redacted.
-    pub url: String,
-    /// A `whsec_…` signing secret (checked at validation, or when the file is read).
-    pub secret: Credential,
-    pub events: Vec<NotifyEvent>,
-    /// Extra request headers; values may be credentials (`Authorization`), so they are secrets.
-    pub headers: Vec<(String, Secret)>,
-}
-
-/// What is wrong with a Standard Webhooks signing secret, if anything: it must be `whsec_`
-/// followed by the base64 of at least one byte.
-pub fn notify_secret_problem(secret: &str) -> Option<&'static str> {
-    use base64::Engine as _;
-    let Some(encoded) = secret.strip_prefix("whsec_") else {
-        return Some("must be a Standard Webhooks secret: `whsec_` followed by base64");
-    };
-    match base64::engine::general_purpose::STANDARD.decode(encoded) {
-        Ok(key) if !key.is_empty() => None,
-        _ => Some("the part after `whsec_` is not base64 of a key"),
     }
 }
 

@@ -56,6 +56,7 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub health: Option<RawHealth>,
     pub notify: Option<Vec<RawNotify>>,
+    pub fleet: Option<RawFleet>,
     pub defaults: Option<RawRepo>,
     pub repos: Option<Vec<RawRepo>>,
     pub ssh: Option<RawSsh>,
@@ -144,6 +145,27 @@ pub struct RawNotify {
     pub secret_file: Option<String>,
     pub events: Option<Vec<String>>,
     pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// The `fleet` block: the NATS servers several hookmirror nodes share.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawFleet {
+    pub nats: Option<RawUrls>,
+    pub node: Option<String>,
+    pub credentials_file: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub stream: Option<String>,
+    pub replicas: Option<i64>,
+    pub outbox: Option<String>,
+}
+
+/// One URL or a list of them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawUrls {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// One repository (also the shape of `defaults`). Fields after the blank line are gwg's names.

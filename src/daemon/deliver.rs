@@ -97,18 +97,25 @@ fn reason(repo: &Repo, shared: bool, why: &Ignore) -> String {
     }
 }
 
+/// The repositories a delivery is for, with the pushed commit of each, and why the others it
+/// reached were left alone.
+pub(super) type Routed<'r> = (Vec<(&'r Repo, Option<String>)>, Vec<String>);
+
 impl Daemon {
-    /// Hands an authentic push to the repositories it reached (`repos`: the one whose path it
-    /// came in on, or those whose secret verified it on the shared endpoint). Nothing is recorded
-    /// for a delivery that concerns none of them, so a redelivery after fixing the config is
-    /// processed; the delivery id is checked for duplicates only once some repository wants it.
-    pub fn deliver(&self, repos: &[&Repo], push: &Push, delivery: Option<&str>) -> Delivered {
+    /// Which of `repos` the push concerns ([`wanted`]), and the dedupe of its delivery id once
+    /// some repository wants it: the routes, or the answer when there is nothing to queue.
+    pub(super) fn route<'r>(
+        &self,
+        repos: &[&'r Repo],
+        push: &Push,
+        delivery: Option<&str>,
+    ) -> Result<Routed<'r>, Delivered> {
         let shared = repos.len() > 1;
         let mut targets = Vec::new();
         let mut ignored = Vec::new();
         for repo in repos {
             match wanted(repo, push, self.remote_ref(&repo.name).as_deref()) {
-                Ok(after) => targets.push((repo, after)),
+                Ok(after) => targets.push((*repo, after)),
                 Err(why) => {
                     if let Ignore::Deleted(r) = &why {
                         tracing::info!(repo = %repo.name, r#ref = %r, "tracked ref deleted upstream; checkout kept as it is");
@@ -118,16 +125,29 @@ impl Daemon {
             }
         }
         if targets.is_empty() {
-            return Delivered::Ignored(ignored.join("; "));
+            return Err(Delivered::Ignored(ignored.join("; ")));
         }
         if let Some(id) = delivery
             && let Some(earlier) = self.book().dedupe.admit(id)
         {
-            return Delivered::Duplicate(earlier);
+            return Err(Delivered::Duplicate(earlier));
         }
-        // The id was recorded above, before queueing, so that a concurrent copy of the delivery
-        // is a duplicate at once; when nothing gets queued after all, it is forgotten again, so
-        // that the forge's redelivery is processed instead of being answered as a duplicate.
+        Ok((targets, ignored))
+    }
+
+    /// Hands an authentic push to the repositories it reached (`repos`: the one whose path it
+    /// came in on, or those whose secret verified it on the shared endpoint). Nothing is recorded
+    /// for a delivery that concerns none of them, so a redelivery after fixing the config is
+    /// processed; the delivery id is checked for duplicates only once some repository wants it.
+    pub fn deliver(&self, repos: &[&Repo], push: &Push, delivery: Option<&str>) -> Delivered {
+        let (targets, mut ignored) = match self.route(repos, push, delivery) {
+            Ok(routed) => routed,
+            Err(answer) => return answer,
+        };
+        // The id was recorded by `route`, before queueing, so that a concurrent copy of the
+        // delivery is a duplicate at once; when nothing gets queued after all, it is forgotten
+        // again, so that the forge's redelivery is processed instead of being answered as a
+        // duplicate.
         let mut queued = Vec::new();
         let mut shutting_down = false;
         for (repo, after) in targets {

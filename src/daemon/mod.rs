@@ -5,13 +5,15 @@
 //! - the workers (`worker.rs`): one task per busy repository, `workers` syncs at once, recording
 //!   the outcome;
 //! - status views (`status.rs`) for the API and systemd;
-//! - `apply` (`apply.rs`): reload a config and reconcile queues, schedules and the pool.
+//! - `apply` (`apply.rs`): reload a config and reconcile queues, schedules and the pool;
+//! - `relay` (`relay.rs`): the port a fleet of nodes plugs into, and the intake paths through it.
 //!
 //! The process lifecycle (listener, watcher, signals, shutdown) lives above it in [`crate::run`].
 
 mod apply;
 mod deliver;
 mod observe;
+mod relay;
 mod status;
 mod worker;
 
@@ -31,6 +33,7 @@ use crate::queue::{Action, Coalescer, Dedupe};
 pub use apply::ReloadSummary;
 pub use deliver::{Delivered, wanted};
 pub use observe::{DELIVERIES, DeliveryRecord, HISTORY, SyncRecord, Unready};
+pub use relay::{BoxFuture, FleetWait, Handed, Relay, Relayed};
 pub use status::{
     ErrorInfo, RecoveryAction, RecoveryInfo, ReloadStatus, RepoStatus, RepoView, RetryInfo,
     SyncReport,
@@ -109,6 +112,10 @@ struct Shared {
     reload_requests: Mutex<Option<tokio::sync::mpsc::Sender<&'static str>>>,
     metrics: Arc<Metrics>,
     notifier: Notifier,
+    /// The fleet this node belongs to, set by `run` (see `relay.rs`).
+    relay: RwLock<Option<Arc<dyn Relay>>>,
+    /// Counts recorded sync outcomes; see [`Daemon::sync_events`].
+    synced: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why a sync request was not queued.
@@ -153,6 +160,8 @@ impl Daemon {
             reload_requests: Mutex::new(None),
             notifier: Notifier::new(metrics.clone()),
             metrics,
+            relay: RwLock::new(None),
+            synced: tokio::sync::watch::Sender::new(0),
         }))
     }
 

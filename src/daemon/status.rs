@@ -10,7 +10,7 @@ use crate::queue::State;
 use crate::sync::{Outcome, SyncError};
 
 /// A failed sync as status shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ErrorInfo {
     pub kind: String,
     pub message: String,
@@ -180,9 +180,13 @@ impl Daemon {
             .count();
         let syncing = views.iter().filter(|v| v.state == State::Syncing).count();
         let retrying = views.iter().filter(|v| v.state == State::Backoff).count();
-        format!(
+        let line = format!(
             "{} repos, {syncing} syncing, {retrying} retrying, {failing} failing",
             views.len()
-        )
+        );
+        match self.relay() {
+            Some(fleet) => format!("{line}; fleet {}", fleet.summary()),
+            None => line,
+        }
     }
 }

@@ -258,6 +258,7 @@ impl Daemon {
         }
         drop(book);
         self.observe(repo, cause, covers, o, &report, lag_retry.is_some());
+        self.0.synced.send_modify(|n| *n += 1);
         if let Some((n, hint)) = lag_retry {
             let d = self.clone();
             let name = repo.name.clone();

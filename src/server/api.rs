@@ -11,13 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::error;
 use super::guard::allow;
+use super::{await_report, error};
 use crate::access::Need;
-use crate::daemon::{Daemon, RequestError, Trigger};
-
-/// How long `?wait=true` waits for the sync before answering 504 (the sync goes on).
-pub const WAIT_LIMIT: Duration = Duration::from_secs(600);
+use crate::daemon::{Daemon, RequestError};
 
 /// How long `POST /api/reload?wait=true` waits for the reload (it reads files and binds a
 /// changed `listen`: seconds at most, unless the disk hangs).
@@ -59,7 +56,8 @@ pub async fn show(
     }
 }
 
-/// `POST /api/repos/{name}/sync[?wait=true][&force=true]`. A token limited to other
+/// `POST /api/repos/{name}/sync[?wait=true|fleet][&force=true]` (in a fleet, every node syncs;
+/// `wait=fleet` answers when every live node has the commit, see `fleet.rs`). A token limited to other
 /// repositories is refused before the name is looked up, so it cannot probe which exist.
 pub async fn sync(
     State(d): State<Daemon>,
@@ -72,11 +70,10 @@ pub async fn sync(
         Err(r) => return *r,
     };
     let (wait, force) = (flag(&q, "wait"), flag(&q, "force"));
-    let requested = if force {
-        d.request_forced_sync(&name, Trigger::Api, wait)
-    } else {
-        d.request_sync(&name, Trigger::Api, None, wait)
-    };
+    if q.get("wait").is_some_and(|v| v == "fleet") {
+        return super::fleet::sync_and_wait(&d, caller.name(), &name, force).await;
+    }
+    let requested = d.request_api_sync(&name, force, wait).await;
     if requested.is_ok() {
         tracing::info!(token = caller.name(), repo = %name, force, wait, "api sync requested");
     }
@@ -90,8 +87,8 @@ pub async fn sync(
             }
             (StatusCode::ACCEPTED, Json(body)).into_response()
         }
-        Ok(Some(rx)) => match tokio::time::timeout(WAIT_LIMIT, rx).await {
-            Ok(Ok(report)) => {
+        Ok(Some(rx)) => match await_report(rx).await {
+            Ok(report) => {
                 let status = if report.ok {
                     StatusCode::OK
                 } else {
@@ -99,11 +96,7 @@ pub async fn sync(
                 };
                 (status, Json(report)).into_response()
             }
-            Ok(Err(_)) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the sync was abandoned (shutdown or repository removed)",
-            ),
-            Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the sync is still running"),
+            Err(answer) => answer,
         },
     }
 }

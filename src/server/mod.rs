@@ -5,6 +5,7 @@
 mod api;
 mod body;
 mod clients;
+mod fleet;
 mod guard;
 mod observe;
 mod page;
@@ -43,8 +44,30 @@ pub fn app(daemon: Daemon) -> Router {
         .route("/api/repos/{name}/history", get(observe::history))
         .route("/api/repos/{name}/sync", post(api::sync))
         .route("/api/reload", post(api::reload))
+        .route("/api/fleet", get(fleet::show))
         .fallback(webhook::handle)
         .with_state(daemon)
+}
+
+/// How long `?wait=true` waits for the sync before answering 504 (the sync goes on).
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The report of the sync that covers a request (at most [`WAIT_LIMIT`]), or the answer that
+/// says why it did not come.
+pub(crate) async fn await_report(
+    rx: tokio::sync::oneshot::Receiver<crate::daemon::SyncReport>,
+) -> Result<crate::daemon::SyncReport, Response> {
+    match tokio::time::timeout(WAIT_LIMIT, rx).await {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(_)) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the sync was abandoned (shutdown or repository removed)",
+        )),
+        Err(_) => Err(error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the sync is still running",
+        )),
+    }
 }
 
 /// A JSON error body: `{"error": message}`.

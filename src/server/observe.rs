@@ -52,8 +52,18 @@ pub async fn metrics(State(d): State<Daemon>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /readyz`: 200 once every repository had its first sync and none fails past
-/// `health.max_consecutive_failures`; else 503 naming them. Open, like `/healthz`.
+/// `health.max_consecutive_failures`; else 503 naming them. Open, like `/healthz`. In a fleet the
+/// body says how this node's link is (`fleet`: `connected` or `degraded`): a degraded link does not make the node unready,
+/// since it keeps syncing and keeps what it accepts until the fleet is back.
 pub async fn readyz(State(d): State<Daemon>) -> Response {
+    // Open to anyone: the link's state only, not its error (which names servers).
+    let fleet = d.relay().map(|r| {
+        if r.connected() {
+            "connected"
+        } else {
+            "degraded"
+        }
+    });
     if !d.intake_open() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -62,14 +72,18 @@ pub async fn readyz(State(d): State<Daemon>) -> Response {
             .into_response();
     }
     let unready = d.unready();
-    if unready.is_empty() {
-        return Json(json!({ "ready": true })).into_response();
+    let (status, mut body) = if unready.is_empty() {
+        (StatusCode::OK, json!({ "ready": true }))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "ready": false, "repos": unready }),
+        )
+    };
+    if let Some(f) = fleet {
+        body["fleet"] = json!(f);
     }
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "ready": false, "repos": unready })),
-    )
-        .into_response()
+    (status, Json(body)).into_response()
 }
 
 /// `GET /`: the status page.
@@ -89,6 +103,10 @@ pub async fn status_page(State(d): State<Daemon>, headers: HeaderMap) -> Respons
         .collect();
     let deliveries = d.deliveries();
     let unready = d.unready();
+    let fleet = match d.relay() {
+        Some(relay) => Some(relay.view(&|repo: &str| caller.may_read(repo)).await),
+        None => None,
+    };
     let html = page::render(&page::Page {
         now: chrono::Utc::now(),
         version: env!("CARGO_PKG_VERSION"),
@@ -96,6 +114,7 @@ pub async fn status_page(State(d): State<Daemon>, headers: HeaderMap) -> Respons
         histories: &histories,
         deliveries: &deliveries,
         unready: &unready,
+        fleet: fleet.as_ref(),
     });
     let mut r = Html(html).into_response();
     r.headers_mut()

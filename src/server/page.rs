@@ -31,6 +31,9 @@ pub struct Page<'a> {
     /// Newest first.
     pub deliveries: &'a [DeliveryRecord],
     pub unready: &'a [Unready],
+    /// The fleet as `GET /api/fleet` shows it (filtered to what the reader may see), when this
+    /// node belongs to one.
+    pub fleet: Option<&'a serde_json::Value>,
 }
 
 /// `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attributes.
@@ -115,6 +118,9 @@ pub fn render(p: &Page<'_>) -> String {
         h.push_str("<tr><td colspan=\"8\" class=\"muted\">no repositories configured</td></tr>\n");
     }
     h.push_str("</tbody></table></section>\n");
+    if let Some(f) = p.fleet {
+        fleet(&mut h, p.now, f);
+    }
     deliveries(&mut h, p);
     h.push_str(
         "<footer>Refreshes every 10 s. Machine-readable: <a href=\"/api/repos\">/api/repos</a>, \
@@ -239,6 +245,65 @@ fn chart(h: &mut String, name: &str, history: &[SyncRecord]) {
         );
     }
     h.push_str("</svg>");
+}
+
+/// The fleet: this node's link (connected, or degraded and why, with what waits in the outbox),
+/// then one row per node and repository.
+fn fleet(h: &mut String, now: DateTime<Utc>, f: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().map(escape).unwrap_or_default();
+    let connected = f["state"] == "connected";
+    let _ = write!(
+        h,
+        "<section><h2>Fleet</h2><p id=\"fleet-state\"><span class=\"badge {}\">{}</span> \
+         node <code>{}</code> &middot; stream <code>{}</code>",
+        if connected { "ready" } else { "unready" },
+        if connected { "connected" } else { "degraded" },
+        text(&f["node"]),
+        text(&f["stream"]),
+    );
+    if let Some(e) = f["error"].as_str() {
+        let _ = write!(h, " &middot; <span class=\"error\">{}</span>", escape(e));
+    }
+    if let Some(n) = f["outbox"].as_u64().filter(|&n| n > 0) {
+        let _ = write!(h, " &middot; {n} request(s) waiting to reach the fleet");
+    }
+    h.push_str(
+        "</p><table id=\"fleet\"><thead><tr><th>Node</th><th>Repository</th><th>State</th>\
+         <th>Commit</th><th>Last success</th><th>Last error</th></tr></thead><tbody>\n",
+    );
+    let nodes = f["nodes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut rows = 0;
+    for n in nodes {
+        let node = if n["live"] == true {
+            text(&n["node"])
+        } else {
+            format!(
+                "{} <span class=\"muted\">(not live)</span>",
+                text(&n["node"])
+            )
+        };
+        for r in n["repos"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            rows += 1;
+            let commit: String = text(&r["commit"]).chars().take(12).collect();
+            let success = r["last_success"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| relative(now, t.with_timezone(&Utc)))
+                .unwrap_or_else(|| "never".into());
+            let state = text(&r["state"]);
+            let _ = writeln!(
+                h,
+                "<tr><td>{node}</td><td>{}</td><td><span class=\"badge {state}\">{state}</span></td>\
+                 <td><code>{commit}</code></td><td>{success}</td><td class=\"error\">{}</td></tr>",
+                text(&r["name"]),
+                text(&r["error"]["message"]),
+            );
+        }
+    }
+    if rows == 0 {
+        h.push_str("<tr><td colspan=\"6\" class=\"muted\">no node has reported yet</td></tr>\n");
+    }
+    h.push_str("</tbody></table></section>\n");
 }
 
 fn deliveries(h: &mut String, p: &Page<'_>) {

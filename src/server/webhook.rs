@@ -130,7 +130,7 @@ async fn intake(d: &Daemon, request: Request) -> Response {
         }
     };
     match checked {
-        Ok(authentic) => deliver(d, &config, authentic, &headers),
+        Ok(authentic) => deliver(d, &config, authentic, &headers).await,
         Err(refusal) => refusal.response(),
     }
 }
@@ -375,7 +375,12 @@ fn named(config: &Config, urls: &[String], accepts: impl Fn(&Repo) -> bool) -> V
 }
 
 /// Hands an authentic delivery to the domain; maps its answer to a status.
-fn deliver(d: &Daemon, config: &Config, authentic: Authentic, headers: &HeaderMap) -> Response {
+async fn deliver(
+    d: &Daemon,
+    config: &Config,
+    authentic: Authentic,
+    headers: &HeaderMap,
+) -> Response {
     let Authentic {
         repos,
         provider,
@@ -398,7 +403,7 @@ fn deliver(d: &Daemon, config: &Config, authentic: Authentic, headers: &HeaderMa
         return ignored("the payload names no configured repository");
     }
     let delivery = webhook::delivery_id(headers);
-    match d.deliver(&repos, &push, delivery.as_deref()) {
+    match d.deliver_push(&repos, &push, delivery.as_deref()).await {
         Delivered::Queued { repos, .. } => (
             StatusCode::ACCEPTED,
             Json(json!({ "queued": repos, "delivery": delivery })),

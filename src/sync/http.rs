@@ -28,8 +28,9 @@ use ureq::Agent;
 use ureq::http::{Response, StatusCode};
 
 use super::credentials::token_login;
-use super::git_proto::{io_error, net_error};
+use super::git_proto::net_error;
 use super::http_agent;
+use super::http_error::{as_failure, http_error, request_error, timed_out};
 use super::transport::{self, Limits, Watch};
 use crate::config::Repo;
 use crate::url::{Scheme, redact};
@@ -330,65 +331,6 @@ impl Client {
     }
 }
 
-/// libgit2's wording for a status it does not handle, which `error::classify` reads.
-fn http_error(url: &str, status: StatusCode, what: &str) -> Error {
-    let shown = redact(url.split('?').next().unwrap_or(url));
-    Error::new(
-        ErrorCode::GenericError,
-        ErrorClass::Http,
-        format!(
-            "unexpected http status code: {} ({what} from {shown})",
-            status.as_u16()
-        ),
-    )
-}
-
-/// A failed request as a git2 error whose code and class tell its kind: TLS refusals
-/// (`Certificate`/`Ssl`), timeouts, and network faults; the URL shown without credentials.
-fn request_error(url: &str, e: ureq::Error) -> Error {
-    let shown = redact(url.split('?').next().unwrap_or(url));
-    match e {
-        ureq::Error::NativeTls(t) => Error::new(
-            ErrorCode::Certificate,
-            ErrorClass::Ssl,
-            format!("TLS: {shown}: {}", tls_reason(&t.to_string())),
-        ),
-        ureq::Error::Tls(t) => Error::new(
-            ErrorCode::Certificate,
-            ErrorClass::Ssl,
-            format!("TLS: {shown}: {t}"),
-        ),
-        ureq::Error::Timeout(t) => Error::new(
-            ErrorCode::Timeout,
-            ErrorClass::Net,
-            format!("http(s): {shown}: timed out ({t})"),
-        ),
-        ureq::Error::Io(io) => io_error(&io, &format!("http(s): {shown}: {io}")),
-        ureq::Error::ConnectProxyFailed(why) => net_error(&format!(
-            "http(s): the proxy refused to connect to {shown}: {why}"
-        )),
-        other => net_error(&format!("http(s): {shown}: {}", redact(&other.to_string()))),
-    }
-}
-
-/// OpenSSL's verify failure in plain words, with its own text kept.
-fn tls_reason(text: &str) -> String {
-    let lower = text.to_ascii_lowercase();
-    let plain = if lower.contains("expired") {
-        "the server's certificate has expired"
-    } else if lower.contains("hostname mismatch") || lower.contains("ip address mismatch") {
-        "the server's certificate is for another host name"
-    } else if lower.contains("self-signed")
-        || lower.contains("local issuer")
-        || lower.contains("unable to get")
-    {
-        "the server's certificate is not signed by a trusted CA (add it with auth.ca_file)"
-    } else {
-        "the TLS handshake failed"
-    };
-    format!("{plain} ({})", text.trim())
-}
-
 /// `location` resolved against `url` (absolute, host-absolute `/path`, or relative).
 fn resolve(url: &str, location: &str) -> String {
     if location.contains("://") {
@@ -477,26 +419,6 @@ impl HttpStream {
     fn watch_limits(&self) -> Limits {
         self.watch.limits()
     }
-}
-
-/// ureq's own timeouts arrive wrapped as `ErrorKind::Other`: give them the kind [`Watch`]
-/// recognises, so the global one (set to the sync's deadline) is reported as `sync_timeout`.
-fn timed_out(e: io::Error) -> io::Error {
-    let timeout = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
-    if timeout {
-        io::Error::new(io::ErrorKind::TimedOut, e.to_string())
-    } else {
-        e
-    }
-}
-
-/// A read error as the engine should classify it: timeouts keep [`ErrorCode::Timeout`].
-fn as_failure(e: io::Error) -> io::Error {
-    let message = format!("http(s): {e}");
-    transport::fail(io_error(&e, &message))
 }
 
 /// What is read of an answer libgit2 stopped reading (its last flush packet comes before the end
@@ -597,12 +519,5 @@ mod tests {
         assert!(!same_origin(from, "http://h:1/r.git"));
         assert!(!same_origin(from, "https://h:2/r.git"));
         assert!(!same_origin(from, "https://evil/r.git"));
-    }
-
-    #[test]
-    fn tls_failures_are_said_plainly() {
-        assert!(tls_reason("error:0A000086:SSL routines::certificate verify failed:../ssl/statem/statem_clnt.c:2091: (certificate has expired)").contains("has expired"));
-        assert!(tls_reason("... (Hostname mismatch)").contains("another host name"));
-        assert!(tls_reason("... (self-signed certificate)").contains("auth.ca_file"));
     }
 }

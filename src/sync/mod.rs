@@ -17,6 +17,7 @@ pub mod git;
 pub mod git_proto;
 mod http;
 mod http_agent;
+mod http_error;
 pub mod known_hosts;
 mod proxy;
 mod publish;

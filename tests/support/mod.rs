@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod faults;
 pub mod forge;
 pub mod https;
+pub mod nats;
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -448,6 +449,7 @@ impl GitDaemon {
             let port = free_port();
             let mut cmd = git_command(&base);
             cmd.arg("daemon")
+                .arg("--verbose")
                 .arg("--reuseaddr")
                 .arg("--listen=127.0.0.1")
                 .arg(format!("--port={port}"))
@@ -458,8 +460,10 @@ impl GitDaemon {
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap());
             let mut child = GroupChild::spawn(&mut cmd).expect("cannot start git daemon");
+            // Its own word that it listens: a connection alone could reach another test's
+            // daemon that took the port first (this one then exits, too late to be noticed).
             let up = wait_until(START_TIMEOUT, || {
-                child.exited().is_some() || TcpStream::connect(("127.0.0.1", port)).is_ok()
+                child.exited().is_some() || read_file_lossy(&log).contains("Ready to rumble")
             });
             if up && child.exited().is_none() {
                 return GitDaemon {

@@ -7,6 +7,7 @@
 //! `notify`.
 
 mod api;
+mod fleet;
 #[cfg(test)]
 mod gwg_keys;
 mod notify;
@@ -26,6 +27,8 @@ use super::{Config, Credential, Problem};
 use crate::webhook::Provider;
 
 pub use api::{SINGLE_TOKEN_NAME, parse_expiry, token_sha256};
+pub(crate) use fleet::block_line;
+pub use fleet::{DEFAULT_STREAM, valid_fleet_name};
 pub use schedule::parse_cron;
 
 /// A day: the longest timeout, retry delay or jitter.
@@ -366,6 +369,7 @@ impl Validator<'_, '_> {
         let health = self.health(&raw);
         let notify = self.notify_targets(&raw.notify);
         let ssh = self.ssh(&raw);
+        let fleet = self.fleet(raw.fleet.as_ref());
 
         let defaults = raw.defaults.unwrap_or_default();
         for (field, set) in [
@@ -404,6 +408,7 @@ impl Validator<'_, '_> {
             health,
             notify,
             ssh,
+            fleet,
             repos,
             warnings: std::mem::take(&mut self.warnings),
         }

@@ -70,6 +70,12 @@ fn everything_printed_is_escaped() {
         histories: &[vec![rec]],
         deliveries: &deliveries,
         unready: &[],
+        fleet: Some(&serde_json::json!({
+            "node": evil, "stream": evil, "state": "degraded", "error": evil, "outbox": 1,
+            "nodes": [{"node": evil, "live": false, "repos": [
+                {"name": evil, "commit": evil, "state": evil, "error": {"message": evil}}
+            ]}],
+        })),
     });
     assert!(!html.contains("<script>"), "{html}");
     assert!(!html.contains("<img"), "{html}");
@@ -102,6 +108,7 @@ fn a_row_shows_state_ref_commit_times_and_a_bar_per_sync() {
         histories: &[history],
         deliveries: &[],
         unready: &unready,
+        fleet: None,
     });
     assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
     assert!(
@@ -130,8 +137,66 @@ fn an_empty_config_still_renders() {
         histories: &[],
         deliveries: &[],
         unready: &[],
+        fleet: None,
     });
     assert!(html.contains("no repositories configured"));
     assert!(html.contains("0 repositories"));
     assert!(html.ends_with("</html>\n"));
+}
+
+#[test]
+fn the_fleet_section_shows_every_node_and_repository() {
+    let fleet = serde_json::json!({
+        "node": "web-1", "stream": "HOOKMIRROR", "state": "connected", "error": null, "outbox": 0,
+        "nodes": [
+            {"node": "web-1", "live": true, "repos": [{"name": "site", "commit": "0123456789abcdef",
+              "state": "idle", "last_success": (now() - Duration::seconds(42)).to_rfc3339(), "error": null}]},
+            {"node": "web-2", "live": false, "repos": [{"name": "site", "commit": null,
+              "state": "queued", "last_success": null, "error": {"kind": "network", "message": "refused"}}]},
+        ],
+    });
+    let html = render(&Page {
+        now: now(),
+        version: "0.1.0",
+        repos: &[],
+        histories: &[],
+        deliveries: &[],
+        unready: &[],
+        fleet: Some(&fleet),
+    });
+    assert!(
+        html.contains("<span class=\"badge ready\">connected</span> node <code>web-1</code>"),
+        "{html}"
+    );
+    assert!(html.contains("<tr><td>web-1</td><td>site</td><td><span class=\"badge idle\">idle</span></td><td><code>0123456789ab</code></td><td>42 s ago</td>"), "{html}");
+    assert!(
+        html.contains("web-2 <span class=\"muted\">(not live)</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td>never</td><td class=\"error\">refused</td>"),
+        "{html}"
+    );
+
+    let degraded = serde_json::json!({"node": "web-1", "stream": "HOOKMIRROR", "state": "degraded",
+        "error": "no NATS server answers", "outbox": 3, "nodes": []});
+    let html = render(&Page {
+        now: now(),
+        version: "0.1.0",
+        repos: &[],
+        histories: &[],
+        deliveries: &[],
+        unready: &[],
+        fleet: Some(&degraded),
+    });
+    assert!(
+        html.contains("<span class=\"badge unready\">degraded</span>"),
+        "{html}"
+    );
+    assert!(html.contains("no NATS server answers"), "{html}");
+    assert!(
+        html.contains("3 request(s) waiting to reach the fleet"),
+        "{html}"
+    );
+    assert!(html.contains("no node has reported yet"), "{html}");
 }
