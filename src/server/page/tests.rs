@@ -144,6 +144,19 @@ fn an_empty_config_still_renders() {
     assert!(html.ends_with("</html>\n"));
 }
 
+/// The page of a node with no repositories in `fleet`.
+fn fleet_page(fleet: &serde_json::Value) -> String {
+    render(&Page {
+        now: now(),
+        version: "0.1.0",
+        repos: &[],
+        histories: &[],
+        deliveries: &[],
+        unready: &[],
+        fleet: Some(fleet),
+    })
+}
+
 #[test]
 fn the_fleet_section_shows_every_node_and_repository() {
     let fleet = serde_json::json!({
@@ -155,15 +168,7 @@ fn the_fleet_section_shows_every_node_and_repository() {
               "state": "queued", "last_success": null, "error": {"kind": "network", "message": "refused"}}]},
         ],
     });
-    let html = render(&Page {
-        now: now(),
-        version: "0.1.0",
-        repos: &[],
-        histories: &[],
-        deliveries: &[],
-        unready: &[],
-        fleet: Some(&fleet),
-    });
+    let html = fleet_page(&fleet);
     assert!(
         html.contains("<span class=\"badge ready\">connected</span> node <code>web-1</code>"),
         "{html}"
@@ -180,15 +185,7 @@ fn the_fleet_section_shows_every_node_and_repository() {
 
     let degraded = serde_json::json!({"node": "web-1", "stream": "HOOKMIRROR", "state": "degraded",
         "error": "no NATS server answers", "outbox": 3, "nodes": []});
-    let html = render(&Page {
-        now: now(),
-        version: "0.1.0",
-        repos: &[],
-        histories: &[],
-        deliveries: &[],
-        unready: &[],
-        fleet: Some(&degraded),
-    });
+    let html = fleet_page(&degraded);
     assert!(
         html.contains("<span class=\"badge unready\">degraded</span>"),
         "{html}"
