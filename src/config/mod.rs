@@ -3,6 +3,7 @@
 //! collecting every problem, and `load` finds the file and reads the secret and key files it
 //! names. Only `load` touches the filesystem.
 
+mod deploy;
 mod gwg;
 mod load;
 mod notify;
@@ -14,6 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use deploy::{Deploy, Publish};
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
 pub use notify::{NotifyEvent, NotifyTarget, notify_secret_problem};
 pub use raw::{Format, RawConfig, parse_lenient, parse_str};
@@ -468,6 +470,8 @@ pub struct Repo {
     pub on_success: OnSuccess,
     /// Notification targets of this repository (beside the top-level ones).
     pub notify: Vec<NotifyTarget>,
+    /// In place or atomic.
+    pub deploy: Deploy,
 }
 
 /// How long a sync may take: `sync_timeout` and `stall_timeout`.

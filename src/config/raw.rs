@@ -198,6 +198,9 @@ pub struct RawRepo {
     pub stall_timeout: Option<RawDuration>,
     pub on_success: Option<RawOnSuccess>,
     pub notify: Option<Vec<RawNotify>>,
+    pub publish: Option<String>,
+    pub keep: Option<i64>,
+    pub grace: Option<RawDuration>,
 
     pub label: Option<String>,
     #[serde(rename = "labelType")]
@@ -268,6 +271,9 @@ impl RawRepo {
             transport,
             sync_timeout,
             stall_timeout,
+            publish,
+            keep,
+            grace,
             label,
             label_type,
             trigger,

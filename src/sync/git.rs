@@ -73,6 +73,14 @@ pub(super) struct Locked {
 }
 
 impl Locked {
+    pub(super) fn new(synced: Synced, git_dir: PathBuf, lock: DirLock) -> Locked {
+        Locked {
+            synced,
+            git_dir,
+            _lock: lock,
+        }
+    }
+
     /// The sync and its actions are done: clears the publish marker and releases the lock.
     pub(super) fn finish(self) -> Result<(), SyncError> {
         publish::clear_marker(&self.git_dir)
@@ -124,9 +132,9 @@ pub(super) fn sync_locked(
     }
     let now = head(&git);
 
-    if let (Some(hints), Some(now), false) = (&opts.hints, now, repair || opts.force)
-        && !hints.is_empty()
-        && hints.iter().all(|h| contains(&git, now, h))
+    if let Some(now) = now
+        && !repair
+        && up_to_date(&git, opts, now)
     {
         return Ok(Locked {
             synced: Synced {
@@ -184,13 +192,7 @@ pub(super) fn sync_locked(
         });
     }
     let notes = maintain(git.path()).into_iter().collect();
-    let missing_hints = opts
-        .hints
-        .iter()
-        .flatten()
-        .filter(|h| !contains(&git, commit, h))
-        .cloned()
-        .collect();
+    let missing_hints = missing_hints(&git, opts, commit);
     Ok(Locked {
         synced: Synced {
             old: old.map(|o| o.to_string()),
@@ -206,8 +208,24 @@ pub(super) fn sync_locked(
     })
 }
 
+/// Whether the published commit `now` contains every hinted commit (a late or replayed
+/// delivery), so nothing needs fetching. Never on the repair path (`force`).
+pub(super) fn up_to_date(git: &Repository, opts: &SyncOptions, now: Oid) -> bool {
+    let hints = opts.hints.as_deref().unwrap_or_default();
+    !opts.force && !hints.is_empty() && hints.iter().all(|h| contains(git, now, h))
+}
+
+/// The hinted commits the fetched `commit` does not contain (a forge replica lagging behind).
+pub(super) fn missing_hints(git: &Repository, opts: &SyncOptions, commit: Oid) -> Vec<String> {
+    let hints = opts.hints.iter().flatten();
+    hints
+        .filter(|h| !contains(git, commit, h))
+        .cloned()
+        .collect()
+}
+
 /// Whether a sync of `repo` that changes the checkout runs anything afterwards.
-fn has_actions(repo: &Repo) -> bool {
+pub(super) fn has_actions(repo: &Repo) -> bool {
     repo.on_success.touch.is_some() || !repo.on_success.command.is_empty()
 }
 
@@ -277,7 +295,7 @@ fn prepare(
 
 /// True when `commit` (hex) is `head` or an ancestor of it. Unknown ids are not contained.
 /// An annotated tag's id (forges send it as a tag push's `after`) counts as the commit it tags.
-fn contains(git: &Repository, head: Oid, commit: &str) -> bool {
+pub(super) fn contains(git: &Repository, head: Oid, commit: &str) -> bool {
     let Ok(hinted) = Oid::from_str(commit) else {
         return false;
     };
@@ -324,7 +342,7 @@ fn init(dir: &Path, repo: &Repo) -> Result<Repository, SyncError> {
 }
 
 /// Removes staging folders in `dir` that killed processes left behind (their pid is gone).
-fn remove_stale_staging(dir: &Path) {
+pub(super) fn remove_stale_staging(dir: &Path) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
@@ -342,13 +360,13 @@ fn remove_stale_staging(dir: &Path) {
 }
 
 /// The URL written to `.git/config`: the configured one without any password or token.
-fn stored_url(url: &str) -> String {
+pub(super) fn stored_url(url: &str) -> String {
     crate::url::without_credentials(url)
 }
 
 /// Refuses a checkout of another repository; follows a URL change of the same repository (for
 /// example https → ssh).
-fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
+pub(super) fn check_remote(git: &Repository, repo: &Repo) -> Result<(), SyncError> {
     let want = Some(repo.url.match_key());
     match git.find_remote(&repo.remote) {
         Ok(remote) => {
@@ -405,6 +423,12 @@ pub struct CheckoutState {
 /// Reads `dir`'s [`CheckoutState`] (nothing when it is not a readable checkout). Takes no lock
 /// and changes nothing.
 pub fn checkout_state(dir: &Path) -> CheckoutState {
+    if let Some(commit) = publish::linked(dir) {
+        return CheckoutState {
+            commit: Some(commit.to_string()),
+            interrupted: None,
+        };
+    }
     let Ok(git) = open_exact(dir) else {
         return CheckoutState::default();
     };
@@ -436,7 +460,7 @@ pub const PACK_LIMIT: usize = 50;
 /// Repacks with `git gc --auto` (no shell; git detaches it and it runs in the background) once
 /// the checkout holds more than [`PACK_LIMIT`] packs. Returns a note when it started one.
 /// Without a `git` binary nothing happens (logged at debug).
-fn maintain(git_dir: &Path) -> Option<String> {
+pub(super) fn maintain(git_dir: &Path) -> Option<String> {
     let packs = std::fs::read_dir(git_dir.join("objects/pack"))
         .ok()?
         .flatten()
@@ -456,7 +480,11 @@ fn maintain(git_dir: &Path) -> Option<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let dir = git_dir.parent().unwrap_or(git_dir);
+    // A checkout's `.git` runs gc from the checkout; a bare repository from itself.
+    let dir = match git_dir.file_name() {
+        Some(n) if n == ".git" => git_dir.parent().unwrap_or(git_dir),
+        _ => git_dir,
+    };
     match super::actions::run_command(&argv, &[], dir, Duration::from_secs(600)) {
         Ok(r) if r.success() => Some(format!("{packs} pack files: started git gc --auto")),
         Ok(r) => {

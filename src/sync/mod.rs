@@ -8,6 +8,7 @@
 //! [`backoff`]. Everything here blocks; the daemon runs it on blocking threads.
 
 pub mod actions;
+mod atomic;
 pub mod backoff;
 mod credentials;
 mod error;
@@ -32,7 +33,7 @@ pub use error::{ErrorKind, SyncError};
 pub use git::{SyncOptions, Synced};
 pub use recovery::Recovery;
 
-use crate::config::Repo;
+use crate::config::{Publish, Repo};
 
 /// One attempt at a sync: the git result, what recovery did on the way (also when it failed),
 /// and on a change what the actions did.
@@ -97,7 +98,11 @@ impl Outcome {
 pub fn attempt(repo: &Repo, opts: &SyncOptions) -> Attempt {
     let mut recovered = Vec::new();
     let limits = transport::Limits::for_repo(repo);
-    let locked = match git::sync_locked(repo, opts, limits, &mut recovered) {
+    let sync_locked = match repo.deploy.publish {
+        Publish::Atomic => atomic::sync_locked,
+        Publish::InPlace => git::sync_locked,
+    };
+    let locked = match sync_locked(repo, opts, limits, &mut recovered) {
         Ok(l) => l,
         Err(e) => {
             return Attempt {

@@ -89,7 +89,7 @@ pub(super) fn read_marker(git_dir: &Path) -> Found {
 }
 
 /// Writes the marker whole or not at all (a temp file renamed over it).
-fn write_marker(git_dir: &Path, marker: &Marker) -> Result<(), SyncError> {
+pub(super) fn write_marker(git_dir: &Path, marker: &Marker) -> Result<(), SyncError> {
     let path = git_dir.join(MARKER);
     let tmp = git_dir.join(format!("{MARKER}.tmp"));
     let written = std::fs::File::create(&tmp)
@@ -135,6 +135,14 @@ pub(super) fn publish(
         update_submodules(git, repo, limits)?;
     }
     move_head(git, &marker.remote_ref, marker.new)
+}
+
+/// With `publish: atomic`, the commit `dir` publishes: the name of the tree its symlink points
+/// at (see `atomic`); `None` when `dir` is not such a link.
+pub(super) fn linked(dir: &Path) -> Option<Oid> {
+    let target = std::fs::read_link(dir).ok()?;
+    let name = target.file_name()?.to_str()?;
+    Oid::from_str(name.get(..40)?).ok()
 }
 
 fn err(e: git2::Error) -> SyncError {

@@ -62,6 +62,8 @@ pub enum Recovery {
     /// A sync was interrupted after it published `commit` but before its `on_success` actions
     /// finished; they run again.
     ActionsResumed { commit: String },
+    /// `publish: atomic`: trees a killed sync had half written (or half removed), removed.
+    HalfMadeTreesRemoved { trees: usize },
 }
 
 impl Recovery {
@@ -74,6 +76,7 @@ impl Recovery {
             Recovery::Recloned { .. } => "recloned",
             Recovery::PublishRepaired { .. } => "publish_repaired",
             Recovery::ActionsResumed { .. } => "actions_resumed",
+            Recovery::HalfMadeTreesRemoved { .. } => "half_made_trees_removed",
         }
     }
 }
@@ -103,6 +106,11 @@ impl fmt::Display for Recovery {
                 f,
                 "an interrupted sync had not finished the on_success actions for {}; running them",
                 short(commit)
+            ),
+            Recovery::HalfMadeTreesRemoved { trees } => write!(
+                f,
+                "removed {trees} tree{} a killed sync had half written",
+                if *trees == 1 { "" } else { "s" }
             ),
         }
     }

@@ -762,8 +762,13 @@ impl Drop for Daemon {
     }
 }
 
-/// The commit checked out in `dir`; `None` while there is no checkout (yet).
+/// The commit checked out in `dir` (for `publish: atomic`, the tree its symlink names); `None`
+/// while there is no checkout (yet).
 pub fn head_of(dir: &Path) -> Option<String> {
+    if let Ok(target) = std::fs::read_link(dir) {
+        let name = target.file_name()?.to_string_lossy().into_owned();
+        return name.get(..40).map(str::to_string);
+    }
     dir.join(".git")
         .exists()
         .then(|| rev_parse(dir, "HEAD"))

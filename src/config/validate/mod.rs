@@ -7,6 +7,7 @@
 //! `notify`.
 
 mod api;
+mod deploy;
 mod fleet;
 #[cfg(test)]
 mod gwg_keys;

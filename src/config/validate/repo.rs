@@ -149,6 +149,7 @@ impl Validator<'_, '_> {
         let timeouts = self.timeouts(&r);
         let on_success = self.on_success(&r);
         let notify = self.notify_targets(&r.notify);
+        let deploy = self.deploy(&r);
         Repo {
             name,
             url: url.unwrap_or_else(RemoteUrl::missing),
@@ -170,6 +171,7 @@ impl Validator<'_, '_> {
             timeouts,
             on_success,
             notify,
+            deploy,
         }
     }
 
