@@ -50,6 +50,7 @@ pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod server;
+pub mod signers;
 pub mod sync;
 pub mod systemd;
 pub mod url;

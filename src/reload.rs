@@ -28,6 +28,10 @@ pub fn watched_files(config: &Config) -> HashSet<PathBuf> {
                 .as_ref()
                 .and_then(|c| c.file.clone()),
         );
+        // Key files are read at every sync; watching them makes a reload report a broken one.
+        let verify = &r.deploy.verify;
+        files.extend(verify.ssh_allowed_signers.clone());
+        files.extend(verify.gpg_keys.iter().cloned());
     }
     if let Some(f) = &config.fleet {
         // A rotated credentials or token file reconnects the fleet with it.

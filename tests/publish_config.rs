@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 
 use support::daemon::{hookmirror_command, scratch};
 
@@ -56,11 +57,60 @@ fn wrong_publish_values_are_refused_with_their_line() {
     refused(d, body, 7, "submodules", why);
 }
 
+fn ssh_public_key(dir: &Path) -> String {
+    let key = dir.join("k");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::read_to_string(dir.join("k.pub")).unwrap()
+}
+
+#[test]
+fn wrong_verify_values_and_key_files_are_refused_with_their_line() {
+    let tmp = scratch("verify-config");
+    let d = tmp.path();
+    let all = "`all` is not one of none, head, tag";
+    refused(d, "    verify:\n      mode: all\n", 7, "verify.mode", all);
+    let keys = "needs trusted keys";
+    refused(d, "    verify:\n      mode: head\n", 7, "verify.mode", keys);
+    let signers = d.join("allowed_signers");
+    let body = format!(
+        "    verify:\n      mode: tag\n      ssh_allowed_signers: {}\n",
+        signers.display()
+    );
+    let tag = "`tag` verifies the annotated tag the repo follows: set `tag:`";
+    refused(d, &body, 7, "verify.mode", tag);
+    let head = body.replace("mode: tag", "mode: head");
+    let unreadable = format!("cannot read {}", signers.display());
+    refused(d, &head, 8, "verify.ssh_allowed_signers", &unreadable);
+    std::fs::write(&signers, "dev@example.com ssh-ed25519 AAAAnot-a-key\n").unwrap();
+    let unparsed = format!("{}: line 1: not an SSH public key", signers.display());
+    refused(d, &head, 8, "verify.ssh_allowed_signers", &unparsed);
+    let gpg = d.join("release.asc");
+    std::fs::write(&gpg, ssh_public_key(d)).unwrap();
+    let body = format!(
+        "    verify:\n      mode: head\n      gpg_keys: [{}]\n",
+        gpg.display()
+    );
+    let not_armored = format!("{}: is not an armored OpenPGP public key", gpg.display());
+    refused(d, &body, 8, "verify.gpg_keys", &not_armored);
+}
+
 #[test]
 fn a_config_with_every_publishing_key_passes() {
     let tmp = scratch("publish-config-ok");
     let d = tmp.path();
-    let body = "    publish: atomic\n    keep: 2\n    grace: 30s\n".to_string();
+    let signers = d.join("allowed_signers");
+    let key = ssh_public_key(d);
+    let text = format!("# release managers\ndev@example.com namespaces=\"git\" {key}");
+    std::fs::write(&signers, text).unwrap();
+    let body = format!(
+        "    publish: atomic\n    keep: 2\n    grace: 30s\n    verify:\n      mode: head\n      ssh_allowed_signers: {}\n",
+        signers.display()
+    );
     let (code, out) = check(d, &body);
     assert_eq!(code, 0, "{out}");
 }

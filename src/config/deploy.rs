@@ -1,5 +1,7 @@
-//! How a repository is published: in place, or through a symlink flipped to a tree per commit.
+//! How a repository is published: in place, or through a symlink flipped to a tree per commit, and
+//! which signatures a commit needs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a new commit reaches `directory`.
@@ -12,6 +14,28 @@ pub enum Publish {
     Atomic,
 }
 
+/// What must be signed before a commit is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyMode {
+    #[default]
+    None,
+    /// The tip commit's own signature.
+    Head,
+    /// The signature of the annotated tag `tag:` follows.
+    Tag,
+}
+
+/// Signature checking (`verify:`). The key files are read at every sync, so a changed file is
+/// in force for the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verify {
+    pub mode: VerifyMode,
+    /// git's `gpg.ssh.allowedSignersFile` format: principals, options, a public key.
+    pub ssh_allowed_signers: Option<PathBuf>,
+    /// Armored OpenPGP public keys.
+    pub gpg_keys: Vec<PathBuf>,
+}
+
 /// A repository's publishing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deploy {
@@ -21,6 +45,7 @@ pub struct Deploy {
     /// `publish: atomic`: how long a tree past `keep` stays after it stopped being published, so
     /// a reader in the middle of a request finishes; removed by the first sync after that.
     pub grace: Duration,
+    pub verify: Verify,
 }
 
 /// Default [`Deploy::keep`]: one earlier tree to go back to.
@@ -34,6 +59,7 @@ impl Default for Deploy {
             publish: Publish::InPlace,
             keep: DEFAULT_KEEP,
             grace: DEFAULT_GRACE,
+            verify: Verify::default(),
         }
     }
 }

@@ -94,10 +94,17 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
         }
     };
     resolve_files(&mut config).map_err(|mut ps| {
-        // The `fleet` block's files are named with the line of their key.
+        // The `fleet` block's files are named with the line of their key, a repo's key files
+        // with the line of their key in that repo.
         for p in &mut ps {
-            if let Some(key) = p.field.as_deref().and_then(|f| f.strip_prefix("fleet.")) {
+            let field = p.field.clone().unwrap_or_default();
+            if let Some(key) = field.strip_prefix("fleet.") {
                 p.line = super::validate::block_line(&text, format, "fleet", key, None);
+            } else if field.starts_with("verify.") {
+                let named = |r: &super::Repo| p.repo == Some(format!("`{}`", r.name));
+                let index = config.repos.iter().position(named);
+                let key = field.rsplit('.').next().unwrap_or(&field);
+                p.line = super::raw::find_key_line(&text, format, key, index);
             }
         }
         in_file(ps)
@@ -225,6 +232,7 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
                 unreadable.push(problem(&file, Some(&name), "auth.ca_file", why));
             }
         }
+        unreadable.extend(key_file_problems(&file, repo));
         if let Some(path) = &repo.auth.known_hosts
             && let Err(e) = std::fs::File::open(path)
         {
@@ -243,6 +251,32 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// The `verify` key files of `repo` that cannot be read or do not parse.
+fn key_file_problems(file: &Option<PathBuf>, repo: &super::Repo) -> Vec<Problem> {
+    let v = &repo.deploy.verify;
+    let ssh = v.ssh_allowed_signers.iter().map(|p| (true, p));
+    let mut out = Vec::new();
+    for (is_ssh, path) in ssh.chain(v.gpg_keys.iter().map(|p| (false, p))) {
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| {
+                let checked = match is_ssh {
+                    true => crate::signers::parse_allowed_signers(&text).map(|_| ()),
+                    false => crate::signers::parse_gpg_keys(&text).map(|_| ()),
+                };
+                checked.map_err(|e| format!("{}: {e}", path.display()))
+            });
+        if let Err(why) = parsed {
+            let field = match is_ssh {
+                true => "verify.ssh_allowed_signers",
+                false => "verify.gpg_keys",
+            };
+            out.push(problem(file, Some(&repo.name), field, why));
+        }
+    }
+    out
 }
 
 fn problem(file: &Option<PathBuf>, repo: Option<&str>, field: &str, message: String) -> Problem {

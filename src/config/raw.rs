@@ -201,6 +201,7 @@ pub struct RawRepo {
     pub publish: Option<String>,
     pub keep: Option<i64>,
     pub grace: Option<RawDuration>,
+    pub verify: Option<RawVerify>,
 
     pub label: Option<String>,
     #[serde(rename = "labelType")]
@@ -230,6 +231,13 @@ pub struct RawRetry {
     pub attempts: Option<u32>,
     pub initial_delay: Option<RawDuration>,
     pub max_delay: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawVerify {
+    pub mode: Option<String>,
+    pub ssh_allowed_signers: Option<String>,
+    pub gpg_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -274,6 +282,7 @@ impl RawRepo {
             publish,
             keep,
             grace,
+            verify,
             label,
             label_type,
             trigger,

@@ -110,7 +110,7 @@ impl Daemon {
 
     /// Puts `new` in force at once: removed repos stop receiving webhooks and ticks (their
     /// directories stay); added repos get an initial sync (with `initialise`); repos whose URL,
-    /// ref, remote, directory or way of publishing (`publish`) changed resync; `workers` resizes the pool.
+    /// ref, remote, directory or way of publishing (`publish`, `verify`) changed resync; `workers` resizes the pool.
     pub fn apply(&self, new: Config) -> ReloadSummary {
         let old = self.config();
         crate::sync::configure(&new);
@@ -134,6 +134,7 @@ impl Daemon {
                         || o.remote != r.remote
                         || o.directory != r.directory
                         || o.deploy.publish != r.deploy.publish
+                        || o.deploy.verify != r.deploy.verify
                     {
                         resync.push(r.name.clone());
                     }

@@ -103,6 +103,7 @@ pub(super) fn sync_locked(
         return Ok(locked(unchanged(false, remote_ref, now)));
     }
     let (remote_ref, commit) = fetch(&git, repo, limits)?;
+    super::verify::check(&git, repo, commit)?;
     let missing_hints = missing_hints(&git, opts, commit);
     if now == Some(commit) && !opts.force {
         let synced = Synced {

@@ -42,6 +42,9 @@ pub enum ErrorKind {
     /// tries again shortly without holding a worker; it is reported only when the lock stays
     /// taken past `sync_timeout`.
     Busy,
+    /// The fetched commit (or tag) is not signed by a trusted key (`verify:`): it is not
+    /// published, the last published tree stays. Not retried: the next push is tried again.
+    Unverified,
     /// Anything else (permissions, …). Retried.
     Other,
 }
@@ -70,6 +73,7 @@ impl ErrorKind {
             ErrorKind::Transient => "transient",
             ErrorKind::DiskFull => "disk_full",
             ErrorKind::Busy => "busy",
+            ErrorKind::Unverified => "unverified",
             ErrorKind::Other => "other",
         }
     }

@@ -175,6 +175,7 @@ pub(super) fn sync_locked(
         }
         Err(e) => return Err(e.into()),
     };
+    super::verify::check(&git, repo, commit)?;
     let marker = Marker {
         old,
         new: commit,

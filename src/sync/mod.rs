@@ -26,6 +26,7 @@ mod recovery;
 mod ssh;
 pub mod ssh_pool;
 pub mod transport;
+mod verify;
 
 use std::time::{Duration, Instant};
 

@@ -1,11 +1,13 @@
-//! A repo's publishing keys: `publish`, `keep`, `grace`, and which other keys an atomic publish
-//! cannot honour.
+//! A repo's publishing keys: `publish`, `keep`, `grace`, `verify`, and which other keys an
+//! atomic publish cannot honour. Whether a key file exists and parses is `load`'s to check (the
+//! only part that reads files).
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::{DAY, Validator};
-use crate::config::deploy::{DEFAULT_GRACE, DEFAULT_KEEP, Deploy, Publish};
+use crate::config::Target;
+use crate::config::deploy::{DEFAULT_GRACE, DEFAULT_KEEP, Deploy, Publish, Verify, VerifyMode};
 use crate::config::raw::RawRepo;
 
 /// `keep`: every kept tree is a full copy of the files; past 100 the disk fills for nothing.
@@ -16,7 +18,7 @@ const KEEP: RangeInclusive<i64> = 0..=100;
 const GRACE: RangeInclusive<Duration> = Duration::ZERO..=DAY;
 
 impl Validator<'_, '_> {
-    pub(super) fn deploy(&mut self, r: &RawRepo) -> Deploy {
+    pub(super) fn deploy(&mut self, r: &RawRepo, target: &Target) -> Deploy {
         let publish = match self.opt("publish", &r.publish).as_deref() {
             None | Some("in_place") => Publish::InPlace,
             Some("atomic") => Publish::Atomic,
@@ -50,10 +52,57 @@ impl Validator<'_, '_> {
                 "is not supported with `publish: atomic` (each tree is a plain checkout)",
             );
         }
+        let verify = self.verify(r, target);
         Deploy {
             publish,
             keep,
             grace,
+            verify,
+        }
+    }
+
+    fn verify(&mut self, r: &RawRepo, target: &Target) -> Verify {
+        let Some(raw) = &r.verify else {
+            return Verify::default();
+        };
+        let mode = match self.opt("verify.mode", &raw.mode).as_deref() {
+            None | Some("none") => VerifyMode::None,
+            Some("head") => VerifyMode::Head,
+            Some("tag") => VerifyMode::Tag,
+            Some(other) => {
+                self.problem(
+                    "verify.mode",
+                    format!("`{other}` is not one of none, head, tag"),
+                );
+                VerifyMode::None
+            }
+        };
+        let ssh_allowed_signers = raw
+            .ssh_allowed_signers
+            .as_ref()
+            .map(|p| self.path("verify.ssh_allowed_signers", p, false));
+        let gpg_keys: Vec<_> = raw
+            .gpg_keys
+            .iter()
+            .flatten()
+            .map(|p| self.path("verify.gpg_keys", p, false))
+            .collect();
+        if mode != VerifyMode::None && ssh_allowed_signers.is_none() && gpg_keys.is_empty() {
+            self.problem(
+                "verify.mode",
+                "needs trusted keys: set `ssh_allowed_signers` (git's allowed_signers file) or `gpg_keys` (armored OpenPGP public keys)",
+            );
+        }
+        if mode == VerifyMode::Tag && !matches!(target, Target::Tag(_)) {
+            self.problem(
+                "verify.mode",
+                "`tag` verifies the annotated tag the repo follows: set `tag:` (or use `head`)",
+            );
+        }
+        Verify {
+            mode,
+            ssh_allowed_signers,
+            gpg_keys,
         }
     }
 }

@@ -149,7 +149,7 @@ impl Validator<'_, '_> {
         let timeouts = self.timeouts(&r);
         let on_success = self.on_success(&r);
         let notify = self.notify_targets(&r.notify);
-        let deploy = self.deploy(&r);
+        let deploy = self.deploy(&r, &target);
         Repo {
             name,
             url: url.unwrap_or_else(RemoteUrl::missing),
