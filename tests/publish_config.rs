@@ -100,6 +100,17 @@ fn wrong_verify_values_and_key_files_are_refused_with_their_line() {
 }
 
 #[test]
+fn wrong_pre_publish_values_are_refused_with_their_line() {
+    let tmp = scratch("check-config");
+    let d = tmp.path();
+    let body = "    pre_publish:\n      command: []\n";
+    refused(d, body, 7, "pre_publish.command", "must name a program");
+    let body = "    pre_publish:\n      command: [make]\n      timeout: 0s\n";
+    let range = "must be between 1ms and 24h, not 0s";
+    refused(d, body, 8, "pre_publish.timeout", range);
+}
+
+#[test]
 fn a_config_with_every_publishing_key_passes() {
     let tmp = scratch("publish-config-ok");
     let d = tmp.path();
@@ -108,7 +119,7 @@ fn a_config_with_every_publishing_key_passes() {
     let text = format!("# release managers\ndev@example.com namespaces=\"git\" {key}");
     std::fs::write(&signers, text).unwrap();
     let body = format!(
-        "    publish: atomic\n    keep: 2\n    grace: 30s\n    verify:\n      mode: head\n      ssh_allowed_signers: {}\n",
+        "    publish: atomic\n    keep: 2\n    grace: 30s\n    verify:\n      mode: head\n      ssh_allowed_signers: {}\n    pre_publish:\n      command: [make, check]\n      timeout: 5m\n",
         signers.display()
     );
     let (code, out) = check(d, &body);

@@ -1,5 +1,5 @@
 //! How a repository is published: in place, or through a symlink flipped to a tree per commit, and
-//! which signatures a commit needs.
+//! which signatures a commit needs, and the check it must pass first.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +36,14 @@ pub struct Verify {
     pub gpg_keys: Vec<PathBuf>,
 }
 
+/// A command that must succeed in the new tree before it is published (`pre_publish:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrePublish {
+    /// argv; run without a shell.
+    pub command: Vec<String>,
+    pub timeout: Duration,
+}
+
 /// A repository's publishing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deploy {
@@ -46,12 +54,15 @@ pub struct Deploy {
     /// a reader in the middle of a request finishes; removed by the first sync after that.
     pub grace: Duration,
     pub verify: Verify,
+    pub pre_publish: Option<PrePublish>,
 }
 
 /// Default [`Deploy::keep`]: one earlier tree to go back to.
 pub const DEFAULT_KEEP: usize = 1;
 /// Default [`Deploy::grace`]: longer than any web request should take.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+/// Default [`PrePublish::timeout`]: a test suite or a site build, not a hang.
+pub const DEFAULT_PRE_PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for Deploy {
     fn default() -> Self {
@@ -60,6 +71,7 @@ impl Default for Deploy {
             keep: DEFAULT_KEEP,
             grace: DEFAULT_GRACE,
             verify: Verify::default(),
+            pre_publish: None,
         }
     }
 }

@@ -202,6 +202,7 @@ pub struct RawRepo {
     pub keep: Option<i64>,
     pub grace: Option<RawDuration>,
     pub verify: Option<RawVerify>,
+    pub pre_publish: Option<RawPrePublish>,
 
     pub label: Option<String>,
     #[serde(rename = "labelType")]
@@ -238,6 +239,11 @@ pub struct RawVerify {
     pub mode: Option<String>,
     pub ssh_allowed_signers: Option<String>,
     pub gpg_keys: Option<Vec<String>>,
+}
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawPrePublish {
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -283,6 +289,7 @@ impl RawRepo {
             keep,
             grace,
             verify,
+            pre_publish,
             label,
             label_type,
             trigger,

@@ -44,6 +44,24 @@ pub fn touch(path: &Path) -> std::io::Result<()> {
     file.set_modified(SystemTime::now())
 }
 
+/// The environment `on_success` and `pre_publish` commands get: which repo, ref and commits, and
+/// the tree (`dir`).
+pub fn env(
+    repo: &crate::config::Repo,
+    remote_ref: &str,
+    old: &str,
+    new: &str,
+    dir: &Path,
+) -> [(&'static str, String); 5] {
+    [
+        ("HOOKMIRROR_REPO", repo.name.clone()),
+        ("HOOKMIRROR_REF", remote_ref.to_string()),
+        ("HOOKMIRROR_OLD", old.to_string()),
+        ("HOOKMIRROR_NEW", new.to_string()),
+        ("HOOKMIRROR_DIR", dir.display().to_string()),
+    ]
+}
+
 /// Runs `argv` with `env` added, in `dir`, killing its whole process group after `timeout`.
 pub fn run_command(
     argv: &[String],

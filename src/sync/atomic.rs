@@ -118,7 +118,14 @@ pub(super) fn sync_locked(
         remote_ref: remote_ref.clone(),
     };
     publish::write_marker(git.path(), &marker)?;
-    let (tree, _) = build_tree(&git, &store, commit, opts.force)?;
+    let (tree, made) = build_tree(&git, &store, commit, opts.force)?;
+    if let Some(check) = &repo.deploy.pre_publish {
+        let checked = super::pre_publish::run(repo, check, &tree, &remote_ref, old, commit);
+        if checked.is_err() && made {
+            remove_tree(&tree);
+        }
+        checked?;
+    }
     flip(dir, &store, &tree)?;
     let current = tree.file_name().unwrap_or_default().to_string_lossy();
     sweep(&store, &current, repo.deploy.keep, repo.deploy.grace);

@@ -45,6 +45,8 @@ pub enum ErrorKind {
     /// The fetched commit (or tag) is not signed by a trusted key (`verify:`): it is not
     /// published, the last published tree stays. Not retried: the next push is tried again.
     Unverified,
+    /// The `pre_publish` check failed or timed out: the commit is not published. Not retried.
+    Rejected,
     /// Anything else (permissions, …). Retried.
     Other,
 }
@@ -74,6 +76,7 @@ impl ErrorKind {
             ErrorKind::DiskFull => "disk_full",
             ErrorKind::Busy => "busy",
             ErrorKind::Unverified => "unverified",
+            ErrorKind::Rejected => "rejected",
             ErrorKind::Other => "other",
         }
     }

@@ -176,6 +176,11 @@ pub(super) fn sync_locked(
         Err(e) => return Err(e.into()),
     };
     super::verify::check(&git, repo, commit)?;
+    if let Some(check) = &repo.deploy.pre_publish
+        && (now != Some(commit) || opts.force)
+    {
+        super::pre_publish::run_in_place(&git, repo, check, &remote_ref, old, commit)?;
+    }
     let marker = Marker {
         old,
         new: commit,

@@ -20,6 +20,7 @@ mod http;
 mod http_agent;
 mod http_error;
 pub mod known_hosts;
+mod pre_publish;
 mod proxy;
 mod publish;
 mod recovery;
@@ -248,13 +249,8 @@ fn run_actions(
         touch_error = Some(format!("cannot touch {}: {e}", path.display()));
     }
     if !repo.on_success.command.is_empty() {
-        let env = [
-            ("HOOKMIRROR_REPO", repo.name.clone()),
-            ("HOOKMIRROR_REF", s.remote_ref.clone()),
-            ("HOOKMIRROR_OLD", s.old.clone().unwrap_or_default()),
-            ("HOOKMIRROR_NEW", s.new.clone()),
-            ("HOOKMIRROR_DIR", repo.directory.display().to_string()),
-        ];
+        let old = s.old.clone().unwrap_or_default();
+        let env = actions::env(repo, &s.remote_ref, &old, &s.new, &repo.directory);
         let r = actions::run_command(
             &repo.on_success.command,
             &env,

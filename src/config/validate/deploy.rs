@@ -1,13 +1,16 @@
-//! A repo's publishing keys: `publish`, `keep`, `grace`, `verify`, and which other keys an
-//! atomic publish cannot honour. Whether a key file exists and parses is `load`'s to check (the
+//! A repo's publishing keys: `publish`, `keep`, `grace`, `verify`, `pre_publish`, and which
+//! other keys an atomic publish cannot honour. Whether a key file exists and parses is `load`'s to check (the
 //! only part that reads files).
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::{DAY, Validator};
+use super::{DAY, TIMEOUT, Validator};
 use crate::config::Target;
-use crate::config::deploy::{DEFAULT_GRACE, DEFAULT_KEEP, Deploy, Publish, Verify, VerifyMode};
+use crate::config::deploy::{
+    DEFAULT_GRACE, DEFAULT_KEEP, DEFAULT_PRE_PUBLISH_TIMEOUT, Deploy, PrePublish, Publish, Verify,
+    VerifyMode,
+};
 use crate::config::raw::RawRepo;
 
 /// `keep`: every kept tree is a full copy of the files; past 100 the disk fills for nothing.
@@ -53,12 +56,37 @@ impl Validator<'_, '_> {
             );
         }
         let verify = self.verify(r, target);
+        let pre_publish = self.pre_publish(r);
         Deploy {
             publish,
             keep,
             grace,
             verify,
+            pre_publish,
         }
+    }
+
+    fn pre_publish(&mut self, r: &RawRepo) -> Option<PrePublish> {
+        let raw = r.pre_publish.as_ref()?;
+        let command: Vec<String> = raw
+            .command
+            .iter()
+            .flatten()
+            .map(|a| self.expand("pre_publish.command", a))
+            .collect();
+        if command.first().is_none_or(|c| c.trim().is_empty()) {
+            self.problem(
+                "pre_publish.command",
+                "must name a program: an argv list such as [\"make\", \"check\"]",
+            );
+        }
+        let timeout = self.duration_within(
+            "pre_publish.timeout",
+            &raw.timeout,
+            DEFAULT_PRE_PUBLISH_TIMEOUT,
+            TIMEOUT,
+        );
+        Some(PrePublish { command, timeout })
     }
 
     fn verify(&mut self, r: &RawRepo, target: &Target) -> Verify {
