@@ -111,6 +111,20 @@ fn wrong_pre_publish_values_are_refused_with_their_line() {
 }
 
 #[test]
+fn a_mirror_refuses_a_checkouts_keys() {
+    let tmp = scratch("mirror-config");
+    let d = tmp.path();
+    let mirror =
+        "    mode: mirror\n    branch: main\n    depth: 1\n    on_success:\n      touch: /tmp/x\n";
+    let why = "does not apply to `mode: mirror` (a bare repository with every branch and tag, full history, no working tree)";
+    refused(d, mirror, 7, "branch", why);
+    refused(d, mirror, 8, "depth", why);
+    refused(d, mirror, 10, "on_success.touch", why);
+    let copy = "`copy` is not one of checkout, mirror";
+    refused(d, "    mode: copy\n", 6, "mode", copy);
+}
+
+#[test]
 fn a_config_with_every_publishing_key_passes() {
     let tmp = scratch("publish-config-ok");
     let d = tmp.path();
@@ -123,5 +137,10 @@ fn a_config_with_every_publishing_key_passes() {
         signers.display()
     );
     let (code, out) = check(d, &body);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = check(
+        d,
+        "    mode: mirror\n    on_success:\n      command: [sync-offsite]\n",
+    );
     assert_eq!(code, 0, "{out}");
 }

@@ -1,8 +1,18 @@
-//! How a repository is published: in place, or through a symlink flipped to a tree per commit, and
-//! which signatures a commit needs, and the check it must pass first.
+//! How a repository is published: in place or through a symlink flip, which signatures a commit
+//! needs, the check it must pass first, or a bare mirror of every ref instead of a checkout.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// What `directory` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepoMode {
+    /// A checkout of one branch or tag.
+    #[default]
+    Checkout,
+    /// A bare repository with every branch and tag of the remote; deleted refs are pruned.
+    Mirror,
+}
 
 /// How a new commit reaches `directory`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +57,7 @@ pub struct PrePublish {
 /// A repository's publishing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deploy {
+    pub mode: RepoMode,
     pub publish: Publish,
     /// `publish: atomic`: earlier trees kept after a flip.
     pub keep: usize,
@@ -67,6 +78,7 @@ pub const DEFAULT_PRE_PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
 impl Default for Deploy {
     fn default() -> Self {
         Deploy {
+            mode: RepoMode::Checkout,
             publish: Publish::InPlace,
             keep: DEFAULT_KEEP,
             grace: DEFAULT_GRACE,

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use deploy::{Deploy, PrePublish, Publish, Verify, VerifyMode};
+pub use deploy::{Deploy, PrePublish, Publish, RepoMode, Verify, VerifyMode};
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
 pub use notify::{NotifyEvent, NotifyTarget, notify_secret_problem};
 pub use raw::{Format, RawConfig, parse_lenient, parse_str};
@@ -470,7 +470,7 @@ pub struct Repo {
     pub on_success: OnSuccess,
     /// Notification targets of this repository (beside the top-level ones).
     pub notify: Vec<NotifyTarget>,
-    /// In place or atomic; the signatures a commit needs and the pre-publish check.
+    /// Mirror or checkout; in place or atomic; signatures and the pre-publish check.
     pub deploy: Deploy,
 }
 

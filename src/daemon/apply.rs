@@ -110,7 +110,7 @@ impl Daemon {
 
     /// Puts `new` in force at once: removed repos stop receiving webhooks and ticks (their
     /// directories stay); added repos get an initial sync (with `initialise`); repos whose URL,
-    /// ref, remote, directory or way of publishing (`publish`, `verify`) changed resync; `workers` resizes the pool.
+    /// ref, remote, directory or way of publishing (mode, publish, verify) changed resync; `workers` resizes the pool.
     pub fn apply(&self, new: Config) -> ReloadSummary {
         let old = self.config();
         crate::sync::configure(&new);
@@ -133,6 +133,7 @@ impl Daemon {
                         || o.target != r.target
                         || o.remote != r.remote
                         || o.directory != r.directory
+                        || o.deploy.mode != r.deploy.mode
                         || o.deploy.publish != r.deploy.publish
                         || o.deploy.verify != r.deploy.verify
                     {

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::{Daemon, RequestError, Trigger};
-use crate::config::{Repo, Target};
+use crate::config::{Repo, RepoMode, Target};
 use crate::queue::Delivery;
 use crate::url::match_key;
 use crate::webhook::Push;
@@ -67,6 +67,10 @@ pub fn wanted(repo: &Repo, push: &Push, tracked: Option<&str>) -> Result<Option<
         {
             return Err(Ignore::OtherRepository);
         }
+    }
+    if repo.deploy.mode == RepoMode::Mirror {
+        // A mirror keeps every ref, deletions too: any push syncs it (no hint: it fetches all).
+        return Ok(None);
     }
     let tracked = match &repo.target {
         Target::DefaultBranch => tracked.map(str::to_string),

@@ -95,6 +95,7 @@ pub(super) fn sync_locked(
         fetched,
         notes: Vec::new(),
         missing_hints: Vec::new(),
+        refs_changed: Vec::new(),
     };
     if let Some(now) = now
         && up_to_date(&git, opts, now)
@@ -138,6 +139,7 @@ pub(super) fn sync_locked(
         fetched: true,
         notes,
         missing_hints,
+        refs_changed: Vec::new(),
     }))
 }
 

@@ -49,7 +49,7 @@ impl From<FetchError> for SyncError {
 /// and the deadline checked whenever libgit2 reports progress) and its fetch context installed
 /// for hookmirror's transports (which check every read). A limit that tripped is an
 /// [`ErrorKind::Timeout`] that says which; other failures are classified as usual.
-fn limited<R>(
+pub(super) fn limited<R>(
     repo: &Repo,
     limits: Limits,
     what: &str,

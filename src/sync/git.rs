@@ -41,11 +41,13 @@ pub struct Synced {
     /// Hinted commits the fetched tip does not contain (a forge replica lagging behind its
     /// webhook): the daemon fetches again shortly.
     pub missing_hints: Vec<String>,
+    /// `mode: mirror`: the refs the sync created, moved or deleted.
+    pub refs_changed: Vec<String>,
 }
 
 impl Synced {
     pub fn changed(&self) -> bool {
-        self.old.as_deref() != Some(self.new.as_str())
+        self.old.as_deref() != Some(self.new.as_str()) || !self.refs_changed.is_empty()
     }
 }
 
@@ -145,6 +147,7 @@ pub(super) fn sync_locked(
                 fetched: false,
                 notes: Vec::new(),
                 missing_hints: Vec::new(),
+                refs_changed: Vec::new(),
             },
             git_dir: git.path().to_path_buf(),
             _lock: dir_lock,
@@ -208,6 +211,7 @@ pub(super) fn sync_locked(
             fetched: true,
             notes,
             missing_hints,
+            refs_changed: Vec::new(),
         },
         git_dir: git.path().to_path_buf(),
         _lock: dir_lock,

@@ -20,6 +20,7 @@ mod http;
 mod http_agent;
 mod http_error;
 pub mod known_hosts;
+mod mirror;
 mod pre_publish;
 mod proxy;
 mod publish;
@@ -35,7 +36,7 @@ pub use error::{ErrorKind, SyncError};
 pub use git::{SyncOptions, Synced};
 pub use recovery::Recovery;
 
-use crate::config::{Publish, Repo};
+use crate::config::{Publish, Repo, RepoMode};
 
 /// One attempt at a sync: the git result, what recovery did on the way (also when it failed),
 /// and on a change what the actions did.
@@ -100,9 +101,10 @@ impl Outcome {
 pub fn attempt(repo: &Repo, opts: &SyncOptions) -> Attempt {
     let mut recovered = Vec::new();
     let limits = transport::Limits::for_repo(repo);
-    let sync_locked = match repo.deploy.publish {
-        Publish::Atomic => atomic::sync_locked,
-        Publish::InPlace => git::sync_locked,
+    let sync_locked = match (repo.deploy.mode, repo.deploy.publish) {
+        (RepoMode::Mirror, _) => mirror::sync_locked,
+        (RepoMode::Checkout, Publish::Atomic) => atomic::sync_locked,
+        (RepoMode::Checkout, Publish::InPlace) => git::sync_locked,
     };
     let locked = match sync_locked(repo, opts, limits, &mut recovered) {
         Ok(l) => l,

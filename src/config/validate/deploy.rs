@@ -1,6 +1,6 @@
-//! A repo's publishing keys: `publish`, `keep`, `grace`, `verify`, `pre_publish`, and which
-//! other keys an atomic publish cannot honour. Whether a key file exists and parses is `load`'s to check (the
-//! only part that reads files).
+//! A repo's publishing keys: `mode`, `publish`, `keep`, `grace`, `verify`, `pre_publish`, and
+//! which other keys a mirror or an atomic publish cannot honour. Whether a key file exists and
+//! parses is `load`'s to check (the only part that reads files).
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::{DAY, TIMEOUT, Validator};
 use crate::config::Target;
 use crate::config::deploy::{
-    DEFAULT_GRACE, DEFAULT_KEEP, DEFAULT_PRE_PUBLISH_TIMEOUT, Deploy, PrePublish, Publish, Verify,
-    VerifyMode,
+    DEFAULT_GRACE, DEFAULT_KEEP, DEFAULT_PRE_PUBLISH_TIMEOUT, Deploy, PrePublish, Publish,
+    RepoMode, Verify, VerifyMode,
 };
 use crate::config::raw::RawRepo;
 
@@ -22,6 +22,14 @@ const GRACE: RangeInclusive<Duration> = Duration::ZERO..=DAY;
 
 impl Validator<'_, '_> {
     pub(super) fn deploy(&mut self, r: &RawRepo, target: &Target) -> Deploy {
+        let mode = match self.opt("mode", &r.mode).as_deref() {
+            None | Some("checkout") => RepoMode::Checkout,
+            Some("mirror") => RepoMode::Mirror,
+            Some(other) => {
+                self.problem("mode", format!("`{other}` is not one of checkout, mirror"));
+                RepoMode::Checkout
+            }
+        };
         let publish = match self.opt("publish", &r.publish).as_deref() {
             None | Some("in_place") => Publish::InPlace,
             Some("atomic") => Publish::Atomic,
@@ -57,7 +65,11 @@ impl Validator<'_, '_> {
         }
         let verify = self.verify(r, target);
         let pre_publish = self.pre_publish(r);
+        if mode == RepoMode::Mirror {
+            self.mirror_keys(r);
+        }
         Deploy {
+            mode,
             publish,
             keep,
             grace,
@@ -66,27 +78,32 @@ impl Validator<'_, '_> {
         }
     }
 
-    fn pre_publish(&mut self, r: &RawRepo) -> Option<PrePublish> {
-        let raw = r.pre_publish.as_ref()?;
-        let command: Vec<String> = raw
-            .command
-            .iter()
-            .flatten()
-            .map(|a| self.expand("pre_publish.command", a))
-            .collect();
-        if command.first().is_none_or(|c| c.trim().is_empty()) {
-            self.problem(
-                "pre_publish.command",
-                "must name a program: an argv list such as [\"make\", \"check\"]",
-            );
+    /// A mirror holds every ref and no working tree: the keys of a checkout mean nothing there.
+    fn mirror_keys(&mut self, r: &RawRepo) {
+        let checkout_keys = [
+            ("branch", r.branch.is_some()),
+            ("tag", r.tag.is_some()),
+            ("depth", r.depth.is_some_and(|d| d != 0)),
+            ("clean", r.clean == Some(true)),
+            ("submodules", r.submodules == Some(true)),
+            ("publish", r.publish.is_some()),
+            ("keep", r.keep.is_some()),
+            ("grace", r.grace.is_some()),
+            ("verify", r.verify.is_some()),
+            ("pre_publish", r.pre_publish.is_some()),
+            (
+                "on_success.touch",
+                r.on_success.as_ref().is_some_and(|o| o.touch.is_some()),
+            ),
+        ];
+        for (key, set) in checkout_keys {
+            if set {
+                self.problem(
+                    key,
+                    "does not apply to `mode: mirror` (a bare repository with every branch and tag, full history, no working tree)",
+                );
+            }
         }
-        let timeout = self.duration_within(
-            "pre_publish.timeout",
-            &raw.timeout,
-            DEFAULT_PRE_PUBLISH_TIMEOUT,
-            TIMEOUT,
-        );
-        Some(PrePublish { command, timeout })
     }
 
     fn verify(&mut self, r: &RawRepo, target: &Target) -> Verify {
@@ -132,5 +149,28 @@ impl Validator<'_, '_> {
             ssh_allowed_signers,
             gpg_keys,
         }
+    }
+
+    fn pre_publish(&mut self, r: &RawRepo) -> Option<PrePublish> {
+        let raw = r.pre_publish.as_ref()?;
+        let command: Vec<String> = raw
+            .command
+            .iter()
+            .flatten()
+            .map(|a| self.expand("pre_publish.command", a))
+            .collect();
+        if command.first().is_none_or(|c| c.trim().is_empty()) {
+            self.problem(
+                "pre_publish.command",
+                "must name a program: an argv list such as [\"make\", \"check\"]",
+            );
+        }
+        let timeout = self.duration_within(
+            "pre_publish.timeout",
+            &raw.timeout,
+            DEFAULT_PRE_PUBLISH_TIMEOUT,
+            TIMEOUT,
+        );
+        Some(PrePublish { command, timeout })
     }
 }
