@@ -365,3 +365,43 @@ fn a_plain_checkout_in_the_directory_is_refused_with_how_to_migrate() {
             .is_symlink()
     );
 }
+
+#[test]
+fn force_publishes_a_fresh_tree_of_the_same_commit() {
+    let token = "atomic-ops-token-7f3a9c2e5b1d";
+    let m = Mirror::on(Remote::new())
+        .keys(&keys("atomic", ""))
+        .daemon(
+            Daemon::builder()
+                .top(&format!("api: {{token: {token}}}\n"))
+                .token(token),
+        )
+        .start();
+    let tip = m.remote.head();
+    let before = std::fs::read_link(&m.dir).unwrap();
+    let readme = std::fs::read_to_string(m.dir.join("README")).unwrap();
+    // Edited by hand through the link: the published tree no longer is the commit's.
+    std::fs::write(m.dir.join("README"), "defaced\n").unwrap();
+    let r = m
+        .daemon
+        .post_auth("/api/repos/site/sync?force=true&wait=true", Some(token));
+    let v = r.expect(200);
+    assert_eq!(
+        (&v["ok"], &v["changed"]),
+        (&true.into(), &false.into()),
+        "{v:#}"
+    );
+    assert_eq!(v["commit"], tip.as_str(), "{v:#}");
+    let after = std::fs::read_link(&m.dir).unwrap();
+    assert_ne!(after, before, "a fresh tree");
+    assert_eq!(head_of(&m.dir).as_deref(), Some(tip.as_str()));
+    assert_eq!(
+        std::fs::read_to_string(m.dir.join("README")).unwrap(),
+        readme
+    );
+    assert_eq!(
+        trees(&m.dir).len(),
+        2,
+        "the defaced tree is kept as the replaced one"
+    );
+}
