@@ -144,16 +144,22 @@ pub(super) fn sync_locked(
 }
 
 /// `directory` must be our symlink (or missing). An empty directory is removed (`rmdir` fails
-/// on anything else); a directory with files in it is refused, never deleted.
+/// on anything else); a directory with files in it, a file or a symlink of someone else's is
+/// refused, never deleted.
 fn refuse_plain_directory(dir: &Path) -> Result<(), SyncError> {
     match std::fs::symlink_metadata(dir) {
         Err(_) => Ok(()),
-        Ok(m) if m.file_type().is_symlink() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() && is_ours(dir) => Ok(()),
         Ok(m) if m.is_dir() && std::fs::remove_dir(dir).is_ok() => Ok(()),
         Ok(m) => {
-            let what = match (m.is_dir(), dir.join(".git").exists()) {
-                (true, true) => "an in-place checkout",
-                (true, false) => "a directory with files in it",
+            let what = match (
+                m.file_type().is_symlink(),
+                m.is_dir(),
+                dir.join(".git").exists(),
+            ) {
+                (true, _, _) => "a symlink to somewhere else",
+                (false, true, true) => "an in-place checkout",
+                (false, true, false) => "a directory with files in it",
                 _ => "a file",
             };
             let store = store_of(dir);
@@ -167,6 +173,13 @@ fn refuse_plain_directory(dir: &Path) -> Result<(), SyncError> {
             ))
         }
     }
+}
+
+/// Whether the symlink `dir` is one [`flip`] made: it names a tree in the store beside it.
+fn is_ours(dir: &Path) -> bool {
+    let store = store_of(dir);
+    let trees = Path::new(store.file_name().unwrap_or_default()).join(TREES);
+    std::fs::read_link(dir).is_ok_and(|t| t.parent() == Some(trees.as_path()))
 }
 
 /// Opens the store's bare repository, making it (in a staging folder moved into place whole,
@@ -332,6 +345,35 @@ mod tests {
             store_of(Path::new("/srv/www/site")),
             PathBuf::from("/srv/www/site.hookmirror")
         );
+    }
+
+    #[test]
+    fn only_our_own_symlink_or_nothing_may_stand_at_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        assert!(refuse_plain_directory(&dir).is_ok(), "missing");
+        std::os::unix::fs::symlink("site.hookmirror/trees/abc", &dir).unwrap();
+        assert!(refuse_plain_directory(&dir).is_ok(), "ours");
+        std::fs::remove_file(&dir).unwrap();
+        std::os::unix::fs::symlink("/srv/elsewhere", &dir).unwrap();
+        let e = refuse_plain_directory(&dir).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ForeignDirectory);
+        assert!(e.message.contains("a symlink to somewhere else"), "{e}");
+        assert!(std::fs::symlink_metadata(&dir).is_ok(), "left alone");
+        std::fs::remove_file(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        assert!(refuse_plain_directory(&dir).is_ok(), "an empty directory");
+        assert!(!dir.exists(), "removed: a symlink takes its place");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), "mine").unwrap();
+        let e = refuse_plain_directory(&dir).unwrap_err();
+        assert!(e.message.contains("a directory with files in it"), "{e}");
+        assert!(
+            e.message
+                .contains(&format!("mv {} {}.old", dir.display(), dir.display())),
+            "{e}"
+        );
+        assert!(dir.join("index.html").exists());
     }
 
     #[test]
