@@ -10,7 +10,6 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use hookmirror::config::{Context, Format, Repo, parse_str, validate};
 use hookmirror::sync::{SyncOptions, sync_once};
 use serde_json::json;
 use support::daemon::{Daemon, Remote, Resp, hookmirror_command, repo_yaml, scratch};
@@ -120,16 +119,6 @@ fn one_byte_off(token: &str, i: usize) -> String {
     String::from_utf8(b).unwrap()
 }
 
-fn engine_repo(url: &str, dir: &Path, extra: &str) -> Repo {
-    let text = format!(
-        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n{extra}",
-        dir.display()
-    );
-    let raw = parse_str(&text, Format::Yaml).unwrap();
-    let mut c = validate(raw, &Context::bare(Format::Yaml, "/")).unwrap();
-    c.repos.remove(0)
-}
-
 /// Edits `file` of the checkout `dir` in place so that only its content tells: same size, same
 /// modification time, ctime not trusted (`core.trustctime = false`, as on filesystems whose
 /// ctime is unreliable), and the index stamped well after the file (else git treats it as
@@ -162,7 +151,7 @@ fn a_forced_sync_rewrites_files_edited_by_hand_while_head_stayed() {
     let tip = origin.commit("app/config.txt", "mode=prod\n");
     let tmp = support::daemon::scratch("force-engine");
     let dir = tmp.path().join("site");
-    let r = engine_repo(&origin.url(), &dir, "");
+    let r = support::plain_repo_config(&origin.url(), &dir, "");
     sync_once(&r, &SyncOptions::default()).unwrap();
     assert_eq!(rev_parse(&dir, "HEAD").unwrap(), tip);
 

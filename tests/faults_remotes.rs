@@ -12,7 +12,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hookmirror::config::{Context, Format, parse_str, validate};
 use hookmirror::sync::{ErrorKind, SyncOptions, sync_once};
 use serde_json::Value;
 use support::daemon::*;
@@ -175,17 +174,6 @@ fn bad_remotes_hold_no_worker_with_two_workers() {
     bad_remotes_beside_a_healthy_one(2);
 }
 
-/// A repo config as an operator would write it, for the engine tests.
-fn repo(url: &str, dir: &std::path::Path, extra: &str) -> hookmirror::config::Repo {
-    let text = format!(
-        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n{extra}",
-        dir.display()
-    );
-    let raw = parse_str(&text, Format::Yaml).unwrap();
-    let mut c = validate(raw, &Context::bare(Format::Yaml, "/")).unwrap();
-    c.repos.remove(0)
-}
-
 #[test]
 fn a_remote_too_slow_to_finish_runs_into_sync_timeout() {
     hookmirror::sync::init_libgit2();
@@ -195,7 +183,7 @@ fn a_remote_too_slow_to_finish_runs_into_sync_timeout() {
         every: Duration::from_millis(250),
     });
     let tmp = tempfile::tempdir().unwrap();
-    let r = repo(
+    let r = support::plain_repo_config(
         &crawl.url(),
         &tmp.path().join("d"),
         "    stall_timeout: 1s\n    sync_timeout: 3s\n",
@@ -236,7 +224,7 @@ fn slow_pack_download(transport: &str) {
     let throttle = Throttle::start(http.port, 256 * 1024, 15 * 1024);
     let url = format!("http://u:t0ken@127.0.0.1:{}/origin.git", throttle.port);
     let tmp = tempfile::tempdir().unwrap();
-    let r = repo(
+    let r = support::plain_repo_config(
         &url,
         &tmp.path().join("d"),
         &format!("    stall_timeout: 2s\n    sync_timeout: 3s\n{transport}"),
@@ -251,7 +239,7 @@ fn slow_pack_download(transport: &str) {
     // The checkout shows nothing half-fetched: no commit, no files.
     assert!(support::rev_parse(&tmp.path().join("d"), "HEAD").is_none());
     // And without the throttle the same fetch works.
-    let direct = repo(
+    let direct = support::plain_repo_config(
         &http.url_with_credentials("origin.git", "u", "t0ken"),
         &tmp.path().join("e"),
         &format!("    stall_timeout: 2s\n{transport}"),

@@ -164,9 +164,15 @@ pub fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
 /// holds more YAML keys, indented 4; retries are fast so a misclassified failure cannot stall a
 /// test.
 pub fn repo_config(url: &str, dir: &Path, extra: &str) -> hookmirror::config::Repo {
+    let fast_retry = "    retry: {attempts: 3, initial_delay: 10ms, max_delay: 20ms}\n";
+    plain_repo_config(url, dir, &format!("{fast_retry}{extra}"))
+}
+
+/// [`repo_config`] with the defaults for everything `extra` leaves out (retries included).
+pub fn plain_repo_config(url: &str, dir: &Path, extra: &str) -> hookmirror::config::Repo {
     use hookmirror::config::{Context, Format, parse_str, validate};
     let text = format!(
-        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n    retry: {{attempts: 3, initial_delay: 10ms, max_delay: 20ms}}\n{extra}",
+        "repos:\n  - name: t\n    url: '{url}'\n    directory: '{}'\n    insecure_no_secret: true\n{extra}",
         dir.display()
     );
     let raw = parse_str(&text, Format::Yaml).unwrap();
