@@ -118,7 +118,13 @@ impl Daemon {
         let mut targets = Vec::new();
         let mut ignored = Vec::new();
         for repo in repos {
-            match wanted(repo, push, self.remote_ref(&repo.name).as_deref()) {
+            // Only a repository following the default branch needs the ref it last followed
+            // (a lookup under the book's lock); the others name theirs.
+            let tracked = match repo.target {
+                Target::DefaultBranch => self.remote_ref(&repo.name),
+                _ => None,
+            };
+            match wanted(repo, push, tracked.as_deref()) {
                 Ok(after) => targets.push((*repo, after)),
                 Err(why) => {
                     if let Ignore::Deleted(r) = &why {

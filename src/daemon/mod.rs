@@ -92,7 +92,6 @@ struct Book {
     history: HashMap<String, observe::History>,
     /// Webhook requests not yet synced: (request number, when it arrived).
     pushes: HashMap<String, Vec<(u64, std::time::Instant)>>,
-    deliveries: VecDeque<DeliveryRecord>,
     reload: ReloadStatus,
     /// Running schedule loops: the schedule and the sender that stops its loop.
     schedules: HashMap<String, (crate::config::Schedule, tokio::sync::watch::Sender<bool>)>,
@@ -101,6 +100,9 @@ struct Book {
 struct Shared {
     config: RwLock<Arc<Config>>,
     book: Mutex<Book>,
+    /// The status page's list of webhook requests: its own lock, so recording one (every
+    /// request) never waits for the book.
+    deliveries: Mutex<VecDeque<DeliveryRecord>>,
     workers: Arc<Semaphore>,
     /// False once shutdown began: webhooks and the API answer 503.
     intake: AtomicBool,
@@ -145,7 +147,6 @@ impl Daemon {
             triggers: HashMap::new(),
             history: HashMap::new(),
             pushes: HashMap::new(),
-            deliveries: VecDeque::new(),
             reload: ReloadStatus::default(),
             schedules: HashMap::new(),
         };
@@ -153,6 +154,7 @@ impl Daemon {
             workers: Arc::new(Semaphore::new(config.workers)),
             config: RwLock::new(Arc::new(config)),
             book: Mutex::new(book),
+            deliveries: Mutex::new(VecDeque::with_capacity(DELIVERIES)),
             intake: AtomicBool::new(true),
             stop: tokio::sync::watch::Sender::new(false),
             active: AtomicUsize::new(0),

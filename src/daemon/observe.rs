@@ -205,21 +205,26 @@ impl Daemon {
             return;
         }
         let delivery = delivery.map(|d| d.chars().take(MAX_DELIVERY_ID).collect());
-        let mut book = self.book();
-        if book.deliveries.len() >= DELIVERIES {
-            book.deliveries.pop_front();
-        }
-        book.deliveries.push_back(DeliveryRecord {
+        let record = DeliveryRecord {
             at: Utc::now(),
             forge,
             delivery,
             result: result.as_str(),
-        });
+        };
+        let mut list = self.delivery_list();
+        if list.len() >= DELIVERIES {
+            list.pop_front();
+        }
+        list.push_back(record);
+    }
+
+    fn delivery_list(&self) -> std::sync::MutexGuard<'_, VecDeque<DeliveryRecord>> {
+        self.0.deliveries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The last [`DELIVERIES`] webhook requests, newest first.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
-        self.book().deliveries.iter().rev().cloned().collect()
+        self.delivery_list().iter().rev().cloned().collect()
     }
 
     /// The repositories that keep the daemon from being ready (empty: ready): those failing
