@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn empty_repositories_v2_and_refusals() {
-        let z = Oid::zero();
+        let z = Oid::ZERO_SHA1;
         let empty = format!("{z} capabilities^{{}}\0side-band-64k ofs-delta\n");
         let adv = Advertisement::read(&mut pkts(&[empty.as_bytes(), b""]).as_slice())
             .unwrap()
