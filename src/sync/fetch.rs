@@ -8,6 +8,7 @@ use git2::{AutotagOption, FetchOptions, Oid, Repository, SubmoduleUpdateOptions}
 
 use super::credentials::{AuthState, callbacks};
 use super::error::{ErrorKind, SyncError, classify, is_corruption};
+use super::negotiate::{self, Negotiated};
 use super::transport::{self, FetchContext, Limits};
 use crate::config::{Repo, Target};
 use crate::url::Scheme;
@@ -74,7 +75,9 @@ pub(super) fn limited<R>(
 }
 
 /// Fetches only the tracked ref; returns the remote ref name and the commit it points to
-/// (annotated tags peeled).
+/// (annotated tags peeled). On hookmirror's transports this is its own negotiation
+/// ([`negotiate`]: one request after the advertisement); otherwise, or when the server lacks
+/// what that needs, libgit2's fetch.
 pub(super) fn fetch(
     git: &Repository,
     repo: &Repo,
@@ -92,25 +95,31 @@ pub(super) fn fetch(
             format!("refs/remotes/{}/HEAD", repo.remote),
         ),
     };
-    let refspec = format!("+{src}:{dst}");
-    let fail = |e: git2::Error| FetchError::new(e, &AuthState::default());
-    let mut remote = git
-        .remote_anonymous(&transport::fetch_url(repo))
-        .map_err(fail)?;
     let what = format!("fetching from {}", repo.url.redacted());
-    limited(repo, limits, &what, |mut fo| {
-        fo.download_tags(AutotagOption::None);
-        fo.update_fetchhead(false);
-        let network = repo.url.scheme() != Scheme::File;
-        if let (Some(depth), true) = (repo.depth, network) {
-            fo.depth(depth as i32);
+    let fail = |e: git2::Error| FetchError::new(e, &AuthState::default());
+    let mut found = None;
+    if negotiate::applies(git, repo) {
+        match limited(repo, limits, &what, |_| {
+            negotiate::fetch(git, repo, &src, &dst)
+        })? {
+            Negotiated::Done {
+                head_symref,
+                fetched,
+            } => {
+                tracing::debug!(repo = %repo.name, fetched, "fetched with hookmirror's negotiation");
+                found = Some(Some(head_symref));
+            }
+            Negotiated::Missing => found = Some(None),
+            Negotiated::Unsupported(why) => {
+                tracing::debug!(repo = %repo.name, %why, "the remote does not serve hookmirror's negotiation; using libgit2's fetch");
+            }
         }
-        remote.fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
-    })?;
-
-    let advertised = remote.list().map_err(fail)?;
-    let head = advertised.iter().find(|h| h.name() == src);
-    let remote_ref = match (&repo.target, head) {
+    }
+    let found = match found {
+        Some(found) => found,
+        None => libgit2_fetch(git, repo, limits, &what, &src, &dst)?,
+    };
+    let remote_ref = match (&repo.target, found) {
         (_, None) => {
             let what = match &repo.target {
                 Target::Branch(b) => format!("branch `{b}`"),
@@ -126,7 +135,7 @@ pub(super) fn fetch(
             )
             .into());
         }
-        (Target::DefaultBranch, Some(h)) => h.symref_target().unwrap_or("HEAD").to_string(),
+        (Target::DefaultBranch, Some(symref)) => symref.unwrap_or_else(|| "HEAD".into()),
         (_, Some(_)) => src.clone(),
     };
     let oid = git.refname_to_id(&dst).map_err(fail)?;
@@ -135,6 +144,37 @@ pub(super) fn fetch(
         .and_then(|o| o.peel_to_commit())
         .map_err(fail)?;
     Ok((remote_ref, commit.id()))
+}
+
+/// libgit2's fetch of `+src:dst`. `None` when the remote does not advertise `src`; else what
+/// the remote's HEAD names, when it says.
+fn libgit2_fetch(
+    git: &Repository,
+    repo: &Repo,
+    limits: Limits,
+    what: &str,
+    src: &str,
+    dst: &str,
+) -> Result<Option<Option<String>>, FetchError> {
+    let refspec = format!("+{src}:{dst}");
+    let fail = |e: git2::Error| FetchError::new(e, &AuthState::default());
+    let mut remote = git
+        .remote_anonymous(&transport::fetch_url(repo))
+        .map_err(fail)?;
+    limited(repo, limits, what, |mut fo| {
+        fo.download_tags(AutotagOption::None);
+        fo.update_fetchhead(false);
+        let network = repo.url.scheme() != Scheme::File;
+        if let (Some(depth), true) = (repo.depth, network) {
+            fo.depth(depth as i32);
+        }
+        remote.fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
+    })?;
+    let advertised = remote.list().map_err(fail)?;
+    Ok(advertised
+        .iter()
+        .find(|h| h.name() == src)
+        .map(|h| h.symref_target().map(str::to_string)))
 }
 
 /// Initialises and updates submodules recursively to the commits the index records, with the

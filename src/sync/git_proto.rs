@@ -37,7 +37,7 @@ pub fn factory(remote: &Remote<'_>) -> Result<Transport, Error> {
     Transport::smart(remote, false, GitProto)
 }
 
-struct GitProto;
+pub(super) struct GitProto;
 
 impl SmartSubtransport for GitProto {
     fn action(

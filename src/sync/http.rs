@@ -50,7 +50,7 @@ pub fn factory(remote: &Remote<'_>) -> Result<Transport, Error> {
 /// One remote's transport: where a redirected advertisement moved the repository, so the
 /// POSTs that follow go there too.
 #[derive(Default)]
-struct SmartHttp {
+pub(super) struct SmartHttp {
     moved_to: Mutex<Option<String>>,
 }
 

@@ -21,6 +21,8 @@ mod http_agent;
 mod http_error;
 pub mod known_hosts;
 mod mirror;
+mod negotiate;
+mod pkt;
 mod pre_publish;
 mod proxy;
 mod publish;

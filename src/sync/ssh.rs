@@ -59,7 +59,7 @@ pub fn factory(remote: &Remote<'_>) -> Result<Transport, Error> {
     Transport::smart(remote, false, Ssh)
 }
 
-struct Ssh;
+pub(super) struct Ssh;
 
 impl SmartSubtransport for Ssh {
     fn action(

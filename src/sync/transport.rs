@@ -1,8 +1,9 @@
 //! What hookmirror's own transports (`git://`, and any other registered in `init_libgit2`) know
 //! about the fetch they serve, which libgit2's transport interface cannot pass: the repository
 //! (its credentials and connection settings) and the fetch's time limits. The engine installs a
-//! [`FetchContext`] for the thread around `Remote::fetch` ([`scope`]); libgit2 runs a transport on
-//! the thread that called fetch, so the transport finds it with [`current`].
+//! [`FetchContext`] for the thread around `Remote::fetch` and around its own negotiation
+//! (`negotiate`, which opens the transports' streams itself) ([`scope`]); libgit2 runs a
+//! transport on the thread that called fetch, so the transport finds it with [`current`].
 //!
 //! The limits: a sync has an overall deadline (`sync_timeout`), and a transfer that receives less
 //! than [`LOW_SPEED_BYTES`] within `stall_timeout` is stalled (git's `http.lowSpeedLimit`/`Time`

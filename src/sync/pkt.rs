@@ -1,0 +1,445 @@
+//! The pure half of hookmirror's own fetch negotiation ([`super::negotiate`]): git's pkt-line
+//! framing, the protocol-v0 ref advertisement, the one request hookmirror sends, the answer's
+//! `ACK`/`NAK` lines and side-band-64k bands, and which `have` lines to send. No IO beyond
+//! reading from a given [`Read`].
+//!
+//! The request is v0's simplest form (no `multi_ack`): `want <tip> <caps>`, a flush, the
+//! `have` lines, `done`. upload-pack then answers one `ACK <oid>` (the first common commit) or
+//! `NAK`, and the pack, in one round — over stateless HTTP as over a stateful channel.
+
+use std::io::{self, Read};
+
+use git2::Oid;
+
+/// A flush packet.
+pub(super) const FLUSH: &[u8] = b"0000";
+
+/// The largest pkt-line (4 bytes of length and 65516 of data).
+const MAX_PKT: usize = 65520;
+
+/// What one pkt-line read returned.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Pkt {
+    /// `0000`.
+    Flush,
+    /// A data line of this many bytes, now in the buffer.
+    Data(usize),
+}
+
+/// Appends `data` as one pkt-line to `out`.
+pub(super) fn encode(data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("{:04x}", data.len() + 4).as_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Reads one pkt-line into `buf` (replacing its content). A stream ending before a whole line
+/// is an [`io::ErrorKind::UnexpectedEof`].
+pub(super) fn read_pkt(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Pkt> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let text = std::str::from_utf8(&len).ok();
+    let n = text
+        .and_then(|t| usize::from_str_radix(t, 16).ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "not a pkt-line length: {:?}",
+                String::from_utf8_lossy(&len)
+            ))
+        })?;
+    match n {
+        0 => Ok(Pkt::Flush),
+        // 0001 (delim) and 0002 (response end) are protocol v2's; v0 has none of them.
+        1..=4 => Err(bad(format!("unexpected special packet {n:04x}"))),
+        n if n > MAX_PKT => Err(bad(format!("pkt-line too long ({n})"))),
+        n => {
+            buf.resize(n - 4, 0);
+            r.read_exact(buf)?;
+            Ok(Pkt::Data(n - 4))
+        }
+    }
+}
+
+fn bad(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// A line without its trailing newline.
+fn trim(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\n").unwrap_or(line)
+}
+
+/// The refs and capabilities a protocol-v0 upload-pack advertised.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Advertisement {
+    /// Every advertised ref with its object, in order (`HEAD` included when advertised).
+    pub refs: Vec<(String, Oid)>,
+    /// Capabilities from the first line (`side-band-64k`, `symref=HEAD:refs/heads/main`, …).
+    pub caps: Vec<String>,
+}
+
+/// Why an advertisement cannot serve hookmirror's negotiation, or what the remote refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum AdvertError {
+    /// The server speaks something else (protocol v2): libgit2's fetch handles it.
+    Unsupported(String),
+    /// An `ERR` line: the remote's refusal, in its words.
+    Remote(String),
+}
+
+impl Advertisement {
+    /// Reads an advertisement up to its flush. Over smart HTTP it starts with a
+    /// `# service=git-upload-pack` line and a flush, which are skipped.
+    pub(super) fn read(r: &mut impl Read) -> io::Result<Result<Advertisement, AdvertError>> {
+        let mut buf = Vec::new();
+        let mut adv = Advertisement::default();
+        let (mut first, mut after_service) = (true, false);
+        loop {
+            let n = match read_pkt(r, &mut buf)? {
+                Pkt::Flush if after_service => {
+                    after_service = false;
+                    continue;
+                }
+                Pkt::Flush => return Ok(Ok(adv)),
+                Pkt::Data(n) => n,
+            };
+            let line = trim(&buf[..n]);
+            if first && line.starts_with(b"# service=") {
+                after_service = true;
+                continue;
+            }
+            if let Some(msg) = line.strip_prefix(b"ERR ") {
+                return Ok(Err(AdvertError::Remote(
+                    String::from_utf8_lossy(msg).into_owned(),
+                )));
+            }
+            if first && line == b"version 2" {
+                return Ok(Err(AdvertError::Unsupported("protocol v2".into())));
+            }
+            let (refpart, caps) = match line.iter().position(|&b| b == 0) {
+                Some(i) => (&line[..i], Some(&line[i + 1..])),
+                None => (line, None),
+            };
+            if let Some(caps) = caps.filter(|_| first) {
+                adv.caps = String::from_utf8_lossy(caps)
+                    .split(' ')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            first = false;
+            let text =
+                std::str::from_utf8(refpart).map_err(|_| bad("a ref line not in UTF-8".into()))?;
+            let (hex, name) = text
+                .split_once(' ')
+                .ok_or_else(|| bad(format!("malformed ref line {text:?}")))?;
+            let oid = Oid::from_str(hex)
+                .ok()
+                .filter(|_| hex.len() == 40)
+                .ok_or_else(|| bad(format!("malformed object id {hex:?}")))?;
+            // An empty repository advertises `capabilities^{}` with the null id.
+            if name != "capabilities^{}" {
+                adv.refs.push((name.to_string(), oid));
+            }
+        }
+    }
+
+    /// The object `name` points to (for a tag, the tag object; its peeled `^{}` line aside).
+    pub(super) fn find(&self, name: &str) -> Option<Oid> {
+        self.refs.iter().find(|(n, _)| n == name).map(|(_, o)| *o)
+    }
+
+    /// Whether the server offers `cap` (a bare name, or `name=…`).
+    pub(super) fn has(&self, cap: &str) -> bool {
+        self.caps
+            .iter()
+            .any(|c| c == cap || c.strip_prefix(cap).is_some_and(|r| r.starts_with('=')))
+    }
+
+    /// The branch the remote's HEAD names (`symref=HEAD:refs/heads/main`), when it says.
+    pub(super) fn head_symref(&self) -> Option<&str> {
+        self.caps
+            .iter()
+            .find_map(|c| c.strip_prefix("symref=HEAD:"))
+    }
+
+    /// The capabilities to ask for: `None` when the server lacks one hookmirror needs
+    /// (side-band-64k, ofs-delta), else those plus the optional ones it offers.
+    pub(super) fn request_caps(&self, agent: &str) -> Option<Vec<String>> {
+        if !self.has("side-band-64k") || !self.has("ofs-delta") {
+            return None;
+        }
+        let mut caps = vec!["side-band-64k".to_string(), "ofs-delta".to_string()];
+        for optional in ["thin-pack", "no-progress"] {
+            if self.has(optional) {
+                caps.push(optional.into());
+            }
+        }
+        if self.has("agent") {
+            caps.push(format!("agent={agent}"));
+        }
+        Some(caps)
+    }
+}
+
+/// The whole request: one want with the capabilities, a flush, the haves, `done`.
+pub(super) fn request(want: Oid, caps: &[String], haves: &[Oid]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + 50 * haves.len());
+    encode(
+        format!("want {want} {}\n", caps.join(" ")).as_bytes(),
+        &mut out,
+    );
+    out.extend_from_slice(FLUSH);
+    for h in haves {
+        encode(format!("have {h}\n").as_bytes(), &mut out);
+    }
+    encode(b"done\n", &mut out);
+    out
+}
+
+/// One line of upload-pack's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Answer<'a> {
+    /// `ACK <oid>`: a common commit.
+    Ack,
+    /// `NAK`: nothing in common (a whole pack follows).
+    Nak,
+    /// Pack data (band 1).
+    Pack(&'a [u8]),
+    /// Progress (band 2), ignored.
+    Progress,
+    /// An error from the remote (band 3 or an `ERR` line), in its words.
+    Error(String),
+}
+
+/// Classifies one data line of the answer.
+pub(super) fn answer(line: &[u8]) -> Result<Answer<'_>, String> {
+    let text = trim(line);
+    if text.starts_with(b"ACK ") {
+        return Ok(Answer::Ack);
+    }
+    if text == b"NAK" {
+        return Ok(Answer::Nak);
+    }
+    if let Some(msg) = text.strip_prefix(b"ERR ") {
+        return Ok(Answer::Error(String::from_utf8_lossy(msg).into_owned()));
+    }
+    match line.split_first() {
+        Some((&1, data)) => Ok(Answer::Pack(data)),
+        Some((&2, _)) => Ok(Answer::Progress),
+        Some((&3, msg)) => Ok(Answer::Error(
+            String::from_utf8_lossy(trim(msg)).trim().to_string(),
+        )),
+        _ => Err(format!(
+            "unexpected line in upload-pack's answer: {:?}",
+            String::from_utf8_lossy(&text[..text.len().min(40)])
+        )),
+    }
+}
+
+/// The farthest first-parent distance a `have` is taken from (so walking the history to choose
+/// them stays cheap: a force-push rewrites recent commits).
+pub(super) const MAX_DISTANCE: usize = 1024;
+
+/// The `have` lines to send: for each distinct tip, the tip itself and its first-parent
+/// ancestors at distances 1, 2, 4, 8, … up to [`MAX_DISTANCE`] (so a force-push that rewrote
+/// the last commits still finds a common base), at most `max` in all, without repeats.
+/// `parent` gives a commit's first parent.
+pub(super) fn select_haves<T: Copy + PartialEq>(
+    tips: &[T],
+    mut parent: impl FnMut(T) -> Option<T>,
+    max: usize,
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    let mut distinct: Vec<T> = Vec::new();
+    for t in tips {
+        if !distinct.contains(t) {
+            distinct.push(*t);
+        }
+    }
+    let per_tip = max / distinct.len().max(1);
+    for tip in distinct {
+        let mut taken = 0;
+        let (mut at, mut distance, mut next) = (Some(tip), 0usize, 0usize);
+        while let Some(c) = at {
+            if distance == next {
+                if !out.contains(&c) && out.len() < max {
+                    out.push(c);
+                }
+                taken += 1;
+                next = if next == 0 { 1 } else { next * 2 };
+                if taken >= per_tip || next > MAX_DISTANCE {
+                    break;
+                }
+            }
+            at = parent(c);
+            distance += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(n: u8) -> Oid {
+        Oid::from_bytes(&[n; 20]).unwrap()
+    }
+
+    fn pkts(lines: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in lines {
+            if l.is_empty() {
+                out.extend_from_slice(FLUSH);
+            } else {
+                encode(l, &mut out);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pkt_lines_round_trip_and_bad_lengths_are_refused() {
+        let mut out = Vec::new();
+        encode(b"done\n", &mut out);
+        assert_eq!(out, b"0009done\n");
+        out.extend_from_slice(FLUSH);
+        let mut r = out.as_slice();
+        let mut buf = Vec::new();
+        assert_eq!(read_pkt(&mut r, &mut buf).unwrap(), Pkt::Data(5));
+        assert_eq!(buf, b"done\n");
+        assert_eq!(read_pkt(&mut r, &mut buf).unwrap(), Pkt::Flush);
+        let e = read_pkt(&mut r, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        for bad in [&b"zzzz"[..], b"0001", b"fff5", b"0010abc"] {
+            assert!(read_pkt(&mut &bad[..], &mut buf).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn advertisements_give_refs_caps_and_the_default_branch() {
+        let (a, b, c) = (oid(0xaa), oid(0xbb), oid(0xcc));
+        let first = format!(
+            "{a} HEAD\0multi_ack thin-pack side-band side-band-64k ofs-delta shallow no-progress symref=HEAD:refs/heads/main agent=git/2.43.0\n"
+        );
+        let main = format!("{a} refs/heads/main\n");
+        let tag = format!("{b} refs/tags/v1\n");
+        let peeled = format!("{c} refs/tags/v1^{{}}\n");
+        let http = pkts(&[
+            b"# service=git-upload-pack\n",
+            b"",
+            first.as_bytes(),
+            main.as_bytes(),
+            tag.as_bytes(),
+            peeled.as_bytes(),
+            b"",
+        ]);
+        let adv = Advertisement::read(&mut http.as_slice()).unwrap().unwrap();
+        assert_eq!(adv.find("HEAD"), Some(a));
+        assert_eq!(adv.find("refs/heads/main"), Some(a));
+        assert_eq!(
+            adv.find("refs/tags/v1"),
+            Some(b),
+            "the tag object, not the peeled commit"
+        );
+        assert_eq!(adv.find("refs/tags/v1^{}"), Some(c));
+        assert_eq!(adv.find("refs/heads/other"), None);
+        assert_eq!(adv.head_symref(), Some("refs/heads/main"));
+        assert!(adv.has("agent") && adv.has("side-band-64k") && !adv.has("side"));
+        assert_eq!(
+            adv.request_caps("hookmirror/1").unwrap(),
+            [
+                "side-band-64k",
+                "ofs-delta",
+                "thin-pack",
+                "no-progress",
+                "agent=hookmirror/1"
+            ]
+        );
+        // The same over a stateful channel (no service line), and a remote without side-band-64k.
+        let plain_first = format!("{a} refs/heads/main\0ofs-delta side-band\n");
+        let ssh = pkts(&[plain_first.as_bytes(), b""]);
+        let adv = Advertisement::read(&mut ssh.as_slice()).unwrap().unwrap();
+        assert_eq!((adv.refs.len(), adv.head_symref()), (1, None));
+        assert_eq!(adv.request_caps("x"), None);
+    }
+
+    #[test]
+    fn empty_repositories_v2_and_refusals() {
+        let z = Oid::ZERO_SHA1;
+        let empty = format!("{z} capabilities^{{}}\0side-band-64k ofs-delta\n");
+        let adv = Advertisement::read(&mut pkts(&[empty.as_bytes(), b""]).as_slice())
+            .unwrap()
+            .unwrap();
+        assert!(adv.refs.is_empty() && adv.has("ofs-delta"));
+        let v2 = pkts(&[b"version 2\n", b"agent=git/2\n", b""]);
+        assert!(matches!(
+            Advertisement::read(&mut v2.as_slice()).unwrap(),
+            Err(AdvertError::Unsupported(_))
+        ));
+        let err = pkts(&[b"ERR access denied or repository not exported: /x\n"]);
+        assert_eq!(
+            Advertisement::read(&mut err.as_slice()).unwrap(),
+            Err(AdvertError::Remote(
+                "access denied or repository not exported: /x".into()
+            ))
+        );
+        let cut = pkts(&[format!("{z} refs/heads/main\n").as_bytes()]);
+        assert!(Advertisement::read(&mut cut.as_slice()).is_err());
+        let junk = pkts(&[b"xyz refs/heads/main\n", b""]);
+        assert!(Advertisement::read(&mut junk.as_slice()).is_err());
+    }
+
+    #[test]
+    fn the_request_is_one_want_the_haves_and_done() {
+        let caps = vec!["side-band-64k".to_string(), "ofs-delta".to_string()];
+        let req = request(oid(1), &caps, &[oid(2), oid(3)]);
+        let text = String::from_utf8(req).unwrap();
+        let want = format!("want {} side-band-64k ofs-delta\n", oid(1));
+        assert!(
+            text.starts_with(&format!("{:04x}{want}0000", want.len() + 4)),
+            "{text}"
+        );
+        assert!(text.contains(&format!("0032have {}\n", oid(2))), "{text}");
+        assert!(
+            text.ends_with(&format!("have {}\n0009done\n", oid(3))),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn answers_are_acks_naks_and_bands() {
+        assert_eq!(
+            answer(format!("ACK {}\n", oid(1)).as_bytes()),
+            Ok(Answer::Ack)
+        );
+        assert_eq!(answer(b"NAK\n"), Ok(Answer::Nak));
+        assert_eq!(answer(b"\x01PACK.."), Ok(Answer::Pack(b"PACK..")));
+        assert_eq!(answer(b"\x02Counting objects"), Ok(Answer::Progress));
+        assert_eq!(
+            answer(b"\x03upload-pack: not our ref\n"),
+            Ok(Answer::Error("upload-pack: not our ref".into()))
+        );
+        assert_eq!(answer(b"ERR no\n"), Ok(Answer::Error("no".into())));
+        assert!(answer(b"\x07?").is_err());
+        assert!(answer(b"").is_err());
+    }
+
+    #[test]
+    fn haves_step_back_exponentially_per_tip() {
+        // A linear history 1000 → 999 → … → 0.
+        let parent = |c: u32| c.checked_sub(1);
+        assert_eq!(
+            select_haves(&[1000], parent, 32),
+            [1000, 999, 998, 996, 992, 984, 968, 936, 872, 744, 488]
+        );
+        // Short histories end at the root; a repeated tip counts once.
+        assert_eq!(select_haves(&[5, 5], parent, 32), [5, 4, 3, 1]);
+        // Two tips share the budget; commits seen from both are sent once.
+        let both = select_haves(&[20, 18], parent, 8);
+        assert_eq!(both, [20, 19, 18, 16, 17, 14]);
+        assert!(select_haves(&[7], parent, 3).len() == 3);
+        let none: [u32; 0] = [];
+        assert!(select_haves(&none, parent, 32).is_empty());
+    }
+}
