@@ -46,7 +46,7 @@ impl<'de> serde::de::Visitor<'de> for Filtered {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = serde_json::Map::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let value = match (self.0)(&key) {
                 Keep::Drop => {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -58,6 +58,32 @@ impl<'de> serde::de::Visitor<'de> for Filtered {
             out.insert(key.into_owned(), value);
         }
         Ok(out)
+    }
+}
+
+/// An object key as the payload holds it: borrowed when it has no escapes, so the many keys
+/// that are dropped cost no allocation (`Cow<str>` always deserializes owned).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -146,6 +172,19 @@ mod tests {
                 "repository": {"clone_url": "https://h/a.git", "links": {"html": {}}},
                 "project": null,
                 "after": null,
+            }))
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_read_like_plain_ones() {
+        let body = br#"{"r\u0065f": "refs/heads/main", "repository": {"clone\u005furl": "https://h/a.git"},
+            "s\u0065nder": {"login": "x"}}"#;
+        assert_eq!(
+            parse_object(body),
+            Ok(json!({
+                "ref": "refs/heads/main",
+                "repository": {"clone_url": "https://h/a.git"},
             }))
         );
     }
