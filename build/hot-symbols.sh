@@ -15,8 +15,9 @@
 # sshd, ed25519 key, strict known_hosts) and file://; during each run a commit is pushed and
 # signed webhooks from GitHub and GitLab arrive, then the API, /metrics, the status page and the
 # health endpoints are read. The list keeps the executed functions that are symbols of the
-# binary, in the order callgrind first saw them. Re-run it after larger changes: a function that
-# is missing from the list (a renamed one) only lands elsewhere in .text, it is never an error.
+# binary, sorted by name (the linker places them in that order; sorted, a new list differs from
+# the old one only where the code did). Re-run it after larger changes: a function missing from
+# the list (a renamed one) only lands elsewhere in .text, it is never an error.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -196,12 +197,10 @@ python3 - "$BIN" "$OUT.1" "$OUT.2" > "$ROOT/build/hot-symbols.txt" <<'EOF'
 import re, subprocess, sys
 nm = subprocess.run(["nm", "--defined-only", sys.argv[1]], capture_output=True, text=True, check=True)
 code = {p[2] for p in (l.split() for l in nm.stdout.splitlines()) if len(p) == 3 and p[1] in "tTwW"}
-seen = set()
+ran = set()
 for path in sys.argv[2:]:
-    for m in re.finditer(r"^c?fn=\(\d+\) (.+)$", open(path).read(), re.M):
-        name = m.group(1)
-        if name in code and name not in seen:
-            seen.add(name)
-            print(name)
+    ran.update(re.findall(r"^c?fn=\(\d+\) (.+)$", open(path).read(), re.M))
+# Sorted, so that a new list differs from the old one only where the code did.
+print("\n".join(sorted(ran & code)))
 EOF
 echo "hot-symbols: $(wc -l < "$ROOT/build/hot-symbols.txt") functions -> build/hot-symbols.txt" >&2
