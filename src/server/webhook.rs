@@ -47,13 +47,14 @@ struct Authentic {
 /// Handles every request no other route took: webhook paths (per repo and the shared `/hooks`),
 /// and 404 for the rest. Each is counted by forge and result, and listed on the status page.
 pub async fn handle(State(d): State<Daemon>, request: Request) -> Response {
-    if !d.metrics_enabled() {
-        return intake(&d, request).await;
-    }
-    let forge = Provider::detect(request.headers()).map_or("unknown", Provider::as_str);
+    // Read once from the headers: the intake needs both, and so does the record.
+    let detected = Provider::detect(request.headers());
     let delivery = webhook::delivery_id(request.headers());
-    let r = intake(&d, request).await;
-    if let Some(result) = outcome(&r) {
+    let r = intake(&d, request, detected, delivery.as_deref()).await;
+    if d.metrics_enabled()
+        && let Some(result) = outcome(&r)
+    {
+        let forge = detected.map_or("unknown", Provider::as_str);
         d.record_delivery(forge, delivery.as_deref(), result);
     }
     r
@@ -81,7 +82,13 @@ fn with_result(mut r: Response, result: WebhookResult) -> Response {
     r
 }
 
-async fn intake(d: &Daemon, request: Request) -> Response {
+/// `detected`: the forge the headers name ([`Provider::detect`]); `delivery`: their delivery id.
+async fn intake(
+    d: &Daemon,
+    request: Request,
+    detected: Option<Provider>,
+    delivery: Option<&str>,
+) -> Response {
     // Taken apart rather than extracted: the `HeaderMap` extractor would copy the headers.
     let (parts, body) = request.into_parts();
     let method = &parts.method;
@@ -113,24 +120,18 @@ async fn intake(d: &Daemon, request: Request) -> Response {
     }
     let headers = parts.headers;
     let now_unix = unix_now();
-    let (checked, headers) = if body.len() <= INLINE_MAX {
-        (
-            authenticate(&config, route, &headers, &body, now_unix),
-            headers,
-        )
+    let checked = if body.len() <= INLINE_MAX {
+        authenticate(&config, route, &headers, &body, now_unix, detected)
     } else {
         let config = config.clone();
-        let work = move || {
-            let checked = authenticate(&config, route, &headers, &body, now_unix);
-            (checked, headers)
-        };
+        let work = move || authenticate(&config, route, &headers, &body, now_unix, detected);
         match tokio::task::spawn_blocking(work).await {
             Ok(done) => done,
             Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         }
     };
     match checked {
-        Ok(authentic) => deliver(d, &config, authentic, &headers).await,
+        Ok(authentic) => deliver(d, &config, authentic, delivery).await,
         Err(refusal) => refusal.response(),
     }
 }
@@ -176,19 +177,21 @@ impl Refusal {
 }
 
 /// Verifies the delivery (over the raw bytes, before anything else when the route names its
-/// secrets) and parses it. Pure and synchronous: runs inline or on a blocking thread.
+/// secrets) and parses it. `detected`: the forge the headers name. Pure and synchronous: runs
+/// inline or on a blocking thread.
 fn authenticate(
     config: &Config,
     route: Route,
     headers: &HeaderMap,
     body: &[u8],
     now_unix: i64,
+    detected: Option<Provider>,
 ) -> Result<Authentic, Refusal> {
     match route {
-        Route::Repo(i) => one_repo(config, i, headers, body, now_unix),
+        Route::Repo(i) => one_repo(config, i, headers, body, now_unix, detected),
         Route::Shared => match &config.hooks {
-            Some(hooks) => shared_secret(config, hooks, headers, body, now_unix),
-            None => named_repos(config, headers, body, now_unix),
+            Some(hooks) => shared_secret(config, hooks, headers, body, now_unix, detected),
+            None => named_repos(config, headers, body, now_unix, detected),
         },
     }
 }
@@ -217,11 +220,12 @@ fn one_repo(
     headers: &HeaderMap,
     body: &[u8],
     now_unix: i64,
+    detected: Option<Provider>,
 ) -> Result<Authentic, Refusal> {
     let Some(repo) = config.repos.get(i) else {
         return Err(Refusal::NotFound);
     };
-    let Some(provider) = repo.provider.or_else(|| Provider::detect(headers)) else {
+    let Some(provider) = repo.provider.or(detected) else {
         return Err(if repo.secrets.is_empty() {
             Refusal::UnknownForge
         } else {
@@ -251,8 +255,9 @@ fn shared_secret(
     headers: &HeaderMap,
     body: &[u8],
     now_unix: i64,
+    detected: Option<Provider>,
 ) -> Result<Authentic, Refusal> {
-    let provider = hooks.provider.or_else(|| Provider::detect(headers));
+    let provider = hooks.provider.or(detected);
     let Some(provider) = provider.filter(|p| hooks.provider.is_none_or(|h| h == *p)) else {
         tracing::warn!("webhook on /hooks refused: no forge signature headers");
         return Err(Refusal::Unauthorized);
@@ -288,8 +293,9 @@ fn named_repos(
     headers: &HeaderMap,
     body: &[u8],
     now_unix: i64,
+    detected: Option<Provider>,
 ) -> Result<Authentic, Refusal> {
-    let Some(provider) = Provider::detect(headers) else {
+    let Some(provider) = detected else {
         tracing::warn!("webhook on /hooks refused: no forge signature headers");
         return Err(Refusal::Unauthorized);
     };
@@ -379,7 +385,7 @@ async fn deliver(
     d: &Daemon,
     config: &Config,
     authentic: Authentic,
-    headers: &HeaderMap,
+    delivery: Option<&str>,
 ) -> Response {
     let Authentic {
         repos,
@@ -402,8 +408,7 @@ async fn deliver(
         );
         return ignored("the payload names no configured repository");
     }
-    let delivery = webhook::delivery_id(headers);
-    match d.deliver_push(&repos, &push, delivery.as_deref()).await {
+    match d.deliver_push(&repos, &push, delivery).await {
         Delivered::Queued { repos, .. } => (
             StatusCode::ACCEPTED,
             Json(json!({ "queued": repos, "delivery": delivery })),
@@ -467,7 +472,9 @@ mod tests {
     }
 
     fn shared(config: &Config, secret: &str, body: &[u8]) -> Result<Vec<usize>, Refusal> {
-        authenticate(config, Route::Shared, &github(secret, body), body, 0).map(|a| a.repos)
+        let headers = github(secret, body);
+        let detected = Provider::detect(&headers);
+        authenticate(config, Route::Shared, &headers, body, 0, detected).map(|a| a.repos)
     }
 
     #[test]
@@ -493,7 +500,14 @@ mod tests {
         assert_eq!(shared(&c, "s7", &elsewhere), Err(Refusal::Unauthorized));
         assert_eq!(shared(&c, "s7", b"not json"), Err(Refusal::Unauthorized));
         let unsigned = headers(&[("X-GitHub-Event", "push")]);
-        let r = authenticate(&c, Route::Shared, &unsigned, &body, 0);
+        let r = authenticate(
+            &c,
+            Route::Shared,
+            &unsigned,
+            &body,
+            0,
+            Provider::detect(&unsigned),
+        );
         assert_eq!(r.map(|a| a.repos), Err(Refusal::Unauthorized));
     }
 
