@@ -62,6 +62,9 @@ pub struct Config {
     /// Indices into `repos` by their URL's match key (see [`crate::url::match_key`]), so that the
     /// shared endpoint finds the repositories a payload names without a walk over all of them.
     pub by_match_key: HashMap<String, Vec<usize>>,
+    /// Indices into `repos` by webhook path (paths are unique), so that routing a request costs
+    /// the same whatever the number of repositories.
+    pub by_path: HashMap<String, usize>,
 }
 
 impl Config {
@@ -90,6 +93,21 @@ impl Config {
     pub fn repos_with_key(&self, key: &str) -> impl Iterator<Item = &Repo> {
         let found = self.by_match_key.get(key).map_or(&[][..], Vec::as_slice);
         found.iter().filter_map(|&i| self.repos.get(i))
+    }
+
+    /// The repository whose webhook path is `path`.
+    pub fn repo_at_path(&self, path: &str) -> Option<usize> {
+        self.by_path.get(path).copied()
+    }
+
+    /// Builds [`Config::by_path`] from `repos` (the first repository of a path, should two
+    /// share one: validation refuses that).
+    pub fn index_paths(repos: &[Repo]) -> HashMap<String, usize> {
+        let mut index = HashMap::with_capacity(repos.len());
+        for (i, repo) in repos.iter().enumerate() {
+            index.entry(repo.path.clone()).or_insert(i);
+        }
+        index
     }
 
     /// Builds [`Config::by_match_key`] from `repos`.
@@ -294,6 +312,12 @@ impl Default for Health {
 pub struct Credential {
     pub value: Secret,
     pub file: Option<PathBuf>,
+}
+
+impl AsRef<Secret> for Credential {
+    fn as_ref(&self) -> &Secret {
+        &self.value
+    }
 }
 
 impl Credential {

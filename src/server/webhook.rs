@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::clients::Track;
 use super::{body, error};
-use crate::config::{Config, Credential, Hooks, Repo};
+use crate::config::{Config, Hooks, Repo};
 use crate::daemon::{Daemon, Delivered};
 use crate::metrics::WebhookResult;
 use crate::queue;
@@ -97,7 +97,7 @@ async fn intake(
     let route = if path == "/hooks" || path == "/hooks/" {
         Route::Shared
     } else {
-        match config.repos.iter().position(|r| r.path == path) {
+        match config.repo_at_path(path) {
             Some(i) => Route::Repo(i),
             None => return error(StatusCode::NOT_FOUND, "not found"),
         }
@@ -141,10 +141,6 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs() as i64
-}
-
-fn secrets(credentials: &[Credential]) -> Vec<Secret> {
-    credentials.iter().map(|c| c.value.clone()).collect()
 }
 
 /// Why a delivery is refused before it reaches the domain.
@@ -238,7 +234,7 @@ fn one_repo(
             allow_sha1: repo.allow_sha1,
             now_unix,
         };
-        if let Err(e) = webhook::verify(provider, headers, body, &secrets(&repo.secrets), &opts) {
+        if let Err(e) = webhook::verify(provider, headers, body, &repo.secrets, &opts) {
             tracing::warn!(repo = %repo.name, provider = provider.as_str(), reason = %e, "webhook refused");
             return Err(Refusal::Unauthorized);
         }
@@ -266,7 +262,7 @@ fn shared_secret(
         allow_sha1: hooks.allow_sha1,
         now_unix,
     };
-    if let Err(e) = webhook::verify(provider, headers, body, &secrets(&hooks.secrets), &opts) {
+    if let Err(e) = webhook::verify(provider, headers, body, &hooks.secrets, &opts) {
         tracing::warn!(provider = provider.as_str(), reason = %e, "webhook on /hooks refused");
         return Err(Refusal::Unauthorized);
     }
@@ -314,11 +310,11 @@ fn named_repos(
     let candidates = named(config, urls, |r: &Repo| {
         !r.secrets.is_empty() && r.provider.is_none_or(|p| p == provider)
     });
-    let mut tried: Vec<(Vec<Secret>, bool, bool)> = Vec::new();
+    let mut tried: Vec<(Vec<&Secret>, bool, bool)> = Vec::new();
     let mut verified = Vec::new();
     for &i in &candidates {
         let repo = &config.repos[i];
-        let keys = secrets(&repo.secrets);
+        let keys: Vec<&Secret> = repo.secrets.iter().map(|c| &c.value).collect();
         let known = tried
             .iter()
             .find(|(k, sha1, _)| *k == keys && *sha1 == repo.allow_sha1);
@@ -469,6 +465,16 @@ mod tests {
     fn github(secret: &str, body: &[u8]) -> HeaderMap {
         let sig = format!("sha256={}", hmac_sha256_hex(secret, body));
         headers(&[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)])
+    }
+
+    #[test]
+    fn a_path_routes_to_its_repository_among_many() {
+        let c = many(300, "");
+        for i in [0, 1, 150, 299] {
+            assert_eq!(c.repo_at_path(&format!("/hooks/r{i}")), Some(i));
+        }
+        assert_eq!(c.repo_at_path("/hooks/r300"), None);
+        assert_eq!(c.repo_at_path("/hooks"), None);
     }
 
     fn shared(config: &Config, secret: &str, body: &[u8]) -> Result<Vec<usize>, Refusal> {

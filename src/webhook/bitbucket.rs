@@ -19,7 +19,7 @@ const SIGNATURE: &str = "x-hub-signature";
 pub(super) fn verify(
     headers: &HeaderMap,
     body: &[u8],
-    secrets: &[Secret],
+    secrets: &[impl AsRef<Secret>],
 ) -> Result<(), VerifyError> {
     let value = header(headers, SIGNATURE).ok_or(VerifyError::Missing)?;
     let hex = value.strip_prefix("sha256=").ok_or(VerifyError::Invalid)?;

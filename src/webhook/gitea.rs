@@ -17,7 +17,7 @@ const FORGEJO_SIGNATURE: &str = "x-forgejo-signature";
 pub(super) fn verify(
     headers: &HeaderMap,
     body: &[u8],
-    secrets: &[Secret],
+    secrets: &[impl AsRef<Secret>],
 ) -> Result<(), VerifyError> {
     let hex = header(headers, FORGEJO_SIGNATURE)
         .or_else(|| header(headers, SIGNATURE))

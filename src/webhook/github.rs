@@ -36,7 +36,7 @@ pub(super) const URL_KEYS: &[&str] = &[
 pub(super) fn verify(
     headers: &HeaderMap,
     body: &[u8],
-    secrets: &[Secret],
+    secrets: &[impl AsRef<Secret>],
     opts: &VerifyOptions,
 ) -> Result<(), VerifyError> {
     if let Some(value) = header(headers, SIGNATURE_256) {

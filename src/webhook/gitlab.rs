@@ -32,18 +32,21 @@ pub(super) const REPOSITORY_URL_KEYS: &[&str] = &["url", "git_http_url", "git_ss
 pub(super) fn verify(
     headers: &HeaderMap,
     body: &[u8],
-    secrets: &[Secret],
+    secrets: &[impl AsRef<Secret>],
     opts: &VerifyOptions,
 ) -> Result<(), VerifyError> {
     let signing_tokens = secrets
         .iter()
+        .map(AsRef::as_ref)
         .filter(|secret| secret.expose().starts_with(standard::SECRET_PREFIX));
     let signature = (headers.contains_key(standard::SIGNATURE)
         && signing_tokens.clone().next().is_some())
     .then(|| standard::verify_with(headers, body, signing_tokens, opts.now_unix));
-    let token = headers
-        .get(TOKEN)
-        .map(|sent| any_secret(secrets, |secret| token_matches(sent.as_bytes(), secret)));
+    let token = headers.get(TOKEN).map(|sent| {
+        any_secret(secrets.iter().map(AsRef::as_ref), |secret| {
+            token_matches(sent.as_bytes(), secret)
+        })
+    });
     match (signature, token) {
         (Some(Ok(())), _) | (_, Some(true)) => Ok(()),
         (Some(Err(VerifyError::Stale)), _) => Err(VerifyError::Stale),

@@ -44,13 +44,13 @@ pub(super) fn mac_of<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<Ve
 /// Verify `hex_mac` (lowercase hex, as GitHub, Gitea and Bitbucket send it) as the MAC of `body`
 /// under any of `secrets`. Uppercase, odd-length or non-hex input is [`VerifyError::Invalid`].
 pub(super) fn verify_hex_mac<M: Mac + KeyInit>(
-    secrets: &[Secret],
+    secrets: &[impl AsRef<Secret>],
     body: &[u8],
     hex_mac: &str,
 ) -> Result<(), VerifyError> {
     let tag = decode_lower_hex(hex_mac).ok_or(VerifyError::Invalid)?;
     let tags = [tag];
-    if any_secret(secrets, |secret| {
+    if any_secret(secrets.iter().map(AsRef::as_ref), |secret| {
         mac_matches::<M>(secret.as_bytes(), &[body], &tags)
     }) {
         Ok(())

@@ -138,7 +138,7 @@ pub fn verify(
     provider: Provider,
     headers: &HeaderMap,
     body: &[u8],
-    secrets: &[Secret],
+    secrets: &[impl AsRef<Secret>],
     opts: &VerifyOptions,
 ) -> Result<(), VerifyError> {
     match provider {

@@ -21,10 +21,10 @@ const TOLERANCE_SECS: u64 = 5 * 60;
 pub(super) fn verify(
     headers: &HeaderMap,
     body: &[u8],
-    secrets: &[Secret],
+    secrets: &[impl AsRef<Secret>],
     now_unix: i64,
 ) -> Result<(), VerifyError> {
-    verify_with(headers, body, secrets, now_unix)
+    verify_with(headers, body, secrets.iter().map(AsRef::as_ref), now_unix)
 }
 
 /// HMAC-SHA256(key, `{id}.{timestamp}.{body}`) against every `v1,<base64>` in

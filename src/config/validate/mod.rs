@@ -398,6 +398,7 @@ impl Validator<'_, '_> {
 
         Config {
             by_match_key: Config::index_repos(&repos),
+            by_path: Config::index_paths(&repos),
             hooks,
             source: self.ctx.file.clone(),
             listen,
