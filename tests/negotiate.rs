@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use hookmirror::config::Repo;
 use hookmirror::sync::{ErrorKind, Outcome, SyncOptions, sync_once};
 use support::faults::Throttle;
-use support::https::{NginxGit, NginxOptions, TestCa};
+use support::https::{HTTPS_TOKEN, HttpsOrigin};
 use support::{GitDaemon, Origin, Sshd, git, git_command, rev_parse};
 
-const TOKEN: &str = "glpat-NEGOTIATE-1";
+const TOKEN: &str = HTTPS_TOKEN;
 
 fn sync(r: &Repo) -> Outcome {
     support::sync_repo(r)
@@ -103,63 +103,35 @@ fn assert_sound(dir: &Path, commit: &str) {
     );
 }
 
-struct Https {
-    origin: Origin,
-    ca: TestCa,
-    nginx: NginxGit,
+/// A repo config for `s`'s origin with the right login.
+fn https_repo(s: &HttpsOrigin, dir: &Path, target: &str) -> Repo {
+    support::repo_config(
+        &s.nginx.url("origin.git"),
+        dir,
+        &format!("{target}{}", s.auth(TOKEN)),
+    )
 }
 
-impl Https {
-    fn start(origin: Origin) -> Https {
-        let ca = TestCa::new();
-        let cert = ca.issue("server", "IP:127.0.0.1", 2);
-        let nginx = NginxGit::start(
-            origin.root.path(),
-            &cert,
-            &NginxOptions {
-                login: Some(("bot".into(), TOKEN.into())),
-                gzip: true,
-            },
-        );
-        Https { origin, ca, nginx }
-    }
-
-    fn auth(&self, token: &str) -> String {
-        format!(
-            "    auth:\n      username: bot\n      token: {token}\n      ca_file: '{}'\n",
-            self.ca.cert.display()
-        )
-    }
-
-    fn repo(&self, dir: &Path, target: &str) -> Repo {
-        support::repo_config(
-            &self.nginx.url("origin.git"),
-            dir,
-            &format!("{target}{}", self.auth(TOKEN)),
-        )
-    }
-
-    /// The requests of `sync` as nginx logged them: (GETs of the advertisement, POSTs).
-    fn requests_of(&self, sync: impl FnOnce()) -> (usize, usize) {
-        let before = self.nginx.requests();
-        sync();
-        let log = self.nginx.access_log();
-        let new: Vec<&str> = log.lines().skip(before).collect();
-        let gets = new.iter().filter(|l| l.contains(" GET ")).count();
-        let posts = new.iter().filter(|l| l.contains(" POST ")).count();
-        assert_eq!(gets + posts, new.len(), "{log}");
-        (gets, posts)
-    }
+/// The requests of `sync` as `s`'s nginx logged them: (GETs of the advertisement, POSTs).
+fn requests_of(s: &HttpsOrigin, sync: impl FnOnce()) -> (usize, usize) {
+    let before = s.nginx.requests();
+    sync();
+    let log = s.nginx.access_log();
+    let new: Vec<&str> = log.lines().skip(before).collect();
+    let gets = new.iter().filter(|l| l.contains(" GET ")).count();
+    let posts = new.iter().filter(|l| l.contains(" POST ")).count();
+    assert_eq!(gets + posts, new.len(), "{log}");
+    (gets, posts)
 }
 
 #[test]
 fn https_one_push_costs_the_advertisement_and_one_post() {
-    let s = Https::start(long_origin());
+    let s = HttpsOrigin::start(long_origin());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let r = s.repo(&dir, "    branch: main\n");
+    let r = https_repo(&s, &dir, "    branch: main\n");
     // The first sync (a clone: nothing to say we have) is one POST too.
-    let (gets, posts) = s.requests_of(|| {
+    let (gets, posts) = requests_of(&s, || {
         sync(&r).result.unwrap();
     });
     assert_eq!((gets, posts), (1, 1), "{}", s.nginx.access_log());
@@ -170,7 +142,7 @@ fn https_one_push_costs_the_advertisement_and_one_post() {
     // indexer completed from the checkout's objects.
     for round in 300..303 {
         let new = s.origin.commit("big.txt", &big_text(round));
-        let (gets, posts) = s.requests_of(|| {
+        let (gets, posts) = requests_of(&s, || {
             let o = sync(&r);
             assert_eq!(o.result.unwrap().new, new);
         });
@@ -183,7 +155,7 @@ fn https_one_push_costs_the_advertisement_and_one_post() {
     }
 
     // Nothing new: the advertisement only.
-    let (gets, posts) = s.requests_of(|| {
+    let (gets, posts) = requests_of(&s, || {
         let o = sync(&r);
         assert!(!o.result.unwrap().changed());
     });
@@ -191,7 +163,7 @@ fn https_one_push_costs_the_advertisement_and_one_post() {
 
     // A force-push that rewrote the checkout's tip: still one POST, a common base found.
     let rewritten = s.origin.force_push_rewrite();
-    let (gets, posts) = s.requests_of(|| {
+    let (gets, posts) = requests_of(&s, || {
         assert_eq!(sync(&r).result.unwrap().new, rewritten);
     });
     assert_eq!((gets, posts), (1, 1), "{}", s.nginx.access_log());
@@ -203,11 +175,11 @@ fn https_one_push_costs_the_advertisement_and_one_post() {
 
 #[test]
 fn https_tags_and_the_default_branch_sync_and_a_wrong_token_is_auth() {
-    let s = Https::start(long_origin());
+    let s = HttpsOrigin::start(long_origin());
     let tmp = tempfile::tempdir().unwrap();
     let tagged = s.origin.tag("v1", true);
     let tag_dir = tmp.path().join("tag");
-    let tag_repo = s.repo(&tag_dir, "    tag: v1\n");
+    let tag_repo = https_repo(&s, &tag_dir, "    tag: v1\n");
     let o = sync(&tag_repo).result.unwrap();
     assert_eq!(
         (o.new.as_str(), o.remote_ref.as_str()),
@@ -216,19 +188,19 @@ fn https_tags_and_the_default_branch_sync_and_a_wrong_token_is_auth() {
     assert_sound(&tag_dir, &tagged);
     // The tag moves (annotated, to a new commit): followed, in one POST.
     let moved = s.origin.move_tag("v1", true);
-    let (_, posts) = s.requests_of(|| {
+    let (_, posts) = requests_of(&s, || {
         assert_eq!(sync(&tag_repo).result.unwrap().new, moved);
     });
     assert_eq!(posts, 1);
     assert_sound(&tag_dir, &moved);
 
     let default_dir = tmp.path().join("default");
-    let default_repo = s.repo(&default_dir, "");
+    let default_repo = https_repo(&s, &default_dir, "");
     let o = sync(&default_repo).result.unwrap();
     assert_eq!(o.remote_ref, "refs/heads/main");
     assert_sound(&default_dir, &s.origin.head("main"));
     let new = s.origin.commit("d0/f0", "default branch\n");
-    let (_, posts) = s.requests_of(|| {
+    let (_, posts) = requests_of(&s, || {
         assert_eq!(sync(&default_repo).result.unwrap().new, new);
     });
     assert_eq!(posts, 1);
@@ -243,7 +215,7 @@ fn https_tags_and_the_default_branch_sync_and_a_wrong_token_is_auth() {
     assert_eq!((e.kind, o.attempts), (ErrorKind::Auth, 1), "{e:?}");
     assert!(!e.message.contains("WRONG"), "{}", e.message);
 
-    let missing = s.repo(&tmp.path().join("missing"), "    branch: nope\n");
+    let missing = https_repo(&s, &tmp.path().join("missing"), "    branch: nope\n");
     let e = sync(&missing).result.unwrap_err();
     assert_eq!(e.kind, ErrorKind::RefMissing, "{e:?}");
 }
@@ -257,7 +229,7 @@ fn https_a_server_silent_mid_pack_is_a_stall_timeout() {
         .map(|_| char::from(b'!' + rng.u8(0..94)))
         .collect();
     origin.commit("noise.bin", &noise);
-    let s = Https::start(origin);
+    let s = HttpsOrigin::start(origin);
     // Each connection's first 256 KB pass (the TLS handshake, the advertisement, the start of
     // the pack), then nothing.
     let throttle = Throttle::start(s.nginx.port, 256 * 1024, 0);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hookmirror::config::Repo;
 use hookmirror::sync::{ErrorKind, Outcome};
 use support::daemon::{Daemon, repo_yaml};
-use support::https::{NginxGit, NginxOptions, TestCa, Tinyproxy};
+use support::https::{HTTPS_TOKEN, HttpsOrigin, NginxGit, NginxOptions, TestCa, Tinyproxy};
 use support::{GitHttp, Origin, Sshd, rev_parse, wait_until};
 
 /// A repo config tracking `main`: `extra` holds more YAML keys, indented 4.
@@ -29,46 +29,14 @@ fn head(dir: &Path) -> String {
     rev_parse(dir, "HEAD").expect("checkout has a HEAD")
 }
 
-const TOKEN: &str = "glpat-SECRET-4711";
-
-/// An origin served by nginx over TLS with basic auth (`bot` / [`TOKEN`]) and a gzipped
-/// advertisement, and the `auth:` keys that reach it.
-struct Https {
-    origin: Origin,
-    ca: TestCa,
-    nginx: NginxGit,
-}
-
-impl Https {
-    fn start() -> Https {
-        let origin = Origin::new();
-        let ca = TestCa::new();
-        let cert = ca.issue("server", "IP:127.0.0.1", 2);
-        let nginx = NginxGit::start(
-            origin.root.path(),
-            &cert,
-            &NginxOptions {
-                login: Some(("bot".into(), TOKEN.into())),
-                gzip: true,
-            },
-        );
-        Https { origin, ca, nginx }
-    }
-
-    fn auth(&self) -> String {
-        format!(
-            "    auth:\n      username: bot\n      token: {TOKEN}\n      ca_file: '{}'\n",
-            self.ca.cert.display()
-        )
-    }
-}
+const TOKEN: &str = HTTPS_TOKEN;
 
 #[test]
 fn https_syncs_reuse_one_connection_with_a_token_and_a_private_ca() {
-    let s = Https::start();
+    let s = HttpsOrigin::start(Origin::new());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let r = repo(&s.nginx.url("origin.git"), &dir, &s.auth());
+    let r = repo(&s.nginx.url("origin.git"), &dir, &s.auth(TOKEN));
     let o = sync(&r);
     assert_eq!(
         o.result.as_ref().unwrap().new,
@@ -106,7 +74,7 @@ fn https_syncs_reuse_one_connection_with_a_token_and_a_private_ca() {
     let r = repo(
         &s.nginx.url("origin.git"),
         &shallow,
-        &format!("    depth: 1\n{}", s.auth()),
+        &format!("    depth: 1\n{}", s.auth(TOKEN)),
     );
     assert_eq!(sync(&r).result.unwrap().new, s.origin.head("main"));
     assert_eq!(
@@ -122,9 +90,9 @@ fn https_syncs_reuse_one_connection_with_a_token_and_a_private_ca() {
 
 #[test]
 fn a_refused_token_is_an_auth_error_that_names_the_url_without_it() {
-    let s = Https::start();
+    let s = HttpsOrigin::start(Origin::new());
     let tmp = tempfile::tempdir().unwrap();
-    let wrong = s.auth().replace(TOKEN, "glpat-WRONG-0815");
+    let wrong = s.auth(TOKEN).replace(TOKEN, "glpat-WRONG-0815");
     let r = repo(&s.nginx.url("origin.git"), &tmp.path().join("c"), &wrong);
     let o = sync(&r);
     let e = o.result.unwrap_err();
@@ -198,7 +166,7 @@ fn an_untrusted_expired_or_misnamed_certificate_is_a_tls_error() {
 
 #[test]
 fn a_changed_ca_file_is_read_again_and_pooled_connections_are_not_trusted_past_it() {
-    let s = Https::start();
+    let s = HttpsOrigin::start(Origin::new());
     let tmp = tempfile::tempdir().unwrap();
     let ca_file = tmp.path().join("ca.pem");
     std::fs::copy(&s.ca.cert, &ca_file).unwrap();
@@ -222,10 +190,10 @@ fn a_changed_ca_file_is_read_again_and_pooled_connections_are_not_trusted_past_i
 
 #[test]
 fn redirects_are_followed_on_the_same_host_only() {
-    let s = Https::start();
+    let s = HttpsOrigin::start(Origin::new());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("moved");
-    let r = repo(&s.nginx.url("moved/origin.git"), &dir, &s.auth());
+    let r = repo(&s.nginx.url("moved/origin.git"), &dir, &s.auth(TOKEN));
     assert_eq!(sync(&r).result.unwrap().new, s.origin.head("main"));
     let log = s.nginx.access_log();
     assert!(
@@ -236,7 +204,7 @@ fn redirects_are_followed_on_the_same_host_only() {
     let r = repo(
         &s.nginx.url("offsite/origin.git"),
         &tmp.path().join("off"),
-        &s.auth(),
+        &s.auth(TOKEN),
     );
     let e = sync(&r).result.unwrap_err();
     assert!(e.message.contains("not followed"), "{e:?}");
@@ -245,11 +213,11 @@ fn redirects_are_followed_on_the_same_host_only() {
 
 #[test]
 fn https_goes_through_the_configured_proxy() {
-    let s = Https::start();
+    let s = HttpsOrigin::start(Origin::new());
     let proxy = Tinyproxy::start();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let extra = format!("{}      proxy: '{}'\n", s.auth(), proxy.url());
+    let extra = format!("{}      proxy: '{}'\n", s.auth(TOKEN), proxy.url());
     let r = repo(&s.nginx.url("origin.git"), &dir, &extra);
     assert_eq!(sync(&r).result.unwrap().new, s.origin.head("main"));
     let new = s.origin.commit("f", "through the proxy\n");
@@ -265,7 +233,7 @@ fn https_goes_through_the_configured_proxy() {
 
 #[test]
 fn the_daemon_takes_its_proxy_from_the_environment_unless_no_proxy_says_otherwise() {
-    let s = Https::start();
+    let s = HttpsOrigin::start(Origin::new());
     let proxy = Tinyproxy::start();
     let tmp = tempfile::tempdir().unwrap();
     let yaml = repo_yaml(
@@ -274,7 +242,7 @@ fn the_daemon_takes_its_proxy_from_the_environment_unless_no_proxy_says_otherwis
         &tmp.path().join("site"),
         &format!(
             "    insecure_no_secret: true\n    branch: main\n{}",
-            s.auth()
+            s.auth(TOKEN)
         ),
     );
     let d = Daemon::builder()
@@ -363,7 +331,7 @@ fn ssh_sessions_are_kept_replaced_when_dead_and_dropped_when_known_hosts_change(
 
 #[test]
 fn eight_repos_of_one_host_sync_at_once_over_reused_connections() {
-    let s = Https::start();
+    let s = HttpsOrigin::start(Origin::new());
     let sshd = Sshd::start();
     let tmp = tempfile::tempdir().unwrap();
     let mut repos = Vec::new();
@@ -371,7 +339,7 @@ fn eight_repos_of_one_host_sync_at_once_over_reused_connections() {
         repos.push(repo(
             &s.nginx.url("origin.git"),
             &tmp.path().join(format!("h{i}")),
-            &s.auth(),
+            &s.auth(TOKEN),
         ));
         repos.push(repo(
             &sshd.url(&s.origin.bare),

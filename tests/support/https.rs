@@ -1,6 +1,7 @@
 //! Real HTTPS remotes and what sits between: nginx + fcgiwrap + `git http-backend` over TLS
 //! with certificates from a test CA ([`TestCa`], [`NginxGit`]), tinyproxy ([`Tinyproxy`]), and
-//! a TCP proxy that delays every byte ([`DelayProxy`]) for benchmarks of round-trip-bound work.
+//! a TCP proxy that delays every byte ([`DelayProxy`]) for benchmarks of round-trip-bound work,
+//! and an origin served that way with a login ([`HttpsOrigin`]).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -9,7 +10,42 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{GroupChild, START_TIMEOUT, free_port, read_file_lossy, run, wait_until};
+use super::{GroupChild, Origin, START_TIMEOUT, free_port, read_file_lossy, run, wait_until};
+
+/// The token [`HttpsOrigin`]'s nginx accepts (user `bot`).
+pub const HTTPS_TOKEN: &str = "glpat-SECRET-4711";
+
+/// An origin served by nginx over TLS (a certificate from its own test CA) with basic auth
+/// (`bot` / [`HTTPS_TOKEN`]) and a gzipped advertisement, and the `auth:` keys that reach it.
+pub struct HttpsOrigin {
+    pub origin: Origin,
+    pub ca: TestCa,
+    pub nginx: NginxGit,
+}
+
+impl HttpsOrigin {
+    pub fn start(origin: Origin) -> HttpsOrigin {
+        let ca = TestCa::new();
+        let cert = ca.issue("server", "IP:127.0.0.1", 2);
+        let nginx = NginxGit::start(
+            origin.root.path(),
+            &cert,
+            &NginxOptions {
+                login: Some(("bot".into(), HTTPS_TOKEN.into())),
+                gzip: true,
+            },
+        );
+        HttpsOrigin { origin, ca, nginx }
+    }
+
+    /// A repo's `auth:` block (YAML, indented for a repo entry) with `token` and the test CA.
+    pub fn auth(&self, token: &str) -> String {
+        format!(
+            "    auth:\n      username: bot\n      token: {token}\n      ca_file: '{}'\n",
+            self.ca.cert.display()
+        )
+    }
+}
 
 /// A test certificate authority in a temp dir, and server certificates it signs.
 pub struct TestCa {
