@@ -107,9 +107,9 @@ pub(super) fn fetch(
                 fetched,
             } => {
                 tracing::debug!(repo = %repo.name, fetched, "fetched with hookmirror's negotiation");
-                found = Some(Some(head_symref));
+                found = Some(Found::Fetched { head_symref });
             }
-            Negotiated::Missing => found = Some(None),
+            Negotiated::Missing => found = Some(Found::Missing),
             Negotiated::Unsupported(why) => {
                 tracing::debug!(repo = %repo.name, %why, "the remote does not serve hookmirror's negotiation; using libgit2's fetch");
             }
@@ -120,7 +120,7 @@ pub(super) fn fetch(
         None => libgit2_fetch(git, repo, limits, &what, &src, &dst)?,
     };
     let remote_ref = match (&repo.target, found) {
-        (_, None) => {
+        (_, Found::Missing) => {
             let what = match &repo.target {
                 Target::Branch(b) => format!("branch `{b}`"),
                 Target::Tag(t) => format!("tag `{t}`"),
@@ -135,8 +135,10 @@ pub(super) fn fetch(
             )
             .into());
         }
-        (Target::DefaultBranch, Some(symref)) => symref.unwrap_or_else(|| "HEAD".into()),
-        (_, Some(_)) => src.clone(),
+        (Target::DefaultBranch, Found::Fetched { head_symref }) => {
+            head_symref.unwrap_or_else(|| "HEAD".into())
+        }
+        (_, Found::Fetched { .. }) => src.clone(),
     };
     let oid = git.refname_to_id(&dst).map_err(fail)?;
     let commit = git
@@ -146,8 +148,15 @@ pub(super) fn fetch(
     Ok((remote_ref, commit.id()))
 }
 
-/// libgit2's fetch of `+src:dst`. `None` when the remote does not advertise `src`; else what
-/// the remote's HEAD names, when it says.
+/// What a fetch found of the tracked ref on the remote.
+enum Found {
+    /// The remote does not advertise it.
+    Missing,
+    /// Fetched into the destination ref; the branch the remote's HEAD names, when it says.
+    Fetched { head_symref: Option<String> },
+}
+
+/// libgit2's fetch of `+src:dst`.
 fn libgit2_fetch(
     git: &Repository,
     repo: &Repo,
@@ -155,7 +164,7 @@ fn libgit2_fetch(
     what: &str,
     src: &str,
     dst: &str,
-) -> Result<Option<Option<String>>, FetchError> {
+) -> Result<Found, FetchError> {
     let refspec = format!("+{src}:{dst}");
     let fail = |e: git2::Error| FetchError::new(e, &AuthState::default());
     let mut remote = git
@@ -171,10 +180,12 @@ fn libgit2_fetch(
         remote.fetch(&[&refspec], Some(&mut fo), Some("hookmirror: fetch"))
     })?;
     let advertised = remote.list().map_err(fail)?;
-    Ok(advertised
-        .iter()
-        .find(|h| h.name() == src)
-        .map(|h| h.symref_target().map(str::to_string)))
+    Ok(match advertised.iter().find(|h| h.name() == src) {
+        Some(h) => Found::Fetched {
+            head_symref: h.symref_target().map(str::to_string),
+        },
+        None => Found::Missing,
+    })
 }
 
 /// Initialises and updates submodules recursively to the commits the index records, with the

@@ -22,6 +22,7 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 
 use super::CONNECT_TIMEOUT_MS;
+use super::pkt;
 use super::transport::{Limits, Watch};
 
 /// git's registered port for `git://`.
@@ -99,12 +100,11 @@ pub fn target(url: &str) -> Result<Target, String> {
         None => shown_host,
     };
     let payload = format!("git-upload-pack {path}\0host={host_param}\0");
-    let len = payload.len() + 4;
-    if len > 65520 {
+    if payload.len() + 4 > pkt::MAX_PKT {
         return Err("git://: URL too long".into());
     }
-    let mut request = format!("{len:04x}").into_bytes();
-    request.extend_from_slice(payload.as_bytes());
+    let mut request = Vec::with_capacity(payload.len() + 4);
+    pkt::encode(payload.as_bytes(), &mut request);
     Ok(Target {
         host: parsed.host,
         port: parsed.port.unwrap_or(DEFAULT_PORT),

@@ -21,9 +21,9 @@
 use std::io::{self, BufReader, Read, Write};
 
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream};
-use git2::{Error, ErrorClass, ErrorCode, Oid, Repository};
+use git2::{Error, Oid, Repository};
 
-use super::git_proto::{GitProto, net_error};
+use super::git_proto::{GitProto, io_error, net_error};
 use super::http::SmartHttp;
 use super::pkt::{self, AdvertError, Advertisement, Answer, Pkt};
 use super::ssh::Ssh;
@@ -201,21 +201,15 @@ fn update_ref(git: &Repository, dst: &str, tip: Oid) -> Result<(), Error> {
 
 /// The remote's refusal as libgit2 words it (`error::classify` reads the remote's text).
 fn remote_error(msg: &str) -> Error {
-    Error::new(
-        ErrorCode::GenericError,
-        ErrorClass::Net,
-        format!("remote error: {}", msg.trim()),
-    )
+    net_error(&format!("remote error: {}", msg.trim()))
 }
 
 /// A failed read or write of a transport's stream. The transports record their own error
-/// (`transport::fail`, taken back by `error::classify` when the text matches); a framing
-/// problem is a network error; a timeout keeps its code.
+/// (`transport::fail`, taken back by `error::classify` when the text matches); a stream cut
+/// short is a network error; a timeout keeps its code (as for every transport: `io_error`).
 fn read_error(e: io::Error) -> Error {
-    let message = e.to_string();
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => net_error("upload-pack: the answer ended early"),
-        io::ErrorKind::TimedOut => Error::new(ErrorCode::Timeout, ErrorClass::Net, message),
-        _ => net_error(&message),
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return net_error("upload-pack: the answer ended early");
     }
+    io_error(&e, &e.to_string())
 }

@@ -15,7 +15,7 @@ use git2::Oid;
 pub(super) const FLUSH: &[u8] = b"0000";
 
 /// The largest pkt-line (4 bytes of length and 65516 of data).
-const MAX_PKT: usize = 65520;
+pub(super) const MAX_PKT: usize = 65520;
 
 /// What one pkt-line read returned.
 #[derive(Debug, PartialEq, Eq)]
