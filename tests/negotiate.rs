@@ -161,7 +161,8 @@ fn https_one_push_costs_the_advertisement_and_one_post() {
     });
     assert_eq!((gets, posts), (1, 0), "{}", s.nginx.access_log());
 
-    // A force-push that rewrote the checkout's tip: still one POST, a common base found.
+    // A force-push that rewrote the checkout's tip: still one POST (whether the server found a
+    // common base among the haves is not observed here).
     let rewritten = s.origin.force_push_rewrite();
     let (gets, posts) = requests_of(&s, || {
         assert_eq!(sync(&r).result.unwrap().new, rewritten);
