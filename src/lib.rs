@@ -11,7 +11,8 @@
 //! - [`webhook`]: one file per forge; verify a delivery over the raw body, parse it into a push. Pure.
 //! - [`sync`]: the git engine (git2: clone, fetch, reset, credentials, host keys, recovery),
 //!   retry/backoff, post-sync actions.
-//! - [`url`], [`refname`], [`secret`]: small pure helpers shared by the above.
+//! - [`url`], [`refname`], [`secret`], [`printable`]: small pure helpers shared by the above
+//!   (`printable`: text from outside escaped so it stays on one line).
 //! - [`access`]: who may call which API endpoint (scoped, expiring, hashed tokens). Pure.
 //! - [`queue`]: the per-repository coalescing state machine and delivery dedupe. Pure.
 //! - [`daemon`]: the domain: shared state, `deliver` (a verified push → which repositories are
@@ -43,6 +44,7 @@ pub mod fleet;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod printable;
 pub mod queue;
 pub mod refname;
 pub mod reload;
