@@ -173,3 +173,41 @@ fn a_check_added_by_reload_gates_the_next_push() {
     );
     assert_rejected(&s, &broken, &["exit code 3"], &first);
 }
+
+/// A command's timeout holds whatever the command leaves behind: a `pre_publish` check that
+/// exits at once but leaves a child holding its output (`sleep 30 &`), and an `on_success`
+/// command whose child left its process group (`setsid sleep 25`) while it hangs, each with a
+/// 3 s timeout: the sync is over in about 3 + 3 s (it took 30 + 25 s when the output was read
+/// to its end), the check passed (its exit code stands), the command timed out.
+#[test]
+fn timeouts_hold_against_children_that_keep_the_pipes_open() {
+    let remote = Remote::new();
+    let work = scratch("check-children");
+    let dir = work.path().join("site");
+    let keys = "    branch: main\n    provider: github\n    secret: check-secret-0b3e\n    \
+         pre_publish:\n      command: ['sh', '-c', 'sleep 30 & echo started; exit 0']\n      timeout: 3s\n    \
+         on_success:\n      command: ['sh', '-c', 'setsid sleep 25 & sleep 100']\n      timeout: 3s\n";
+    let t0 = std::time::Instant::now();
+    let server = Daemon::builder()
+        .top("log: {level: info, output: stdout}\n")
+        .repo(repo_yaml("site", &remote.url(), &dir, keys))
+        .start();
+    let mut s = Value::Null;
+    let done = support::wait_until(std::time::Duration::from_secs(90), || {
+        s = server.status("site");
+        s["syncs"].as_u64() >= Some(1) && idle(&s)
+    });
+    let took = t0.elapsed();
+    assert!(done, "{s:#}");
+    eprintln!("first sync done after {took:?}");
+    assert!(took < std::time::Duration::from_secs(14), "took {took:?}");
+    assert_eq!(head_of(&dir), Some(remote.head()), "the check passed");
+    assert_eq!(s["last_error"]["kind"], "on_success", "{s:#}");
+    let msg = s["last_error"]["message"].as_str().unwrap();
+    assert!(msg.contains("timed out"), "{msg}");
+    let logs = server.logs();
+    assert!(
+        logs.contains("pre_publish check exited, but processes it started held its output"),
+        "{logs}"
+    );
+}

@@ -262,6 +262,11 @@ fn run_actions(
             repo.on_success.timeout,
         )
         .map_err(|e| format!("cannot run {}: {e}", repo.on_success.command[0]));
+        if let Ok(c) = &r
+            && c.leftovers_killed
+        {
+            tracing::warn!(repo = %repo.name, timeout = ?repo.on_success.timeout, "on_success command exited, but processes it started held its output until the timeout; its process group was killed");
+        }
         match &r {
             Ok(c) if c.success() => {
                 tracing::info!(repo = %repo.name, stdout = %c.stdout.trim_end(), stderr = %c.stderr.trim_end(), truncated = c.truncated, "on_success command done")

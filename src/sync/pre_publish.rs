@@ -39,6 +39,9 @@ pub(super) fn run(
             ),
         )
     })?;
+    if result.leftovers_killed {
+        tracing::warn!(repo = %repo.name, commit = %new, timeout = ?check.timeout, "pre_publish check exited, but processes it started held its output until the timeout; its process group was killed");
+    }
     if result.success() {
         tracing::info!(repo = %repo.name, commit = %new, duration = ?result.duration, "pre_publish check passed");
         return Ok(());
