@@ -1,6 +1,9 @@
 //! Logging setup: text or JSON lines to stdout, stderr or a file, with or without timestamps
 //! (off by default under systemd, where journald stamps each line). The level comes from
-//! `--log-level`, else `RUST_LOG`, else the config's `log.level`.
+//! `--log-level`, else `RUST_LOG`, else the config's `log.level`. Both formats escape every
+//! value (`format`), so text from outside never starts a line of its own.
+
+mod format;
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -47,14 +50,16 @@ pub fn timestamps(config: &LogConfig) -> bool {
 pub fn init(config: &LogConfig, override_level: Option<&str>) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(config, override_level))
-        .with_target(false);
+        .with_target(false)
+        .fmt_fields(format::EscapedFields);
     let ts = timestamps(config);
     macro_rules! finish {
         ($b:expr) => {{
             let b = $b;
             let r = match (config.format, ts) {
-                (LogFormat::Json, true) => b.json().flatten_event(true).try_init(),
-                (LogFormat::Json, false) => b.json().flatten_event(true).without_time().try_init(),
+                (LogFormat::Json, timestamps) => {
+                    b.event_format(format::JsonLines { timestamps }).try_init()
+                }
                 (LogFormat::Text, true) => b.try_init(),
                 (LogFormat::Text, false) => b.without_time().try_init(),
             };

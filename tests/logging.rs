@@ -506,3 +506,85 @@ fn trace_logging_into_the_config_folder_does_not_feed_on_itself() {
         (after - before) / 1024
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Text from outside
+// ---------------------------------------------------------------------------------------------
+
+/// A request path that carries a whole fake log line, a CR and a terminal escape (clear screen).
+const FORGED_PATH: &str =
+    "x%0AINFO%20sync%20repo%3Dsite%20result%3D%22ok%22%20FORGED%0D%1B%5B2J%E2%80%A8";
+
+/// Unauthenticated requests whose paths carry a fake `INFO sync … result="ok"` line, CR, ESC
+/// and U+2028 (to the API and to a webhook route), in both formats: the refusal is logged on
+/// one line of its own that holds the fake text as an escaped value, no line is forged, and no
+/// raw CR or ESC reaches the output. In JSON each decoded value is one line of visible text
+/// too (JSON's own escaping alone would give a reader the newline back). Used to write the
+/// fake line as a line of its own in text.
+#[test]
+fn text_from_requests_never_starts_a_log_line_of_its_own() {
+    for format in ["text", "json"] {
+        let m = site(&format!("log: {{format: {format}}}\n"), &[], &[]);
+        let d = &m.daemon;
+        let r = d.post_auth(&format!("/api/repos/{FORGED_PATH}/sync"), None);
+        assert_eq!(r.status, 401, "{format}");
+        let r = d.get_auth(&format!("/api/repos/{FORGED_PATH}"), "not-a-token");
+        assert_eq!(r.status, 401, "{format}");
+        let r = d.deliver(
+            &format!("/hooks/{FORGED_PATH}"),
+            &push(
+                SECRET,
+                &m.remote.origin.url(),
+                &m.remote.origin.head("main"),
+                "id-1",
+            ),
+        );
+        assert_eq!(r.status, 404, "{format}");
+        let out = m.daemon.stop();
+        let refused: Vec<&str> = out
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("api call refused"))
+            .collect();
+        assert_eq!(refused.len(), 2, "{format}: {}", out.all());
+        for line in out.lines() {
+            if line.contains("FORGED") {
+                assert!(
+                    line.contains("api call refused"),
+                    "{format}: forged: {line:?}"
+                );
+            }
+            if format == "json" {
+                let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                for value in v.as_object().unwrap().values() {
+                    if let Some(s) = value.as_str() {
+                        assert!(
+                            !s.contains(['\n', '\r', '\u{1b}', '\u{2028}']),
+                            "{format}: a decoded value holds a control character: {line}"
+                        );
+                    }
+                }
+            } else {
+                assert!(level(line).is_some(), "{format}: not a log line: {line:?}");
+            }
+        }
+        for raw in ['\r', '\u{1b}', '\u{2028}'] {
+            assert!(
+                !out.stdout.contains(raw) && !out.stderr.contains(raw),
+                "{format}: raw {raw:?} in\n{}",
+                out.all()
+            );
+        }
+        // The fake text is there, escaped, as the value it came in.
+        let need = if format == "json" {
+            let v: Value = serde_json::from_str(refused[0]).unwrap();
+            v["need"].as_str().unwrap().to_string()
+        } else {
+            fields(refused[0])["need"].clone()
+        };
+        assert!(
+            need.starts_with("sync x\\nINFO sync repo=site result="),
+            "{format}: {need:?}"
+        );
+    }
+}
