@@ -675,3 +675,63 @@ fn a_forced_request_rides_along_with_a_queued_sync() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.status("site")["syncs"], 2, "and no second one");
 }
+
+/// After a forced sync the index is whole: `git status --porcelain` in the checkout shows
+/// nothing but what was left there by hand (an untracked file with `clean: false`), whether
+/// the forced sync repaired a file or had nothing to repair, and an ordinary sync afterwards
+/// keeps it so. It used to show every file the forced sync did not rewrite as staged-deleted
+/// and untracked (`D  f0.txt`, `?? f0.txt`): the index was emptied before the checkout, which
+/// writes back only the entries of the files it rewrites.
+#[test]
+fn after_a_forced_sync_git_status_is_clean() {
+    for clean in [false, true] {
+        let remote = Remote::local();
+        for i in 0..4 {
+            remote
+                .origin
+                .commit(&format!("f{i}.txt"), &format!("file {i}\n"));
+        }
+        let work = scratch("force-status");
+        let dir = work.path().join("site");
+        let keys = format!("    branch: main\n    secret: hook-site\n    clean: {clean}\n");
+        let d = Daemon::builder()
+            .top(&format!("api:\n  token: {OPS}\n"))
+            .repo(repo_yaml("site", &remote.url(), &dir, &keys))
+            .token(OPS)
+            .start();
+        d.wait_syncs("site", 1);
+        assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+
+        // Forced with nothing to repair.
+        d.post_auth("/api/repos/site/sync?force=true&wait=true", Some(OPS))
+            .expect(200);
+        assert_eq!(git(&dir, &["status", "--porcelain"]), "", "clean: {clean}");
+
+        // Forced after edits by hand: one file so that only its content tells, one untracked.
+        edit_keeping_stat(&dir, "f1.txt", "FILE 1\n");
+        std::fs::write(dir.join("stray.html"), "left by hand\n").unwrap();
+        d.post_auth("/api/repos/site/sync?force=true&wait=true", Some(OPS))
+            .expect(200);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("f1.txt")).unwrap(),
+            "file 1\n"
+        );
+        let stray = if clean { "" } else { "?? stray.html" };
+        assert_eq!(
+            git(&dir, &["status", "--porcelain"]),
+            stray,
+            "clean: {clean}"
+        );
+
+        // An ordinary sync of a new commit afterwards.
+        let tip = remote.origin.commit("f2.txt", "file 2, changed\n");
+        d.post_auth("/api/repos/site/sync?wait=true", Some(OPS))
+            .expect(200);
+        assert_eq!(rev_parse(&dir, "HEAD").unwrap(), tip);
+        assert_eq!(
+            git(&dir, &["status", "--porcelain"]),
+            stray,
+            "clean: {clean}"
+        );
+    }
+}

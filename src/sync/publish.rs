@@ -7,10 +7,11 @@
 //! (a tree per commit and a symlink flip) would replace `write_tree` and `move_head`.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use git2::build::CheckoutBuilder;
-use git2::{Oid, Repository};
+use git2::{IndexEntry, IndexTime, Oid, Repository};
 
 use super::credentials::AuthState;
 use super::error::{SyncError, classify, from_io};
@@ -127,10 +128,13 @@ pub(super) fn publish(
     if read_marker(git.path()) != Found::Marker(marker.clone()) {
         write_marker(git.path(), marker)?;
     }
-    if force {
-        forget_index(git)?;
-    }
+    let distrusted = if force {
+        distrust_index(git)?
+    } else {
+        Vec::new()
+    };
     write_tree(git, repo, marker.new)?;
+    trust_again(git, distrusted)?;
     if repo.submodules {
         update_submodules(git, repo, limits)?;
     }
@@ -164,12 +168,72 @@ fn write_tree(git: &Repository, repo: &Repo, commit: Oid) -> Result<(), SyncErro
     git.checkout_tree(&object, Some(&mut co)).map_err(err)
 }
 
-/// Empties the repository's index in memory (the file stays until the checkout writes the new
-/// one, so a crash here leaves the old index), so the checkout that follows compares every file
-/// with the commit by content instead of trusting the cached stat data (size, times, inode),
-/// which misses an edit that keeps them (coarse timestamps, `core.trustctime = false`).
-fn forget_index(git: &Repository) -> Result<(), SyncError> {
-    git.index().and_then(|mut i| i.clear()).map_err(err)
+/// The repair path: every entry of the repository's index keeps its path, mode and blob but
+/// loses its stat data (times and size zeroed, in memory: a crash here leaves the index file as
+/// it was), so the checkout that follows compares every file with the commit by content instead
+/// of trusting the cached stat data, which misses an edit that keeps it (coarse timestamps,
+/// `core.trustctime = false`). The entries stay: the checkout writes back only the entries of
+/// the files it rewrites, so an emptied index would leave every other file staged-deleted and
+/// untracked. Returns the entries as they were, for [`trust_again`].
+fn distrust_index(git: &Repository) -> Result<Vec<IndexEntry>, SyncError> {
+    let mut index = git.index().map_err(err)?;
+    let original: Vec<IndexEntry> = index.iter().filter(|e| stage(e) == 0).collect();
+    let zero = IndexTime::new(0, 0);
+    for e in &original {
+        let mut blind = copy(e);
+        blind.ctime = zero;
+        blind.mtime = zero;
+        blind.file_size = 0;
+        index.add(&blind).map_err(err)?;
+    }
+    Ok(original)
+}
+
+/// After the forced checkout: an entry it did not rewrite (still without stat data, same blob:
+/// its file matched the commit by content) gets its stat data back, so `git status` and the
+/// next sync need not read every file again.
+fn trust_again(git: &Repository, original: Vec<IndexEntry>) -> Result<(), SyncError> {
+    if original.is_empty() {
+        return Ok(());
+    }
+    let mut index = git.index().map_err(err)?;
+    let mut restored = false;
+    for e in original {
+        let path = Path::new(std::ffi::OsStr::from_bytes(&e.path));
+        let blind = index
+            .get_path(path, 0)
+            .is_some_and(|now| now.id == e.id && now.file_size == 0 && now.mtime.seconds() == 0);
+        if blind {
+            index.add(&e).map_err(err)?;
+            restored = true;
+        }
+    }
+    if restored {
+        index.write().map_err(err)?;
+    }
+    Ok(())
+}
+
+/// An entry's merge stage (0 outside a conflict).
+fn stage(e: &IndexEntry) -> u16 {
+    (e.flags >> 12) & 3
+}
+
+fn copy(e: &IndexEntry) -> IndexEntry {
+    IndexEntry {
+        ctime: e.ctime,
+        mtime: e.mtime,
+        dev: e.dev,
+        ino: e.ino,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        file_size: e.file_size,
+        id: e.id,
+        flags: e.flags,
+        flags_extended: e.flags_extended,
+        path: e.path.clone(),
+    }
 }
 
 /// Points HEAD at `commit`: through the local branch of the remote branch's name (moving that
