@@ -137,12 +137,14 @@ pub fn credential(authorization: &str) -> Option<String> {
 }
 
 /// The configured token whose digest is `presented`'s, looking at every token whatever matched.
+/// A disabled token (its file could not be read) matches nothing.
 pub fn identify<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiToken> {
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     let mut found = 0u32;
     let mut any = subtle::Choice::from(0);
     for (i, t) in tokens.iter().enumerate() {
-        let same = digest.ct_eq(&t.sha256);
+        let usable = subtle::Choice::from(u8::from(t.disabled.is_none()));
+        let same = digest.ct_eq(&t.sha256) & usable;
         found.conditional_assign(&(i as u32), same);
         any |= same;
     }

@@ -92,10 +92,13 @@ pub fn check(config: &Config, out: &mut dyn Write) -> i32 {
             None => "every repository".to_string(),
             Some(ps) => ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
         };
-        let expires = t
+        let mut expires = t
             .expires
             .map(|e| format!("expires {}", e.format("%Y-%m-%d %H:%M UTC")))
             .unwrap_or_else(|| "no expiry".into());
+        if t.disabled.is_some() {
+            expires.push_str("\tDISABLED (its token_file cannot be read)");
+        }
         let _ = writeln!(
             out,
             "token\t{}\t{}\t{repos}\t{expires}",

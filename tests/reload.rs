@@ -783,3 +783,94 @@ fn a_config_behind_a_swapped_symlink_is_reloaded() {
         d.logs()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// API token files
+// ---------------------------------------------------------------------------------------------
+
+/// A deleted `token_file` revokes its token at once (fail closed), and the rest of the reload
+/// applies: the token gets 401, a token added in the same edit works, the reload counts as a
+/// success, the status API and `check` say which token is disabled and why. A token file other
+/// users can read is a `check` warning. It used to refuse the whole reload ("cannot read …"):
+/// the old config, and with it the deleted token, stayed in force.
+#[test]
+fn a_deleted_token_file_disables_its_token_and_the_rest_of_the_reload_applies() {
+    const OPS: &str = "hm-ops-from-file-5d1e";
+    const CI: &str = "hm-ci-added-later-77aa";
+    let api = |extra: &str| {
+        format!(
+            "workers: 2\nlog: {{level: info}}\napi:\n  tokens:\n\
+             \x20   - {{name: ops, token_file: ops.token, scopes: [sync]}}\n\
+             \x20   - {{name: keeper, token: {API_TOKEN}, scopes: [admin]}}\n{extra}"
+        )
+    };
+    let m = mirror_on(
+        Remote::local(),
+        "a",
+        "",
+        Daemon::builder()
+            .top(&api(""))
+            .token(API_TOKEN)
+            .file("ops.token", &format!("{OPS}\n")),
+    );
+    let d = &m.daemon;
+    let token_file = d.conf().join("ops.token");
+    let check = || {
+        let out = hookmirror_command(d.conf().as_path())
+            .args(["check", "--config", d.config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shown = check();
+    assert!(
+        shown.contains("warning:")
+            && shown.contains("can be read or written by other users (mode 0644)"),
+        "{shown}"
+    );
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!check().contains("other users"), "{}", check());
+    assert_eq!(d.post_auth("/api/repos/a/sync", Some(OPS)).status, 202);
+
+    // One edit: the token file goes, another token comes.
+    std::fs::remove_file(&token_file).unwrap();
+    let body = config_text(
+        &api(&format!(
+            "    - {{name: ci, token: {CI}, scopes: [sync]}}\n"
+        )),
+        &[repo("a", &m.remote.url(), &m.dir, "")],
+    );
+    d.replace_config(&body);
+    assert!(
+        wait_until(WAIT, || d.post_auth("/api/repos/a/sync", Some(CI)).status
+            == 202),
+        "the token added with the deletion never worked:\n{}",
+        d.logs()
+    );
+    assert_eq!(d.post_auth("/api/repos/a/sync", Some(OPS)).status, 401);
+    let v = d.api_get("/api/repos").json();
+    assert_eq!(v["reload"]["failures"], 0, "{v:#}");
+    let disabled = v["tokens_disabled"].as_array().unwrap();
+    assert_eq!(disabled.len(), 1, "{v:#}");
+    assert_eq!(disabled[0]["name"], "ops");
+    let reason = disabled[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot read") && reason.contains("ops.token"),
+        "{reason}"
+    );
+    let logs = d.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains("token `ops` is disabled")),
+        "{logs}"
+    );
+    let shown = check();
+    assert!(
+        shown.contains("token `ops` is disabled") && shown.contains("DISABLED"),
+        "{shown}"
+    );
+    d.assert_clean_logs(&[OPS, CI, API_TOKEN]);
+}

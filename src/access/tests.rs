@@ -223,3 +223,18 @@ fn identify_finds_each_token_by_its_digest() {
     assert!(identify(&api.tokens, "ci-docs-secreT").is_none());
     assert!(identify(&[], "x").is_none());
 }
+
+#[test]
+fn a_disabled_token_matches_nothing() {
+    let mut api = api();
+    let ops = api.tokens.iter_mut().find(|t| t.name == "ops").unwrap();
+    ops.disabled = Some("cannot read ops.token".into());
+    assert_eq!(
+        outcome(&api, Some("ops-secret"), Need::Admin),
+        "401 invalid"
+    );
+    assert_eq!(
+        outcome(&api, Some("reader-secret"), Need::Read(None)),
+        "ok reader"
+    );
+}

@@ -141,18 +141,34 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
             )),
         }
     };
+    // An API token whose file is gone or unreadable is disabled, not a reason to refuse the
+    // config: refusing a reload kept the old config, and with it the token, in force.
+    let mut warnings = Vec::new();
     for t in &mut config.api.tokens {
         let Some(path) = t.file.clone() else { continue };
-        let mut cred = Credential {
-            value: Secret::default(),
-            file: Some(path),
-        };
         let field = match t.name.as_str() {
             super::SINGLE_TOKEN_NAME => "api.token_file".to_string(),
             name => format!("api.tokens[{name}].token_file"),
         };
-        read(&mut cred, None, &field);
-        t.sha256 = super::token_sha256(cred.value.expose());
+        match read_token(&path) {
+            Ok(token) => {
+                t.sha256 = super::token_sha256(&token);
+                t.disabled = None;
+                if let Some(why) = exposed(&path) {
+                    warnings.push(problem(&file, None, &field, why));
+                }
+            }
+            Err(why) => {
+                t.sha256 = [0; 32];
+                warnings.push(problem(
+                    &file,
+                    None,
+                    &field,
+                    format!("{why}; token `{}` is disabled until it can be read", t.name),
+                ));
+                t.disabled = Some(why);
+            }
+        }
     }
     let mut wrong_secrets = Vec::new();
     let mut notify_secrets =
@@ -232,6 +248,9 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
                 unreadable.push(problem(&file, Some(&name), "auth.ca_file", why));
             }
         }
+        if let Some(why) = repo.auth.ssh_key.as_deref().and_then(exposed) {
+            warnings.push(problem(&file, Some(&name), "auth.ssh_key", why));
+        }
         unreadable.extend(key_file_problems(&file, repo));
         if let Some(path) = &repo.auth.known_hosts
             && let Err(e) = std::fs::File::open(path)
@@ -246,11 +265,42 @@ pub fn resolve_files(config: &mut Config) -> Result<(), Vec<Problem>> {
     }
     problems.extend(wrong_secrets);
     problems.extend(unreadable);
+    config.warnings.extend(warnings);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems)
     }
+}
+
+/// An API token from its file (trailing newline trimmed), or why there is none.
+fn read_token(path: &Path) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim_end_matches(['\n', '\r']);
+            if token.is_empty() {
+                Err(format!("{} is empty", path.display()))
+            } else {
+                Ok(token.to_string())
+            }
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Why a file holding a credential is exposed: other users may read or replace it (as ssh
+/// refuses such a key). Group access is left alone: `root:hookmirror 0640` is a common setup.
+fn exposed(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o006 != 0).then(|| {
+        format!(
+            "{} can be read or written by other users (mode {:04o}): chmod o-rwx {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        )
+    })
 }
 
 /// The `verify` key files of `repo` that cannot be read or do not parse.
@@ -294,7 +344,7 @@ fn same_token_twice(config: &Config) -> Vec<Problem> {
     let tokens = &config.api.tokens;
     let mut out = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
-        if t.file.is_none() {
+        if t.file.is_none() || t.disabled.is_some() {
             continue;
         }
         if let Some(other) = tokens[..i]

@@ -156,6 +156,9 @@ pub struct ApiToken {
     pub repos: Option<Vec<glob::Pattern>>,
     /// From this moment on the token is refused with "expired".
     pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why the token matches nothing: its `token_file` could not be read (gone, unreadable,
+    /// empty) when the config was last loaded. Fail closed: the rest of the config applies.
+    pub disabled: Option<String>,
 }
 
 /// What a token may do. `admin` covers everything, on every repository.

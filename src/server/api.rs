@@ -39,7 +39,18 @@ pub async fn list(State(d): State<Daemon>, headers: HeaderMap) -> Response {
         .into_iter()
         .filter(|s| caller.may_read(&s.name))
         .collect();
-    Json(json!({ "repos": repos, "reload": d.reload_status() })).into_response()
+    // Tokens disabled because their file cannot be read, for whoever may see everything.
+    let disabled: Vec<_> = if caller.may_read_all() {
+        let config = d.config();
+        let named = config.api.tokens.iter();
+        named
+            .filter_map(|t| Some(json!({"name": t.name, "reason": t.disabled.as_ref()?})))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Json(json!({ "repos": repos, "reload": d.reload_status(), "tokens_disabled": disabled }))
+        .into_response()
 }
 
 pub async fn show(

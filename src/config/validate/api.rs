@@ -62,6 +62,7 @@ impl Validator<'_, '_> {
                     scopes: Scopes::ALL,
                     repos: None,
                     expires: None,
+                    disabled: None,
                 },
             ));
         }
@@ -146,6 +147,7 @@ impl Validator<'_, '_> {
             scopes,
             repos: patterns,
             expires,
+            disabled: None,
         })
     }
 
