@@ -405,3 +405,74 @@ fn force_publishes_a_fresh_tree_of_the_same_commit() {
         "the defaced tree is kept as the replaced one"
     );
 }
+
+/// Which replaced trees stay is decided on every sync, also one that changes nothing, and a
+/// forced sync's replaced copy of the published commit is no rollback tree: with `keep: 1`,
+/// `grace: 2s`, the first sync after the grace period removes what is beyond `keep` though it
+/// brings nothing new (it used to remove old trees only after a new flip), and a forced sync
+/// keeps the one rollback tree (it used to count the previous copy of the same commit as the
+/// kept tree and remove the rollback tree).
+#[test]
+fn unchanged_and_forced_syncs_sweep_but_keep_the_rollback_tree() {
+    let token = "atomic-sweep-token-3b8e1d";
+    let m = Mirror::on(Remote::new())
+        .keys(&keys("atomic", "    keep: 1\n    grace: 2s\n"))
+        .daemon(
+            Daemon::builder()
+                .top(&format!("api: {{token: {token}}}\n"))
+                .token(token),
+        )
+        .start();
+    let sync = |query: &str| {
+        let v = m
+            .daemon
+            .post_auth(
+                &format!("/api/repos/site/sync?wait=true{query}"),
+                Some(token),
+            )
+            .expect(200);
+        assert_eq!(v["ok"], true, "{v:#}");
+    };
+    let past_grace = || std::thread::sleep(std::time::Duration::from_millis(2300));
+    let c0 = m.remote.head();
+    let c1 = m.remote.advance("one");
+    sync("");
+    let c2 = m.remote.advance("two");
+    sync("");
+    let mut all = vec![c0, c1.clone(), c2.clone()];
+    all.sort();
+    assert_eq!(
+        trees(&m.dir),
+        all,
+        "within the grace period every tree stays"
+    );
+
+    past_grace();
+    sync("");
+    let mut want = vec![c1.clone(), c2.clone()];
+    want.sort();
+    assert_eq!(
+        trees(&m.dir),
+        want,
+        "an unchanged sync after the grace period"
+    );
+
+    sync("&force=true");
+    let forced = std::fs::read_link(&m.dir).unwrap();
+    let forced = forced.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(forced.starts_with(&format!("{c2}-")), "{forced}");
+    let left = trees(&m.dir);
+    assert!(left.contains(&c1), "the rollback tree stays: {left:?}");
+    assert_eq!(
+        left.len(),
+        3,
+        "the replaced copy stays within grace: {left:?}"
+    );
+
+    past_grace();
+    sync("");
+    let mut want = vec![c1, forced];
+    want.sort();
+    assert_eq!(trees(&m.dir), want);
+    assert_eq!(head_of(&m.dir).as_deref(), Some(c2.as_str()));
+}

@@ -97,9 +97,17 @@ pub(super) fn sync_locked(
         missing_hints: Vec::new(),
         refs_changed: Vec::new(),
     };
+    // A sync that changes nothing still removes trees replaced `grace` ago: the first sync
+    // after the grace period does, whatever it brings.
+    let sweep_published = || {
+        if let Some(current) = published_tree(dir) {
+            sweep(&store, &current, repo.deploy.keep, repo.deploy.grace);
+        }
+    };
     if let Some(now) = now
         && up_to_date(&git, opts, now)
     {
+        sweep_published();
         let remote_ref = repo.target.remote_ref().unwrap_or_else(|| "HEAD".into());
         return Ok(locked(unchanged(false, remote_ref, now)));
     }
@@ -107,6 +115,7 @@ pub(super) fn sync_locked(
     super::verify::check(&git, repo, commit)?;
     let missing_hints = missing_hints(&git, opts, commit);
     if now == Some(commit) && !opts.force {
+        sweep_published();
         let synced = Synced {
             missing_hints,
             ..unchanged(true, remote_ref, commit)
@@ -173,6 +182,18 @@ fn refuse_plain_directory(dir: &Path) -> Result<(), SyncError> {
             ))
         }
     }
+}
+
+/// The name of the tree the link `dir` names (`<commit>`, or `<commit>-<nanos>` for a tree made
+/// by the repair path).
+fn published_tree(dir: &Path) -> Option<String> {
+    let target = std::fs::read_link(dir).ok()?;
+    Some(target.file_name()?.to_string_lossy().into_owned())
+}
+
+/// The commit a tree's name is for (a tree made by the repair path has a suffix).
+fn commit_of(tree: &str) -> &str {
+    tree.split_once('-').map_or(tree, |(commit, _)| commit)
 }
 
 /// Whether the symlink `dir` is one [`flip`] made: it names a tree in the store beside it.
@@ -301,8 +322,10 @@ fn remove_tree(tree: &Path) {
     }
 }
 
-/// Notes when each tree but `current` stopped being published, keeps the `keep` most recently
-/// replaced, and removes the others once they were replaced `grace` ago.
+/// Notes when each tree but `current` stopped being published, keeps the most recently
+/// replaced tree of each of the `keep` most recently replaced other commits (rollback targets),
+/// and removes the others once they were replaced `grace` ago. A replaced copy of the published
+/// commit (the repair path's) is no rollback target and never takes a kept tree's place.
 fn sweep(store: &Path, current: &str, keep: usize, grace: Duration) {
     let (trees, retired) = (store.join(TREES), store.join(RETIRED));
     let _ = std::fs::create_dir_all(&retired);
@@ -325,10 +348,16 @@ fn sweep(store: &Path, current: &str, keep: usize, grace: Duration) {
         others.push((at, name));
     }
     others.sort_by_key(|o| std::cmp::Reverse(o.0));
-    for (at, name) in others.into_iter().skip(keep) {
-        if now.duration_since(at).unwrap_or_default() >= grace {
-            remove_tree(&trees.join(&name));
-            let _ = std::fs::remove_file(retired.join(&name));
+    let mut kept: Vec<&str> = Vec::new();
+    for (at, name) in &others {
+        let commit = commit_of(name);
+        if commit != commit_of(current) && !kept.contains(&commit) && kept.len() < keep {
+            kept.push(commit);
+            continue;
+        }
+        if now.duration_since(*at).unwrap_or_default() >= grace {
+            remove_tree(&trees.join(name));
+            let _ = std::fs::remove_file(retired.join(name));
         }
     }
 }
@@ -407,5 +436,40 @@ mod tests {
         remove_half_made(store, &mut done);
         assert_eq!(left(store), ["d"]);
         assert_eq!(done, [Recovery::HalfMadeTreesRemoved { trees: 1 }]);
+    }
+
+    #[test]
+    fn a_copy_of_the_published_commit_never_takes_the_rollback_trees_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path();
+        let trees = store.join(TREES);
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        let b_forced = format!("{b}-1700000000000000000");
+        let b_again = format!("{b}-1800000000000000000");
+        for n in [&a, &b] {
+            std::fs::create_dir_all(trees.join(n)).unwrap();
+        }
+        sweep(store, &b, 1, Duration::ZERO);
+        // Forced twice: each replaced copy of b goes, a (the one rollback tree) stays.
+        for (copy, current) in [(&b, &b_forced), (&b_forced, &b_again)] {
+            std::fs::create_dir_all(trees.join(current)).unwrap();
+            sweep(store, current, 1, Duration::ZERO);
+            assert!(!trees.join(copy).exists(), "{copy}");
+            assert!(trees.join(&a).exists());
+            assert!(trees.join(current).exists());
+        }
+        // Two trees of one older commit fill one place of `keep`, not two.
+        let (c, a_copy) = ("c".repeat(40), format!("{a}-1"));
+        std::fs::create_dir_all(trees.join(&a_copy)).unwrap();
+        std::fs::create_dir_all(trees.join(&c)).unwrap();
+        sweep(store, &c, 2, Duration::ZERO);
+        let mut left: Vec<String> = std::fs::read_dir(&trees)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.contains(&b_again) && left.contains(&c), "{left:?}");
     }
 }
