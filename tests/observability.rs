@@ -229,8 +229,25 @@ fn readyz_turns_red_while_a_repository_fails_and_green_when_it_recovers() {
     // One failure is below the limit of two.
     assert_eq!(d.get("/readyz").status, 200);
     assert_eq!(d.api_sync("site").status, 502);
-    let v = d.get("/readyz").expect(503);
+    // Reads are protected (`api.token` is set): a probe without a token learns that one
+    // repository is not ready, not which or why (the error names the URL). It used to get both.
+    let r = d.get("/readyz");
+    let v = r.expect(503);
     assert_eq!(v["ready"], false);
+    assert_eq!(v["unready"], 1, "{v}");
+    assert!(v.get("repos").is_none(), "{v}");
+    assert!(
+        !r.text.contains("site") && !r.text.contains("origin.git"),
+        "{}",
+        r.text
+    );
+    let refused = d.logs().matches("api call refused").count();
+    let v = d.get_auth("/readyz", TOKEN).expect(503);
+    assert_eq!(
+        d.logs().matches("api call refused").count(),
+        refused,
+        "probes are not logged"
+    );
     assert_eq!(v["repos"][0]["name"], "site");
     assert_eq!(v["repos"][0]["reason"], "failing");
     assert_eq!(v["repos"][0]["consecutive_failures"], 2);
@@ -253,10 +270,13 @@ fn readyz_waits_for_every_first_sync() {
         "    secret: s\n",
     );
     let d = Daemon::builder()
-        .top(&format!("initialise: false\napi: {{token: {TOKEN}}}\n"))
+        .top(&format!(
+            "initialise: false\napi: {{token: {TOKEN}, protect_reads: false}}\n"
+        ))
         .token(TOKEN)
         .repo(site)
         .start();
+    // Reads are open: anyone sees which repository and why.
     let v = d.get("/readyz").expect(503);
     assert_eq!(v["repos"][0]["name"], "site");
     assert_eq!(v["repos"][0]["reason"], "never_synced");

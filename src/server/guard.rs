@@ -61,6 +61,17 @@ pub fn allow(d: &Daemon, headers: &HeaderMap, need: Need) -> Result<Caller, Box<
     }
 }
 
+/// The caller when it may do `need`, else `None`, without an answer and without a log line: for
+/// an endpoint open to everyone (`/readyz`, polled by probes) that shows more to a reader.
+pub fn peek(d: &Daemon, headers: &HeaderMap, need: Need) -> Option<Caller> {
+    let config = d.config();
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(access::credential);
+    access::decide(&config.api, presented.as_deref(), need, chrono::Utc::now()).ok()
+}
+
 /// For logs: `read site`, `read *`, `sync site`, `admin`.
 fn describe(need: Need) -> String {
     match need {

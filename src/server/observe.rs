@@ -1,6 +1,7 @@
 //! The read-only observability endpoints: `/metrics`, `/readyz`, the status page at `/` and
 //! `/api/repos/{name}/history`. Every one of them but `/readyz` passes the API's guard
-//! ([`super::guard::allow`]) with a read.
+//! ([`super::guard::allow`]) with a read; `/readyz` is open to probes, and shows repository
+//! names and errors only to a caller that may read them.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
-use super::guard::allow;
+use super::guard::{self, allow};
 use super::{error, page};
 use crate::access::{Caller, Need};
 use crate::daemon::Daemon;
@@ -52,10 +53,12 @@ pub async fn metrics(State(d): State<Daemon>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /readyz`: 200 once every repository had its first sync and none fails past
-/// `health.max_consecutive_failures`; else 503 naming them. Open, like `/healthz`. In a fleet the
-/// body says how this node's link is (`fleet`: `connected` or `degraded`): a degraded link does not make the node unready,
-/// since it keeps syncing and keeps what it accepts until the fleet is back.
-pub async fn readyz(State(d): State<Daemon>) -> Response {
+/// `health.max_consecutive_failures`; else 503 with how many are not ready (`unready`) and,
+/// for a caller that may read them (anyone unless `api.protect_reads`), which and why
+/// (`repos`). Open, like `/healthz`: a probe needs only the status. In a fleet the body says how
+/// this node's link is (`fleet`: `connected` or `degraded`): a degraded link does not make the
+/// node unready, since it keeps syncing and keeps what it accepts until the fleet is back.
+pub async fn readyz(State(d): State<Daemon>, headers: HeaderMap) -> Response {
     // Open to anyone: the link's state only, not its error (which names servers).
     let fleet = d.relay().map(|r| {
         if r.connected() {
@@ -75,10 +78,22 @@ pub async fn readyz(State(d): State<Daemon>) -> Response {
     let (status, mut body) = if unready.is_empty() {
         (StatusCode::OK, json!({ "ready": true }))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "ready": false, "repos": unready }),
-        )
+        let mut body = json!({ "ready": false, "unready": unready.len() });
+        // Names and error texts (URLs, a remote's messages) only for whoever may read them;
+        // no refusal is logged, as probes poll without a token.
+        match guard::peek(&d, &headers, Need::Read(None)) {
+            Some(caller) => {
+                let shown: Vec<_> = unready
+                    .iter()
+                    .filter(|u| caller.may_read(&u.name))
+                    .collect();
+                body["repos"] = json!(shown);
+            }
+            None => {
+                body["detail"] = json!("repository names and errors need a token with `read`");
+            }
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     };
     if let Some(f) = fleet {
         body["fleet"] = json!(f);
