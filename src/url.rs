@@ -158,6 +158,21 @@ pub fn redact(url: &str) -> String {
     redact_in_text(url)
 }
 
+/// A receiver's URL whose path and query may themselves be the secret (Slack-style
+/// `https://hooks.example.com/services/T0/B0/XXXX`, `?token=…`): only scheme, host and port
+/// stay, the rest is `/***` (credentials in the userinfo as [`redact`] shows them).
+pub fn redact_endpoint(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let origin = redact(&format!("{scheme}://{}", &rest[..end]));
+    match &rest[end..] {
+        "" | "/" => format!("{origin}{}", &rest[end..]),
+        _ => format!("{origin}/***"),
+    }
+}
+
 /// `url` with no credentials at all, for `.git/config`: http(s) URLs lose their userinfo, other
 /// schemes their password.
 pub fn without_credentials(url: &str) -> String {
@@ -369,6 +384,32 @@ pub fn check_proxy(proxy: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_shows_only_its_origin() {
+        let cases = [
+            (
+                "https://hooks.example.com/services/T000/B000/XXXXSECRET",
+                "https://hooks.example.com/***",
+            ),
+            (
+                "https://h.example:8443/x?token=SECRET",
+                "https://h.example:8443/***",
+            ),
+            ("https://h.example?token=SECRET", "https://h.example/***"),
+            ("https://h.example#SECRET", "https://h.example/***"),
+            (
+                "https://user:SECRET@h.example/p",
+                "https://user:***@h.example/***",
+            ),
+            ("https://h.example/", "https://h.example/"),
+            ("https://h.example", "https://h.example"),
+            ("not a url SECRET", "***"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_endpoint(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn parses_each_form() {

@@ -336,3 +336,63 @@ fn a_hung_receiver_delays_neither_syncs_nor_shutdown() {
         out.all()
     );
 }
+
+/// A receiver whose URL path and query are its secret (Slack-style): the retry lines after its
+/// 500s, the line of the delivery, and a reload refused over a bad receiver URL (in the API's
+/// `reload.last_error` and the logs) show scheme, host and port only. The path and query used
+/// to be logged at INFO on every retry.
+#[test]
+fn receiver_urls_with_secrets_in_path_or_query_are_redacted() {
+    const PATH_SECRET: &str = "B0SECRETPATH77";
+    const QUERY_SECRET: &str = "q-SECRETQUERY-91";
+    let receiver = Receiver::start(vec![500, 500], false);
+    let url = format!(
+        "http://127.0.0.1:{}/services/T000/{PATH_SECRET}?token={QUERY_SECRET}",
+        receiver.port
+    );
+    let m = Mirror::on(Remote::new())
+        .keys("    branch: main\n    secret: s\n")
+        .daemon(
+            Daemon::builder()
+                .top(&notify_top(&url, ""))
+                .env("DEPLOY_TOKEN", "deploy-token-5")
+                .token(TOKEN),
+        )
+        .start();
+    let d = &m.daemon;
+    receiver.wait(3);
+    let ok = wait_until(WAIT, || {
+        metric(d, r#"hookmirror_notifications_total{result="delivered"} 1"#)
+    });
+    assert!(ok, "{}", d.logs());
+    let logs = d.logs();
+    let retries: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("notification not delivered; retrying"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{logs}");
+    let origin = format!("http://127.0.0.1:{}/***", receiver.port);
+    for line in &retries {
+        assert!(line.contains(&origin), "{line}");
+    }
+    // A reload refused over a receiver URL that is not http(s).
+    let bad = format!("ftp://127.0.0.1/services/{PATH_SECRET}?token={QUERY_SECRET}");
+    d.replace_config(&config_text(
+        &notify_top(&bad, ""),
+        &[repo_yaml(
+            "site",
+            &m.remote.url(),
+            &m.dir,
+            "    branch: main\n    secret: s\n",
+        )],
+    ));
+    let v = d.wait_repos("the refused reload", |v| v["reload"]["failures"] == 1);
+    let error = v["reload"]["last_error"].as_str().unwrap();
+    assert!(error.contains("ftp://127.0.0.1/***"), "{error}");
+    d.assert_clean_logs(&[PATH_SECRET, QUERY_SECRET, SECRET, "deploy-token-5"]);
+    let all = serde_json::to_string(&v).unwrap();
+    assert!(
+        !all.contains(PATH_SECRET) && !all.contains(QUERY_SECRET),
+        "{all}"
+    );
+}

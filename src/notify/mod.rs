@@ -144,7 +144,7 @@ impl Notifier {
         for target in wanted {
             if state.stopping || state.jobs.len() >= QUEUE_CAPACITY {
                 self.0.metrics.notification(NotifyResult::Dropped);
-                tracing::warn!(url = %crate::url::redact(&target.url), event = event.as_str(), repo = %data.repo, "notification dropped: the queue is full or shutting down");
+                tracing::warn!(url = %crate::url::redact_endpoint(&target.url), event = event.as_str(), repo = %data.repo, "notification dropped: the queue is full or shutting down");
                 continue;
             }
             state.next_seq += 1;
@@ -246,7 +246,8 @@ fn sender(inner: &Inner) {
         let result = attempt(inner, &job);
         let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
         state.in_flight -= 1;
-        let url = crate::url::redact(&job.target.url);
+        // A receiver's path and query may be its secret (Slack-style): never logged.
+        let url = crate::url::redact_endpoint(&job.target.url);
         match result {
             Ok(()) => {
                 inner.metrics.notification(NotifyResult::Delivered);
@@ -300,9 +301,23 @@ fn attempt(inner: &Inner, job: &Job) -> Result<(), String> {
     match req.send(job.body.as_bytes()) {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => Err(format!("the receiver answered {}", r.status())),
-        // ureq's error text may quote the URL: shown redacted.
-        Err(e) => Err(crate::url::redact_in_text(&e.to_string())),
+        // ureq's error text may quote the URL: shown redacted, path and query too.
+        Err(e) => Err(redact_target(&e.to_string(), &job.target.url)),
     }
+}
+
+/// `text` (an error) with `url`, its path-and-query part and any credentials redacted.
+fn redact_target(text: &str, url: &str) -> String {
+    let shown = crate::url::redact_endpoint(url);
+    let mut text = text.replace(url, &shown);
+    let path = url
+        .split_once("://")
+        .map(|(_, rest)| rest.find(['/', '?', '#']).map_or("", |i| &rest[i..]))
+        .unwrap_or("");
+    if path.len() > 1 {
+        text = text.replace(path, "/***");
+    }
+    crate::url::redact_in_text(&text)
 }
 
 #[cfg(test)]
@@ -313,6 +328,18 @@ mod tests {
     fn retries_back_off_to_eight_seconds() {
         let waits: Vec<u64> = (1..MAX_ATTEMPTS).map(|a| backoff(a).as_secs()).collect();
         assert_eq!(waits, vec![1, 2, 4, 8]);
+    }
+
+    #[test]
+    fn an_error_quoting_the_receiver_url_shows_its_origin_only() {
+        let url = "https://u:pw@hooks.example.com/services/T0/SECRET?token=Q";
+        let text = format!("bad uri {url}; also /services/T0/SECRET?token=Q");
+        let shown = redact_target(&text, url);
+        assert!(!shown.contains("SECRET") && !shown.contains("token=Q") && !shown.contains("pw"));
+        assert!(
+            shown.contains("https://u:***@hooks.example.com/***"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ impl Validator<'_, '_> {
         let url = match self.opt(&at("url"), &t.url) {
             Some(u) => {
                 if let Err(why) = check_url(&u) {
-                    self.problem(&at("url"), format!("`{}` {why}", crate::url::redact(&u)));
+                    self.problem(
+                        &at("url"),
+                        format!("`{}` {why}", crate::url::redact_endpoint(&u)),
+                    );
                 }
                 u
             }
