@@ -640,3 +640,52 @@ fn check(home: &Path, conf: &Path) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code(), text)
 }
+
+/// A status entry dated an hour ahead (a node with a wrong clock, or an entry written by
+/// anyone who may write to the bucket) names no live node: `?wait=fleet` answers once the live
+/// nodes have the commit instead of waiting its 60 s for a node that is gone, and the fleet view
+/// shows it as not live. Such an entry used to stay live until its date (up to the bucket's
+/// 24 h).
+#[test]
+fn a_status_entry_dated_in_the_future_is_not_waited_for() {
+    let f = Fleet::start(Nats::single(), 1, 1);
+    let ahead = chrono::Utc::now() + chrono::Duration::hours(1);
+    let ghost = serde_json::json!({
+        "v": 1, "node": "ghost", "at": ahead, "stopped": false,
+        "repos": [{"name": "site", "commit": null, "state": "idle", "last_success": null, "error": null}],
+    });
+    let url = f.nats.servers[0].url();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let kv = js.get_key_value("HOOKMIRROR_status").await.unwrap();
+        kv.put("ghost", serde_json::to_vec(&ghost).unwrap().into())
+            .await
+            .unwrap();
+    });
+    let listed = |v: &Value| {
+        v["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["node"] == "ghost").cloned())
+    };
+    let mut view = Value::Null;
+    assert!(
+        wait_until(FLEET_WAIT, || {
+            view = fleet(f.node(1));
+            listed(&view).is_some()
+        }),
+        "{view:#}"
+    );
+
+    let newer = f.remote.advance("while a ghost is listed");
+    let t0 = std::time::Instant::now();
+    let r = f
+        .node(1)
+        .post_auth("/api/repos/site/sync?wait=fleet", Some(TOKEN));
+    let took = t0.elapsed();
+    let v = r.expect(200);
+    assert_eq!(v["commit"], newer.as_str(), "{v:#}");
+    assert_eq!(v["nodes"], serde_json::json!(["n1"]), "{v:#}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(listed(&fleet(f.node(1))).unwrap()["live"], false);
+}

@@ -68,10 +68,21 @@ pub fn node_status(
     }
 }
 
-/// Whether `s` was written by a running node recently enough.
+/// How far ahead of ours a writer's clock may be and its entry still count: clocks kept by NTP
+/// differ by far less. An entry dated further ahead (a wrong clock, or a crafted entry) is not
+/// live: it would otherwise stay live until that moment, and `?wait=fleet` wait for a node
+/// that is gone.
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `s` was written by a running node recently enough (and not too far in the future).
 pub fn live(s: &NodeStatus, now: DateTime<Utc>) -> bool {
     let age = now.signed_duration_since(s.at);
-    !s.stopped && age.to_std().map_or(true, |a| a <= LIVE_FOR)
+    let fresh = match age.to_std() {
+        Ok(age) => age <= LIVE_FOR,
+        // Dated ahead of now: by how much.
+        Err(_) => (-age).to_std().is_ok_and(|ahead| ahead <= MAX_CLOCK_SKEW),
+    };
+    !s.stopped && fresh
 }
 
 /// Every node with the repositories `readable` lets through, in node order, for the API.
@@ -157,8 +168,24 @@ mod tests {
         assert!(live(&node("a", 15, false, vec![]), now()));
         assert!(!live(&node("a", 16, false, vec![]), now()));
         assert!(!live(&node("a", 0, true, vec![]), now()));
-        // A clock a little ahead on the writer's side still counts as live.
+        // A clock a little ahead on the writer's side still counts as live...
         assert!(live(&node("a", -2, false, vec![]), now()));
+        assert!(live(&node("a", -5, false, vec![]), now()));
+        // ...one further ahead does not: it would stay live until that moment.
+        assert!(!live(&node("a", -6, false, vec![]), now()));
+        assert!(!live(&node("a", -24 * 3600, false, vec![]), now()));
+    }
+
+    #[test]
+    fn a_node_dated_in_the_future_is_not_waited_for() {
+        let nodes = vec![
+            node("a", 1, false, vec![entry("site", Some("new"))]),
+            node("ghost", -3600, false, vec![entry("site", Some("old"))]),
+        ];
+        let (have, missing) = reached(&nodes, "site", "new", now());
+        assert_eq!(have, vec!["a"]);
+        assert!(missing.is_empty(), "{missing:?}");
+        assert_eq!(view(&nodes, now(), &|_| true)[1]["live"], false);
     }
 
     #[test]
