@@ -432,3 +432,57 @@ fn turning_verify_on_by_reload_checks_the_published_tip_at_once() {
     assert!(s["last_error"].is_null(), "{s:#}");
     server.wait_head("site", &dir, &signed);
 }
+
+/// A trusted, validly signed tag object of an old release, pointed to by the followed tag's
+/// name (what whoever controls the remote, or the path to it, can do), is not published: the
+/// tag object's own name (which the signature covers) must be the followed tag's. It used to
+/// publish the old release, since its signature verified.
+#[test]
+fn tag_mode_refuses_a_signed_tag_replayed_under_another_name() {
+    let remote = Remote::new();
+    let work = scratch("verify-replay");
+    let trusted = ssh_key(work.path(), "trusted");
+    let signers = work.path().join("allowed_signers");
+    std::fs::write(&signers, format!("rel@example.com {}\n", trusted.public)).unwrap();
+    let w = &remote.origin.work;
+    let sign = ssh_signing(&trusted);
+    let signed_tag = |name: &str| {
+        let mut args = as_strs(&sign);
+        args.extend(["tag", "-f", "-m", "release", "-s", name]);
+        git(w, &args);
+        let r = format!("refs/tags/{name}:refs/tags/{name}");
+        git(w, &["push", "-q", "-f", "origin", &r]);
+        git(w, &["rev-parse", name])
+    };
+    // An old release, signed and trusted; then the release the repo follows.
+    commit(w, "old", &[], &[]);
+    let old_release = signed_tag("v0.9");
+    commit(w, "new", &[], &[]);
+    signed_tag("live");
+    let published = git(w, &["rev-parse", "live^{commit}"]);
+    let dir = work.path().join("site");
+    let keys = format!(
+        "    tag: live\n    provider: github\n    secret: {SECRET}\n    verify:\n      mode: tag\n      ssh_allowed_signers: {}\n",
+        signers.display()
+    );
+    let server = Daemon::builder()
+        .repo(repo_yaml("site", &remote.url(), &dir, &keys))
+        .start();
+    server.wait_head("site", &dir, &published);
+
+    // `live` now names the old release's tag object.
+    let bare = &remote.origin.bare;
+    git(bare, &["update-ref", "refs/tags/live", &old_release]);
+    let syncs = server.status("site")["syncs"].as_u64().unwrap();
+    let body = bytes(&github_push(
+        &remote.forms(),
+        "refs/tags/live",
+        ZEROS,
+        &old_release,
+    ));
+    let d = github(SECRET, "push", &new_id(), body);
+    assert_eq!(server.deliver("/hooks/site", &d).status, 202);
+    let s = server.wait_syncs("site", syncs + 1);
+    assert_unverified(&s, &old_release, "is tag `v0.9`", &published);
+    assert_eq!(head_of(&dir).as_deref(), Some(published.as_str()));
+}

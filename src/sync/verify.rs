@@ -53,6 +53,19 @@ pub(super) fn check(git: &Repository, repo: &Repo, commit: Oid) -> Result<(), Sy
                 return Err(unverified("commit", commit, &why));
             }
             let raw = raw_object(git, id)?;
+            // The signature covers the tag's own name: a trusted tag object of another
+            // release, replayed under this name, must not pass for it.
+            let named = tag_name(&raw);
+            if named.as_deref() != Some(name.as_str()) {
+                let why = match named {
+                    Some(other) => format!(
+                        "the tag object fetched as `{name}` is tag `{}` (a signed tag replayed under another name)",
+                        crate::printable::escape(&other)
+                    ),
+                    None => format!("the tag object fetched as `{name}` names no tag"),
+                };
+                return Err(unverified("tag", id, &why));
+            }
             let (payload, signature) = split_tag(&raw);
             ("tag", id, payload, signature)
         }
@@ -149,6 +162,15 @@ pub(super) fn split_tag(raw: &[u8]) -> (Vec<u8>, Option<String>) {
         at += line.len();
     }
     (raw.to_vec(), None)
+}
+
+/// The `tag` header of a raw annotated tag: the name it was made (and signed) with.
+pub(super) fn tag_name(raw: &[u8]) -> Option<String> {
+    let header_end = find(raw, b"\n\n").unwrap_or(raw.len());
+    raw[..header_end]
+        .split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(b"tag "))
+        .map(|name| String::from_utf8_lossy(name).into_owned())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -281,6 +303,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_tags_name_is_read_from_its_header_only() {
+        let raw = b"object 1111111111111111111111111111111111111111\ntype commit\ntag v1.0\ntagger A <a@b> 1 +0000\n\ntag live\n";
+        assert_eq!(tag_name(raw).as_deref(), Some("v1.0"));
+        assert_eq!(tag_name(b"object 1\ntype commit\n\ntag live\n"), None);
+    }
 
     #[test]
     fn every_signature_header_is_removed_from_the_signed_data() {
