@@ -362,14 +362,33 @@ fn the_status_page_renders_in_a_real_browser() {
         d.wait_head("site", &m.dir, &next);
         head = next;
     }
-    // A forged delivery whose id is markup: listed, escaped.
-    let (_, mut forged) = github_main_push("wrong", &forms, &head, &head);
-    for (k, v) in forged.headers.iter_mut() {
-        if k.eq_ignore_ascii_case("X-GitHub-Delivery") {
-            *v = "<script>document.title='owned'</script>".into();
+    let with_id = |mut d: Delivery, id: &str| {
+        for (k, v) in d.headers.iter_mut() {
+            if k.eq_ignore_ascii_case("X-GitHub-Delivery") {
+                *v = id.into();
+            }
         }
+        d
+    };
+    // A signed delivery whose id is markup: listed, escaped (GitHub signs the body only).
+    let (_, signed) = github_main_push(secret, &forms, &head, &head);
+    let signed = with_id(signed, "<script>document.title='owned'</script>");
+    assert_eq!(d.deliver("/hooks/site", &signed).status, 202);
+    d.wait_idle("site");
+    // 120 forged deliveries (more than the list holds), with ids their sender chose: refused,
+    // counted, never listed. They used to push the verified ones out of the list.
+    for i in 0..120 {
+        let (_, forged) = github_main_push("wrong", &forms, &head, &head);
+        let forged = with_id(forged, &format!("forged-{i}"));
+        assert_eq!(d.deliver("/hooks/site", &forged).status, 401);
     }
-    assert_eq!(d.deliver("/hooks/site", &forged).status, 401);
+    let metrics = d.get("/metrics").text;
+    assert!(
+        metrics.contains(
+            "hookmirror_webhook_requests_total{provider=\"github\",result=\"unauthorized\"} 120"
+        ),
+        "{metrics}"
+    );
 
     let raw = d.get("/");
     assert_eq!(raw.status, 200);
@@ -381,14 +400,61 @@ fn the_status_page_renders_in_a_real_browser() {
     );
     assert!(!raw.text.contains("<script"), "{}", raw.text);
     assert!(!raw.text.contains("<img src=x"), "{}", raw.text);
+    assert!(!raw.text.contains("forged-"), "{}", raw.text);
+    // The page's headers: only its own style sheet may apply, nothing frames it, no referrer.
+    let header = |r: &Resp, name: &str| {
+        r.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {name} on the answer: {:?}", r.headers))
+    };
+    let csp = header(&raw, "content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "style-src 'sha256-",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    for r in [&raw, &d.get("/api/repos"), &d.get("/metrics")] {
+        assert_eq!(header(r, "x-content-type-options"), "nosniff");
+        assert_eq!(header(r, "x-frame-options"), "DENY");
+        assert_eq!(header(r, "referrer-policy"), "no-referrer");
+        assert!(header(r, "content-security-policy").contains("frame-ancestors 'none'"));
+    }
 
     let profile = scratch("chromium");
-    let out = chromium(profile.path(), &["--dump-dom"], &d.url("/"));
+    // A control: this Chromium reports a CSP violation on stderr as a console message.
+    let control = chromium(
+        profile.path(),
+        &["--enable-logging=stderr", "--v=0", "--dump-dom"],
+        "data:text/html,<meta http-equiv='Content-Security-Policy' content=\"style-src 'none'\"><style>b{}</style>",
+    );
+    assert!(
+        String::from_utf8_lossy(&control.stderr).contains("Content Security Policy"),
+        "{}",
+        String::from_utf8_lossy(&control.stderr)
+    );
+    let out = chromium(
+        profile.path(),
+        &["--enable-logging=stderr", "--v=0", "--dump-dom"],
+        &d.url("/"),
+    );
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let console = String::from_utf8_lossy(&out.stderr);
     assert!(
         dom.contains("<table id=\"repos\">"),
-        "chromium: {}\n{dom}",
-        String::from_utf8_lossy(&out.stderr)
+        "chromium: {console}\n{dom}"
+    );
+    assert!(
+        !console.contains("Content Security Policy"),
+        "the page breaks its own policy: {console}"
     );
     // One row per repository, in config order.
     let site_row = dom.find("data-repo=\"site\"").expect(&dom);
@@ -420,11 +486,12 @@ fn the_status_page_renders_in_a_real_browser() {
         broken_part.contains("<rect class=\"r-failed\""),
         "{broken_part}"
     );
-    // The delivery list: newest first, the three queued ones and the refused one.
+    // The delivery list: the verified ones only, newest (the markup id) first.
     let list = &dom[dom.find("<table id=\"deliveries\">").unwrap()..];
-    assert_eq!(list.matches("<td>queued</td>").count(), 3, "{list}");
-    assert_eq!(list.matches("<td>unauthorized</td>").count(), 1, "{list}");
-    assert!(list.find("unauthorized").unwrap() < list.find("queued").unwrap());
+    assert_eq!(list.matches("<td>queued</td>").count(), 4, "{list}");
+    assert_eq!(list.matches("<td>unauthorized</td>").count(), 0, "{list}");
+    assert!(!list.contains("forged-"), "{list}");
+    assert!(list.find("document.title").unwrap() < list.find("queued").unwrap());
     assert!(dom.contains("http-equiv=\"refresh\""));
 
     let png = profile.path().join("status-page.png");

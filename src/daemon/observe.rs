@@ -192,16 +192,19 @@ impl Daemon {
         )
     }
 
-    /// Records a request to a webhook path: the metric, and the status page's list (not for a
-    /// path nobody serves: scanners and browsers' favicon requests would fill it).
+    /// Records a request to a webhook path: the metric (by forge and result, refusals too), and
+    /// the status page's list for a delivery that `verified` (passed its signature check, or
+    /// came to a repository configured without a secret). A refused one never enters the list:
+    /// anyone could otherwise flush it with requests carrying ids of their choosing.
     pub fn record_delivery(
         &self,
         forge: &'static str,
         delivery: Option<&str>,
         result: WebhookResult,
+        verified: bool,
     ) {
         self.0.metrics.webhook(forge, result);
-        if result == WebhookResult::NotFound {
+        if !verified {
             return;
         }
         let delivery = delivery.map(|d| d.chars().take(MAX_DELIVERY_ID).collect());

@@ -132,8 +132,11 @@ pub async fn status_page(State(d): State<Daemon>, headers: HeaderMap) -> Respons
         fleet: fleet.as_ref(),
     });
     let mut r = Html(html).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = r.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(csp) = HeaderValue::from_str(&page::content_security_policy()) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     r
 }
 

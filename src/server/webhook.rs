@@ -55,8 +55,19 @@ pub async fn handle(State(d): State<Daemon>, request: Request) -> Response {
         && let Some(result) = outcome(&r)
     {
         let forge = detected.map_or("unknown", Provider::as_str);
-        d.record_delivery(forge, delivery.as_deref(), result);
+        let verified = r.extensions().get::<Verified>().is_some();
+        d.record_delivery(forge, delivery.as_deref(), result, verified);
     }
+    r
+}
+
+/// Marks an answer given to a delivery that verified (or needed no secret): only those are
+/// listed on the status page.
+#[derive(Debug, Clone, Copy)]
+struct Verified;
+
+fn verified(mut r: Response) -> Response {
+    r.extensions_mut().insert(Verified);
     r
 }
 
@@ -131,7 +142,9 @@ async fn intake(
         }
     };
     match checked {
-        Ok(authentic) => deliver(d, &config, authentic, delivery).await,
+        Ok(authentic) => verified(deliver(d, &config, authentic, delivery).await),
+        // Reported only once the signature verified (or the repository has no secret).
+        Err(refusal @ Refusal::Malformed(_)) => verified(refusal.response()),
         Err(refusal) => refusal.response(),
     }
 }

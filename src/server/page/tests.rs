@@ -197,3 +197,29 @@ fn the_fleet_section_shows_every_node_and_repository() {
     );
     assert!(html.contains("no node has reported yet"), "{html}");
 }
+
+#[test]
+fn the_policy_allows_exactly_the_style_sheet_the_page_carries() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let html = render(&Page {
+        now: now(),
+        version: "0.1.0",
+        repos: &[],
+        histories: &[],
+        deliveries: &[],
+        unready: &[],
+        fleet: None,
+    });
+    let start = html.find("<style>").unwrap() + "<style>".len();
+    let end = html.find("</style>").unwrap();
+    let hash =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&html[start..end]));
+    let csp = content_security_policy();
+    assert!(csp.contains(&format!("style-src 'sha256-{hash}'")), "{csp}");
+    assert_eq!(html.matches("<style").count(), 1);
+    assert!(
+        !html.contains("style=\"") && !html.contains("<script"),
+        "{html}"
+    );
+}
