@@ -311,9 +311,9 @@ fn each_scope_in_and_out_of_its_repos_expired_wrong_and_one_byte_off() {
     for line in [
         "api sync requested token=\"ci-docs\" repo=docs",
         "api sync requested token=\"ops\" repo=site",
-        "api call refused token=\"ci-docs\" need=sync site reason=\"forbidden\"",
+        "api call refused token=\"ci-docs\" need=\"sync site\" reason=\"forbidden\"",
         "api call refused token=\"old\"",
-        "api call refused token=\"-\" need=read site reason=\"invalid\"",
+        "api call refused token=\"-\" need=\"read site\" reason=\"invalid\"",
     ] {
         assert!(logs.contains(line), "no `{line}` in the logs:\n{logs}");
     }
