@@ -10,6 +10,7 @@
 pub mod actions;
 mod atomic;
 pub mod backoff;
+mod budget;
 mod credentials;
 mod error;
 mod fetch;
