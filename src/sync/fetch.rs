@@ -141,9 +141,16 @@ pub(super) fn fetch(
             )
             .into());
         }
-        (Target::DefaultBranch, Found::Fetched { head_symref }) => {
-            head_symref.unwrap_or_else(|| "HEAD".into())
-        }
+        (Target::DefaultBranch, Found::Fetched { head_symref }) => match head_symref {
+            Some(name) if name.starts_with("refs/") && crate::refname::is_valid(&name) => name,
+            // HEAD goes where this names, and the publish marker keeps it a line of its own:
+            // a name git would refuse is not followed (it arrives escaped, never raw).
+            Some(name) => {
+                tracing::warn!(repo = %repo.name, symref = %name, "the remote's HEAD names no valid branch; the checkout follows its commit with a detached HEAD");
+                "HEAD".into()
+            }
+            None => "HEAD".into(),
+        },
         (_, Found::Fetched { .. }) => src.clone(),
     };
     let oid = git.refname_to_id(&dst).map_err(fail)?;
