@@ -238,8 +238,22 @@ fn an_endless_advertisement_stops_at_its_limit_in_bounded_memory() {
     too_large(&run, "limits.max_refs");
 }
 
+/// Bytes of the files under `dir`.
+fn disk_use(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_use(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 #[test]
-fn a_pack_that_never_ends_stops_at_max_pack_in_bounded_memory() {
+fn a_pack_that_never_ends_stops_at_max_pack_in_bounded_memory_and_disk() {
     // A valid header (100,000 objects), those objects, then more without end.
     let act = Act::Pack {
         declared: 100_000,
@@ -247,24 +261,24 @@ fn a_pack_that_never_ends_stops_at_max_pack_in_bounded_memory() {
     };
     let extra = "    sync_timeout: 60s\n    limits: {max_pack: 24MiB}\n";
     let git_remote = HostileGit::start(act.clone());
-    let home = scratch("endless-pack");
-    too_large(
-        &sync(home.path(), &config(home.path(), &git_remote.url(), extra)),
-        "limits.max_pack",
-    );
     let http_remote = HostileHttp::start(move |_| act.clone());
-    let home = scratch("endless-pack-http");
-    too_large(
-        &sync(home.path(), &config(home.path(), &http_remote.url(), extra)),
-        "limits.max_pack",
-    );
-    // libgit2's own transport: held by its progress callback.
-    let home = scratch("endless-pack-libgit2");
-    let extra = format!("{extra}    transport: libgit2\n");
-    too_large(
-        &sync(home.path(), &config(home.path(), &git_remote.url(), &extra)),
-        "limits.max_pack",
-    );
+    // hookmirror's negotiation over git:// and HTTP; libgit2's own transport, held by its
+    // progress callback.
+    let libgit2 = format!("{extra}    transport: libgit2\n");
+    for (what, url, extra) in [
+        ("git://", git_remote.url(), extra),
+        ("http", http_remote.url(), extra),
+        ("libgit2", git_remote.url(), libgit2.as_str()),
+    ] {
+        let home = scratch("endless-pack");
+        too_large(
+            &sync(home.path(), &config(home.path(), &url, extra)),
+            "limits.max_pack",
+        );
+        // What was received is not left behind.
+        let used = disk_use(&home.path().join("h"));
+        assert!(used < 1 << 20, "{what}: {used} bytes left in the checkout");
+    }
 }
 
 #[test]
@@ -276,7 +290,7 @@ fn a_pack_header_declaring_too_many_objects_is_refused_at_once() {
     for extra in ["", "    transport: libgit2\n"] {
         let home = scratch("objects");
         let run = sync(home.path(), &config(home.path(), &remote.url(), extra));
-        too_large(&run, "limits.max_objects (10000000)");
+        too_large(&run, "limits.max_objects (5000000)");
         assert!(
             run.stdout.contains("declares 4294967295 objects"),
             "{}",

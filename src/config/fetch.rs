@@ -49,12 +49,13 @@ impl Default for FetchLimits {
             // (pull-request refs included), ~60 bytes each: tens of MB.
             max_advertisement: 64 << 20,
             max_refs: 1_000_000,
-            // A whole-history clone of the Linux kernel is ~5 GB; a deploy mirror is rarely a
-            // tenth of that.
-            max_pack: 8 << 30,
-            // libgit2 keeps ~150 bytes per object while it indexes a pack (measured: README,
-            // "Limits"), so this also bounds a fetch's memory; the Linux kernel has ~11 million.
-            max_objects: 10_000_000,
+            // Forges advise keeping a repository under a few GB; a deploy mirror is rarely a
+            // tenth of that (a whole-history clone of the Linux kernel, ~5 GB, needs more).
+            max_pack: 4 << 30,
+            // libgit2 keeps ~125 bytes per object while it indexes a pack (measured: README,
+            // "Limits"), so this also bounds a fetch's memory: ~600 MB at most. Most
+            // repositories have far fewer; the Linux kernel has ~11 million.
+            max_objects: 5_000_000,
         }
     }
 }
