@@ -1,7 +1,7 @@
 //! Where a key stands in the config text, for problems' line numbers: best effort, by reading
 //! lines (YAML items under a list's heading, TOML `[[list]]` tables); JSON gets none. Pure.
 
-use super::raw::Format;
+use super::format::Format;
 
 /// Best-effort line of `key`: the first line that defines it, after the start of repo number
 /// `repo_index` when one is given (YAML list items under `repos:`, TOML `[[repos]]`).

@@ -5,6 +5,7 @@
 
 mod deploy;
 mod fetch;
+mod format;
 mod gwg;
 mod lines;
 mod load;

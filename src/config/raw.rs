@@ -2,32 +2,12 @@
 //! and `parse_str`, which turns text into them while collecting every unknown key. Pure.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Deserialize;
 
 use super::Problem;
+pub use super::format::Format;
 use super::lines::find_key_line;
-
-/// The file formats a config may be written in, chosen by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Yaml,
-    Toml,
-    Json,
-}
-
-impl Format {
-    /// The format for `path`'s extension: `.yaml`/`.yml`, `.toml`, `.json`.
-    pub fn from_path(path: &Path) -> Option<Format> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "yaml" | "yml" => Some(Format::Yaml),
-            "toml" => Some(Format::Toml),
-            "json" => Some(Format::Json),
-            _ => None,
-        }
-    }
-}
 
 /// A duration as written: whole seconds (`30`, gwg's style) or a human string (`"1m 30s"`, `"500ms"`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
