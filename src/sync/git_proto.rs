@@ -17,6 +17,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
 
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{Error, ErrorClass, ErrorCode, Remote};
@@ -119,12 +120,14 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
         .map_err(|e| net_error(&format!("git://: cannot resolve {}: {e}", t.host)))?;
     let limits = Limits::current_or_default();
     let mut last = None;
+    let mut waited = Duration::ZERO;
     for addr in addrs {
         // A stall, never past the sync's deadline (a refused connection fails at once; one
         // that is dropped waits for this).
         let connect_timeout = limits
             .connect_timeout()
             .map_err(|e| io_error(&e, &format!("git://: {e}")))?;
+        waited = connect_timeout;
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
                 let setup = stream
@@ -148,7 +151,7 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
     Err(match last {
         Some(e) if e.kind() == io::ErrorKind::TimedOut => {
             let what = format!("connecting to {}:{}", t.host, t.port);
-            let e = limits.connect_timed_out(&what);
+            let e = limits.connect_timed_out(&what, waited);
             io_error(&e, &format!("git://: {e}"))
         }
         Some(e) => io_error(

@@ -165,15 +165,15 @@ fn open(ctx: &FetchContext) -> Result<SshStream, Error> {
     if let Some(conn) = ssh_pool::take(&key) {
         match start(&conn.session, &t.command, &limits) {
             Ok(channel) => return Ok(SshStream::new(conn, channel, key, ctx)),
-            Err(e) => {
+            Err((e, _)) => {
                 tracing::debug!(host = %t.host, error = %e, "pooled SSH session is dead; reconnecting");
             }
         }
     }
     let conn = connect(&t, &limits)?;
-    let channel = start(&conn.session, &t.command, &limits).map_err(|e| {
+    let channel = start(&conn.session, &t.command, &limits).map_err(|(e, waited)| {
         if e.code() == ssh2::ErrorCode::Session(TIMED_OUT) {
-            let e = limits.connect_timed_out("opening the SSH channel");
+            let e = limits.connect_timed_out("opening the SSH channel", waited);
             return io_error(&e, &format!("ssh: {e}"));
         }
         Error::new(
@@ -188,17 +188,24 @@ fn open(ctx: &FetchContext) -> Result<SshStream, Error> {
 /// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
 const TIMED_OUT: i32 = -9;
 
-/// The session timeout for the next step of connecting: a stall, never past the deadline (an
-/// elapsed deadline leaves a millisecond, and the step fails as timed out).
-fn step_timeout(limits: &Limits) -> u32 {
+/// Sets the session's timeout for the next step of connecting: a stall, never past the
+/// deadline (an elapsed deadline leaves a millisecond, and the step fails as timed out).
+/// Returns it, for [`Limits::connect_timed_out`].
+fn step_timeout(session: &Session, limits: &Limits) -> Duration {
     let left = limits.connect_timeout().unwrap_or(Duration::from_millis(1));
-    left.as_millis().clamp(1, u32::MAX as u128) as u32
+    session.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+    left
 }
 
-fn start(session: &Session, command: &str, limits: &Limits) -> Result<Channel, ssh2::Error> {
-    session.set_timeout(step_timeout(limits));
-    let mut channel = session.channel_session()?;
-    channel.exec(command)?;
+/// upload-pack on a new channel; a failure comes with the timeout the step had.
+fn start(
+    session: &Session,
+    command: &str,
+    limits: &Limits,
+) -> Result<Channel, (ssh2::Error, Duration)> {
+    let waited = step_timeout(session, limits);
+    let mut channel = session.channel_session().map_err(|e| (e, waited))?;
+    channel.exec(command).map_err(|e| (e, waited))?;
     Ok(channel)
 }
 
@@ -211,10 +218,12 @@ fn connect(t: &Target, limits: &Limits) -> Result<Conn, Error> {
         .map_err(|e| net_error(&format!("ssh: cannot resolve {}: {e}", t.host)))?;
     let mut last = None;
     let mut tcp = None;
+    let mut waited = Duration::ZERO;
     for addr in addrs {
         let connect_timeout = limits
             .connect_timeout()
             .map_err(|e| io_error(&e, &format!("ssh: {e}")))?;
+        waited = connect_timeout;
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(s) => {
                 tcp = Some(s);
@@ -226,7 +235,7 @@ fn connect(t: &Target, limits: &Limits) -> Result<Conn, Error> {
     let tcp = match (tcp, last) {
         (Some(s), _) => s,
         (None, Some(e)) if e.kind() == io::ErrorKind::TimedOut => {
-            let e = limits.connect_timed_out(&format!("connecting to {shown}"));
+            let e = limits.connect_timed_out(&format!("connecting to {shown}"), waited);
             return Err(io_error(&e, &format!("ssh: {e}")));
         }
         (None, Some(e)) => {
@@ -242,10 +251,12 @@ fn connect(t: &Target, limits: &Limits) -> Result<Conn, Error> {
         .try_clone()
         .map_err(|e| io_error(&e, &format!("ssh: {shown}: {e}")))?;
     // A step that timed out is recorded with the limit that ended it (`stall_timeout` or
-    // `sync_timeout`), so the sync says which.
+    // `sync_timeout`), so the sync says which; `step` is the timeout the step had.
+    let step = std::cell::Cell::new(Duration::ZERO);
     let ssh_error = |what: &str, e: ssh2::Error| {
         if e.code() == ssh2::ErrorCode::Session(TIMED_OUT) {
-            let e = limits.connect_timed_out(&format!("the SSH {what} with {shown}"));
+            let what = format!("the SSH {what} with {shown}");
+            let e = limits.connect_timed_out(&what, step.get());
             return io_error(&e, &format!("ssh: {e}"));
         }
         Error::new(
@@ -256,7 +267,7 @@ fn connect(t: &Target, limits: &Limits) -> Result<Conn, Error> {
     };
     let mut session = Session::new().map_err(|e| ssh_error("session set-up", e))?;
     session.set_tcp_stream(tcp);
-    session.set_timeout(step_timeout(limits));
+    step.set(step_timeout(&session, limits));
     let known = std::fs::read_to_string(&t.known_hosts).unwrap_or_default();
     let _ = session.method_pref(
         MethodType::HostKey,
@@ -270,7 +281,7 @@ fn connect(t: &Target, limits: &Limits) -> Result<Conn, Error> {
         .ok_or_else(|| net_error(&format!("ssh: {shown} sent no host key")))?;
     verify_host_key(&t.known_hosts, &t.host, t.port, key_type_name(kind), key)
         .map_err(|msg| Error::new(ErrorCode::Certificate, ErrorClass::Ssh, msg))?;
-    session.set_timeout(step_timeout(limits));
+    step.set(step_timeout(&session, limits));
     if let Err(e) =
         session.userauth_pubkey_file(&t.user, None, &t.key_file, t.passphrase.as_deref())
     {

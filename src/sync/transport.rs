@@ -85,16 +85,17 @@ impl Limits {
         Ok(self.stall.min(self.remaining()?))
     }
 
-    /// The timeout error for `what` (e.g. "the SSH key exchange") having taken the whole
-    /// [`Limits::connect_timeout`], recorded with the limit that ended it.
-    pub fn connect_timed_out(&self, what: &str) -> io::Error {
-        match self.remaining() {
-            Err(e) => e,
-            Ok(_) => limit_hit(format!(
-                "{what} did not finish within stall_timeout ({})",
-                humantime::format_duration(self.stall)
-            )),
+    /// The timeout error for `what` (e.g. "the SSH key exchange") having waited `waited` (the
+    /// [`Limits::connect_timeout`] it was given) in vain, recorded with the limit that ended
+    /// it: the deadline when it left less than a stall, else `stall_timeout`.
+    pub fn connect_timed_out(&self, what: &str, waited: Duration) -> io::Error {
+        if waited < self.stall || self.remaining().is_err() {
+            return limit_hit(DEADLINE.into());
         }
+        limit_hit(format!(
+            "{what} did not finish within stall_timeout ({})",
+            humantime::format_duration(self.stall)
+        ))
     }
 
     /// For libgit2's transfer-progress callback: false (and the limit recorded) once the pack
@@ -474,7 +475,7 @@ mod tests {
         );
         assert!(limits(1, 60_000).connect_timeout().unwrap() <= Duration::from_secs(1));
         take_limit_hit();
-        let e = limits(60, 2000).connect_timed_out("the SSH key exchange");
+        let e = limits(60, 2000).connect_timed_out("the SSH key exchange", Duration::from_secs(2));
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         let hit = take_limit_hit().unwrap();
         assert_eq!(
@@ -486,7 +487,10 @@ mod tests {
             ..limits(0, 60_000)
         };
         assert!(past.connect_timeout().is_err());
-        past.connect_timed_out("x");
+        past.connect_timed_out("x", Duration::from_secs(60));
+        assert!(matches!(take_limit_hit(), Some(LimitHit::Time(w)) if w.contains("sync_timeout")));
+        // A wait the deadline cut short names the deadline, even if a hair of it is left.
+        limits(60, 2000).connect_timed_out("x", Duration::from_millis(1999));
         assert!(matches!(take_limit_hit(), Some(LimitHit::Time(w)) if w.contains("sync_timeout")));
     }
 
