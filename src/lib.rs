@@ -11,8 +11,9 @@
 //! - [`webhook`]: one file per forge; verify a delivery over the raw body, parse it into a push. Pure.
 //! - [`sync`]: the git engine (git2: clone, fetch, reset, credentials, host keys, recovery),
 //!   retry/backoff, post-sync actions.
-//! - [`url`], [`refname`], [`secret`], [`printable`]: small pure helpers shared by the above
-//!   (`printable`: text from outside escaped so it stays on one line).
+//! - [`url`], [`origin`], [`refname`], [`secret`], [`printable`]: small pure helpers shared by
+//!   the above (`origin`: whether a URL a server points to may get the configured credentials;
+//!   `printable`: text from outside escaped so it stays on one line).
 //! - [`access`]: who may call which API endpoint (scoped, expiring, hashed tokens). Pure.
 //! - [`queue`]: the per-repository coalescing state machine and delivery dedupe. Pure.
 //! - [`daemon`]: the domain: shared state, `deliver` (a verified push → which repositories are
@@ -44,6 +45,7 @@ pub mod fleet;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod origin;
 pub mod printable;
 pub mod queue;
 pub mod refname;

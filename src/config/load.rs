@@ -104,7 +104,7 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
                 let named = |r: &super::Repo| p.repo == Some(format!("`{}`", r.name));
                 let index = config.repos.iter().position(named);
                 let key = field.rsplit('.').next().unwrap_or(&field);
-                p.line = super::raw::find_key_line(&text, format, key, index);
+                p.line = super::lines::find_key_line(&text, format, key, index);
             }
         }
         in_file(ps)

@@ -4,7 +4,10 @@
 //! names. Only `load` touches the filesystem.
 
 mod deploy;
+mod fetch;
+mod format;
 mod gwg;
+mod lines;
 mod load;
 mod notify;
 mod raw;
@@ -16,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use deploy::{Deploy, PrePublish, Publish, RepoMode, Verify, VerifyMode};
+pub use fetch::{FetchLimits, Timeouts, size_text};
 pub use load::{LoadError, candidate_paths, find_config, load, load_file, resolve_files};
 pub use notify::{NotifyEvent, NotifyTarget, notify_secret_problem};
 pub use raw::{Format, RawConfig, parse_lenient, parse_str};
@@ -494,34 +498,13 @@ pub struct Repo {
     pub auth: Auth,
     pub retry: Retry,
     pub timeouts: Timeouts,
+    /// What one fetch may receive (`limits.max_*`, per repo or from the top level).
+    pub limits: FetchLimits,
     pub on_success: OnSuccess,
     /// Notification targets of this repository (beside the top-level ones).
     pub notify: Vec<NotifyTarget>,
     /// Mirror or checkout; in place or atomic; signatures and the pre-publish check.
     pub deploy: Deploy,
-}
-
-/// How long a sync may take: `sync_timeout` and `stall_timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// One attempt's deadline, from its start to the end of its last network read.
-    pub sync: Duration,
-    /// A transfer that receives less than 1 KiB within this is stalled (a silent or trickling
-    /// remote).
-    pub stall: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            // A clone of a large repository over a slow link takes minutes; past ten something is
-            // wrong, and the worker is needed elsewhere.
-            sync: Duration::from_secs(600),
-            // git's own `http.lowSpeedTime` idea; a forge under load may think for tens of
-            // seconds before it sends a pack, a remote silent for a minute is gone.
-            stall: Duration::from_secs(60),
-        }
-    }
 }
 
 /// One thing wrong with a config, with where it is.

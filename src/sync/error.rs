@@ -47,6 +47,13 @@ pub enum ErrorKind {
     Unverified,
     /// The `pre_publish` check failed or timed out: the commit is not published. Not retried.
     Rejected,
+    /// The remote refused the fetch in its own words (an `ERR` line, or an error on side-band
+    /// channel 3) that say neither "not found" nor "permission denied". Not retried: a refusal
+    /// is an answer, not a network fault.
+    Refused,
+    /// The remote sent more than a limit allows (`limits.max_advertisement`, `max_refs`,
+    /// `max_pack`, `max_objects`); the message names the key to raise. Not retried.
+    TooLarge,
     /// Anything else (permissions, …). Retried.
     Other,
 }
@@ -77,6 +84,8 @@ impl ErrorKind {
             ErrorKind::Busy => "busy",
             ErrorKind::Unverified => "unverified",
             ErrorKind::Rejected => "rejected",
+            ErrorKind::Refused => "refused",
+            ErrorKind::TooLarge => "too_large",
             ErrorKind::Other => "other",
         }
     }
@@ -138,7 +147,9 @@ pub(super) fn classify(e: git2::Error, state: &AuthState) -> SyncError {
             "cannot use the SSH key: wrong passphrase, or a key format libssh2 does not read",
         );
     }
-    SyncError::new(kind, e.message())
+    // libgit2's messages carry the remote's words ("remote error: …", an SSH server's stderr):
+    // escaped, they cannot start a line of their own in a log, the API or `sync`'s output.
+    SyncError::new(kind, crate::printable::escape(e.message()))
 }
 
 /// The text `strerror` gives for ENOSPC and EDQUOT (glibc and musl word them alike).
@@ -186,11 +197,13 @@ fn kind_of(e: &git2::Error) -> ErrorKind {
             _ => ErrorKind::Transient,
         },
         // smart_protocol.c git_smart__store_refs: an ERR pkt-line from the remote (git daemon,
-        // or a forge over smart HTTP) becomes "remote error: <its text>", GIT_ERROR_NET, -1.
-        ErrorClass::Net => message
-            .strip_prefix("remote error: ")
-            .and_then(remote_refusal)
-            .unwrap_or(ErrorKind::Transient),
+        // or a forge over smart HTTP) becomes "remote error: <its text>", GIT_ERROR_NET, -1;
+        // hookmirror's negotiation words an ERR line and side-band 3 the same (negotiate.rs).
+        // The remote answered: a refusal, never retried.
+        ErrorClass::Net => match message.strip_prefix("remote error: ") {
+            Some(text) => remote_refusal(text).unwrap_or(ErrorKind::Refused),
+            None => ErrorKind::Transient,
+        },
         // ssh_libssh2.c ssh_stream_read: when the remote command writes only to stderr (as
         // git-upload-pack and forges' SSH front ends do to refuse), that text is the whole
         // message and the code is GIT_EEOF.
@@ -291,7 +304,7 @@ mod tests {
         (G, C::Os, "failed to write pack: Disk quota exceeded", K::DiskFull),
         (G, C::Indexer, "cannot write packfile: No space left on device", K::DiskFull),
         (G, C::Checkout, "failed to write 'a': No space left on device", K::DiskFull),
-        (G, C::Net, "remote error: No space left on device", K::Transient),
+        (G, C::Net, "remote error: No space left on device", K::Refused),
         // Words count only where libgit2 passes on a status or the remote's own text.
         (G, C::Http, "unexpected http status code: 404", K::NotFound),
         (G, C::Http, "unexpected http status code: 403", K::Auth),
@@ -299,6 +312,9 @@ mod tests {
         (G, C::Http, "unexpected http status code: 502", K::Transient),
         (G, C::Net, "remote error: no such repository: /nope.git", K::NotFound),
         (G, C::Net, "remote error: access denied or repository not exported: /x", K::NotFound),
+        // Any other ERR is the remote's refusal: not retried.
+        (G, C::Net, "remote error: upload-pack: not our ref 1234", K::Refused),
+        (G, C::Net, "remote error: blocked by policy", K::Refused),
         (E::Eof, C::Ssh, "fatal: '/x' does not appear to be a git repository\n", K::NotFound),
         (E::Eof, C::Ssh, "ERROR: Repository not found.\n", K::NotFound),
         (E::Eof, C::Ssh, "Permission denied (publickey).\n", K::Auth),
@@ -350,6 +366,22 @@ mod tests {
         let s = classify(Error::new(G, C::Ssh, m), &AuthState::default());
         assert_eq!(s.kind, K::Auth);
         assert!(s.message.contains("passphrase"), "{}", s.message);
+    }
+
+    #[test]
+    fn refusals_are_not_retried_and_their_text_stays_on_one_line() {
+        let e = Error::new(
+            G,
+            C::Net,
+            "remote error: no\nINFO sync result=\"ok\"\r\u{1b}[2J",
+        );
+        let s = classify(e, &AuthState::default());
+        assert_eq!(s.kind, K::Refused);
+        assert!(!s.kind.is_transient() && !K::TooLarge.is_transient());
+        assert_eq!(
+            s.message,
+            "remote error: no\\nINFO sync result=\"ok\"\\r\\u{1b}[2J"
+        );
     }
 
     #[test]

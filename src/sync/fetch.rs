@@ -9,7 +9,7 @@ use git2::{AutotagOption, FetchOptions, Oid, Repository, SubmoduleUpdateOptions}
 use super::credentials::{AuthState, callbacks};
 use super::error::{ErrorKind, SyncError, classify, is_corruption};
 use super::negotiate::{self, Negotiated};
-use super::transport::{self, FetchContext, Limits};
+use super::transport::{self, FetchContext, LimitHit, Limits};
 use crate::config::{Repo, Target};
 use crate::url::Scheme;
 
@@ -47,9 +47,10 @@ impl From<FetchError> for SyncError {
 }
 
 /// Runs `network` (a fetch, a submodule update) with `repo`'s callbacks (credentials, host keys,
-/// and the deadline checked whenever libgit2 reports progress) and its fetch context installed
-/// for hookmirror's transports (which check every read). A limit that tripped is an
-/// [`ErrorKind::Timeout`] that says which; other failures are classified as usual.
+/// and the deadline and sizes checked whenever libgit2 reports progress) and its fetch context
+/// installed for hookmirror's transports (which check every read). A time limit that tripped is
+/// an [`ErrorKind::Timeout`] that says which, a size an [`ErrorKind::TooLarge`] that names the
+/// key; other failures are classified as usual.
 pub(super) fn limited<R>(
     repo: &Repo,
     limits: Limits,
@@ -58,7 +59,7 @@ pub(super) fn limited<R>(
 ) -> Result<R, FetchError> {
     let state = RefCell::new(AuthState::default());
     let mut cb = callbacks(repo, &state);
-    cb.transfer_progress(|_| limits.check());
+    cb.transfer_progress(|p| limits.check_progress(p.total_objects(), p.received_bytes()));
     cb.sideband_progress(|_| limits.check());
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(cb);
@@ -69,7 +70,12 @@ pub(super) fn limited<R>(
     let result = transport::scope(ctx, || network(fo));
     let hit = transport::take_limit_hit();
     result.map_err(|e| match hit {
-        Some(why) => SyncError::new(ErrorKind::Timeout, format!("{what}: {why}")).into(),
+        Some(LimitHit::Time(why)) => {
+            SyncError::new(ErrorKind::Timeout, format!("{what}: {why}")).into()
+        }
+        Some(LimitHit::Size(why)) => {
+            SyncError::new(ErrorKind::TooLarge, format!("{what}: {why}")).into()
+        }
         None => FetchError::new(e, &state.borrow()),
     })
 }
@@ -135,9 +141,16 @@ pub(super) fn fetch(
             )
             .into());
         }
-        (Target::DefaultBranch, Found::Fetched { head_symref }) => {
-            head_symref.unwrap_or_else(|| "HEAD".into())
-        }
+        (Target::DefaultBranch, Found::Fetched { head_symref }) => match head_symref {
+            Some(name) if name.starts_with("refs/") && crate::refname::is_valid(&name) => name,
+            // HEAD goes where this names, and the publish marker keeps it a line of its own:
+            // a name git would refuse is not followed (it arrives escaped, never raw).
+            Some(name) => {
+                tracing::warn!(repo = %repo.name, symref = %name, "the remote's HEAD names no valid branch; the checkout follows its commit with a detached HEAD");
+                "HEAD".into()
+            }
+            None => "HEAD".into(),
+        },
         (_, Found::Fetched { .. }) => src.clone(),
     };
     let oid = git.refname_to_id(&dst).map_err(fail)?;
@@ -182,7 +195,10 @@ fn libgit2_fetch(
     let advertised = remote.list().map_err(fail)?;
     Ok(match advertised.iter().find(|h| h.name() == src) {
         Some(h) => Found::Fetched {
-            head_symref: h.symref_target().map(str::to_string),
+            // The remote's words: escaped, as in `negotiate`.
+            head_symref: h
+                .symref_target()
+                .map(|t| crate::printable::escape(t).into_owned()),
         },
         None => Found::Missing,
     })

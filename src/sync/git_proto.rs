@@ -10,9 +10,10 @@
 //! the stall disappears. The request line is the git CLI's (libgit2's own leaves the port out of
 //! `host=`); after it, the protocol is libgit2's smart protocol, unchanged.
 //!
-//! Limits: [`CONNECT_TIMEOUT_MS`] to connect (per resolved address, within the deadline), then the fetch's own
-//! ([`transport::Limits`]: the sync's deadline, and a stall when less than
-//! [`transport::LOW_SPEED_BYTES`] arrive within `stall_timeout`). Fetch only: pushing is refused.
+//! Limits: `stall_timeout` to connect (per resolved address, within the deadline), then the
+//! fetch's own ([`transport::Limits`]: the sync's deadline, a stall when less than
+//! [`transport::LOW_SPEED_BYTES`] arrive within `stall_timeout`, and what the remote may send,
+//! counted by a [`Meter`]). Fetch only: pushing is refused.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -21,9 +22,9 @@ use std::time::Duration;
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 
-use super::CONNECT_TIMEOUT_MS;
+use super::budget::Meter;
 use super::pkt;
-use super::transport::{Limits, Watch};
+use super::transport::{self, Limits, Watch};
 
 /// git's registered port for `git://`.
 pub const DEFAULT_PORT: u16 = 9418;
@@ -119,14 +120,14 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
         .map_err(|e| net_error(&format!("git://: cannot resolve {}: {e}", t.host)))?;
     let limits = Limits::current_or_default();
     let mut last = None;
+    let mut waited = Duration::ZERO;
     for addr in addrs {
-        // Never past the sync's deadline (a refused connection fails at once; one that is
-        // dropped waits for this).
-        let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS as u64).min(
-            limits
-                .remaining()
-                .map_err(|e| io_error(&e, &format!("git://: {e}")))?,
-        );
+        // A stall, never past the sync's deadline (a refused connection fails at once; one
+        // that is dropped waits for this).
+        let connect_timeout = limits
+            .connect_timeout()
+            .map_err(|e| io_error(&e, &format!("git://: {e}")))?;
+        waited = connect_timeout;
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
                 let setup = stream
@@ -138,6 +139,7 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
                 let mut s = QuickAckStream {
                     stream,
                     watch: Watch::new(limits),
+                    meter: Meter::advertisement(limits.sizes, false),
                 };
                 s.write_all(&t.request)
                     .map_err(|e| io_error(&e, &format!("git://: {e}")))?;
@@ -147,6 +149,11 @@ fn connect(url: &str) -> Result<QuickAckStream, Error> {
         }
     }
     Err(match last {
+        Some(e) if e.kind() == io::ErrorKind::TimedOut => {
+            let what = format!("connecting to {}:{}", t.host, t.port);
+            let e = limits.connect_timed_out(&what, waited);
+            io_error(&e, &format!("git://: {e}"))
+        }
         Some(e) => io_error(
             &e,
             &format!("git://: failed to connect to {}:{}: {e}", t.host, t.port),
@@ -166,10 +173,11 @@ pub(super) fn io_error(e: &io::Error, message: &str) -> Error {
 }
 
 /// A TCP stream that keeps the socket in quick-ACK mode, and fails reads past the fetch's
-/// stall and deadline limits.
+/// stall and deadline limits, or past what the remote may send.
 struct QuickAckStream {
     stream: TcpStream,
     watch: Watch,
+    meter: Meter,
 }
 
 impl QuickAckStream {
@@ -185,6 +193,7 @@ impl Read for QuickAckStream {
         let timeout = self.watch.before_read()?;
         self.stream.set_read_timeout(Some(timeout))?;
         let n = self.watch.after_read(self.stream.read(buf))?;
+        self.meter.count(&buf[..n]).map_err(transport::too_large)?;
         self.quickack();
         Ok(n)
     }

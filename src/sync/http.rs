@@ -12,11 +12,14 @@
 //! …/info/refs?service=git-upload-pack`, each negotiation round a `POST …/git-upload-pack` whose
 //! body libgit2 writes before it reads the answer. What the repository configures comes from the
 //! fetch context ([`transport::current`]): the login (`auth.token`/`auth.username`, or the URL's
-//! own `user:password`) sent with every request, `auth.proxy` (else the environment, see
-//! [`proxy`]), `auth.ca_file` (trusted besides the system's CAs), and the limits (connect
-//! timeout; the sync's deadline; a stall when less than [`transport::LOW_SPEED_BYTES`] arrive
-//! within `stall_timeout`). A redirect is followed only to the same scheme, host and port, as
-//! the git CLI's `http.followRedirects=initial` does for the advertisement only. Fetch only.
+//! own `user:password`) sent with every request to the configured origin and nowhere else,
+//! `auth.proxy` (else the environment, see [`proxy`]), `auth.ca_file` (trusted besides the
+//! system's CAs), and the limits (connecting within `stall_timeout`; the sync's deadline; a
+//! stall when less than [`transport::LOW_SPEED_BYTES`] arrive within `stall_timeout`; what the
+//! remote may send, counted by a [`Meter`]). A redirect is followed for the advertisement only,
+//! as the git CLI's `http.followRedirects=initial` does, and only when [`crate::origin::follow`]
+//! allows it: the same scheme, host and port (the URL parsed, not read as text), no userinfo in
+//! the `Location`. Fetch only.
 
 use std::io::{self, Read, Write};
 use std::sync::{Mutex, PoisonError};
@@ -27,6 +30,7 @@ use git2::{Error, ErrorClass, ErrorCode, Remote};
 use ureq::Agent;
 use ureq::http::{Response, StatusCode};
 
+use super::budget::Meter;
 use super::credentials::token_login;
 use super::git_proto::net_error;
 use super::http_agent;
@@ -73,6 +77,7 @@ impl SmartSubtransport for SmartHttp {
         let client = Client {
             agent: http_agent::agent_for(endpoint.scheme, &endpoint.host, repo)?,
             authorization: authorization(&endpoint, repo),
+            origin: endpoint.base.clone(),
             limits,
         };
         match action {
@@ -89,6 +94,7 @@ impl SmartSubtransport for SmartHttp {
                 body: Vec::new(),
                 reader: None,
                 watch: Watch::new(limits),
+                meter: Meter::answer(limits.sizes),
             })),
             Service::ReceivePackLs | Service::ReceivePack => {
                 Err(net_error("http(s): hookmirror only fetches"))
@@ -191,6 +197,8 @@ fn authorization(endpoint: &Endpoint, repo: Option<&Repo>) -> Option<String> {
 struct Client {
     agent: Agent,
     authorization: Option<String>,
+    /// The configured repository's URL: `authorization` goes to its origin only.
+    origin: String,
     limits: Limits,
 }
 
@@ -220,18 +228,14 @@ impl Client {
                 .get("location")
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| http_error(&url, status, "a redirect without a Location"))?;
-            let next = resolve(&url, location);
-            if !same_origin(&url, &next) || !next.ends_with(SUFFIX) {
-                return Err(http_error(
+            url = redirect(&url, location).map_err(|why| {
+                let shown = crate::printable::escape(&redact(location)).into_owned();
+                http_error(
                     &url,
                     status,
-                    &format!(
-                        "a redirect to {}, which is not the same repository on the same host and scheme (not followed)",
-                        redact(&next)
-                    ),
-                ));
-            }
-            url = next;
+                    &format!("a redirect to {shown}, not followed: {why}"),
+                )
+            })?;
         }
         Err(net_error(&format!(
             "http(s): more than {MAX_REDIRECTS} redirects from {}",
@@ -248,10 +252,11 @@ impl Client {
                 .map_err(|_| ureq::Error::Timeout(ureq::Timeout::Global))?;
             match body {
                 None => self
-                    .configure(self.agent.get(url).header("Accept", "*/*"))
+                    .configure(url, self.agent.get(url).header("Accept", "*/*"))
                     .call(),
                 Some(body) => self
                     .configure(
+                        url,
                         self.agent
                             .post(url)
                             .header("Content-Type", "application/x-git-upload-pack-request")
@@ -277,14 +282,27 @@ impl Client {
         }
     }
 
-    fn configure<B>(&self, mut request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        if let Some(a) = &self.authorization {
+    /// The request's login and limits. The login goes only to the configured origin: a URL
+    /// elsewhere (which no redirect should lead to) gets none.
+    fn configure<B>(
+        &self,
+        url: &str,
+        mut request: ureq::RequestBuilder<B>,
+    ) -> ureq::RequestBuilder<B> {
+        if let Some(a) = &self.authorization
+            && crate::origin::same_origin(&self.origin, url)
+        {
             request = request.header("Authorization", a);
         }
         let left = self.limits.remaining().unwrap_or(Duration::from_millis(1));
+        let connect = self
+            .limits
+            .connect_timeout()
+            .unwrap_or(Duration::from_millis(1));
         request
             .config()
             .timeout_global(Some(left))
+            .timeout_connect(Some(connect))
             .timeout_per_read(Some(self.limits.stall))
             .timeout_per_write(Some(self.limits.stall))
             .build()
@@ -331,30 +349,18 @@ impl Client {
     }
 }
 
-/// `location` resolved against `url` (absolute, host-absolute `/path`, or relative).
-fn resolve(url: &str, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
+/// Where a redirect from `url` (an advertisement's URL) to `location` leads, when it may be
+/// followed: the same origin ([`crate::origin::follow`]) and the advertisement of a repository
+/// (`…/info/refs?service=git-upload-pack`, no fragment).
+fn redirect(url: &str, location: &str) -> Result<String, String> {
+    let next = crate::origin::follow(url, location).map_err(|r| r.to_string())?;
+    if !next.path().ends_with("/info/refs")
+        || next.query() != Some("service=git-upload-pack")
+        || next.fragment().is_some()
+    {
+        return Err("it is not a repository's advertisement".into());
     }
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
-    }
-    let path = rest.split('?').next().unwrap_or(rest);
-    let dir = path.rsplit_once('/').map_or(path, |(d, _)| d);
-    format!("{scheme}://{dir}/{location}")
-}
-
-/// Same scheme, host and port.
-fn same_origin(a: &str, b: &str) -> bool {
-    let origin = |u: &str| {
-        let (scheme, rest) = u.split_once("://")?;
-        let authority = rest.split('/').next()?;
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        Some((scheme.to_ascii_lowercase(), hostport.to_ascii_lowercase()))
-    };
-    origin(a).is_some() && origin(a) == origin(b)
+    Ok(next.to_string())
 }
 
 /// One request's stream: a POST collects libgit2's writes as its body and is sent at the first
@@ -366,9 +372,11 @@ struct HttpStream {
     body: Vec<u8>,
     reader: Option<ureq::BodyReader<'static>>,
     watch: Watch,
+    meter: Meter,
 }
 
 impl HttpStream {
+    /// The advertisement's answer.
     fn reading(response: Answer, limits: Limits) -> HttpStream {
         HttpStream {
             client: None,
@@ -376,6 +384,7 @@ impl HttpStream {
             body: Vec::new(),
             reader: Some(response.into_body().into_reader()),
             watch: Watch::new(limits),
+            meter: Meter::advertisement(limits.sizes, true),
         }
     }
 }
@@ -405,7 +414,12 @@ impl Read for HttpStream {
                 Some(r) => r.read(buf).map_err(timed_out),
                 None => Ok(0),
             });
-        let counted = self.watch.after_read(result);
+        let counted = self.watch.after_read(result).and_then(|n| {
+            self.meter
+                .count(&buf[..n])
+                .map(|()| n)
+                .map_err(transport::too_large)
+        });
         if counted.is_err() {
             // A failed answer is not drained on drop (that could wait out another stall): its
             // connection closes instead of going back to the pool.
@@ -507,17 +521,49 @@ mod tests {
     }
 
     #[test]
-    fn redirects_stay_on_the_same_origin() {
+    fn redirects_stay_on_the_same_origin_and_on_an_advertisement() {
         let from = "https://h:1/r.git/info/refs?service=git-upload-pack";
         assert_eq!(
-            resolve(from, "/s/r.git/info/refs?service=git-upload-pack"),
-            "https://h:1/s/r.git/info/refs?service=git-upload-pack"
+            redirect(from, "/s/r.git/info/refs?service=git-upload-pack").as_deref(),
+            Ok("https://h:1/s/r.git/info/refs?service=git-upload-pack")
         );
-        assert_eq!(resolve(from, "https://x/y"), "https://x/y");
-        assert_eq!(resolve(from, "other"), "https://h:1/r.git/info/other");
-        assert!(same_origin(from, "https://H:1/else"));
-        assert!(!same_origin(from, "http://h:1/r.git"));
-        assert!(!same_origin(from, "https://h:2/r.git"));
-        assert!(!same_origin(from, "https://evil/r.git"));
+        assert_eq!(
+            redirect(from, "../../s.git/info/refs?service=git-upload-pack").as_deref(),
+            Ok("https://h:1/s.git/info/refs?service=git-upload-pack")
+        );
+        for (location, why) in [
+            (
+                "https://h:2/r.git/info/refs?service=git-upload-pack",
+                "another host",
+            ),
+            (
+                "https://x?@h:1/r.git/info/refs?service=git-upload-pack",
+                "another host",
+            ),
+            (
+                "https://x#@h:1/r.git/info/refs?service=git-upload-pack",
+                "another host",
+            ),
+            (
+                "https://u:p@h:1/r.git/info/refs?service=git-upload-pack",
+                "user name",
+            ),
+            (
+                "http://h:1/r.git/info/refs?service=git-upload-pack",
+                "scheme",
+            ),
+            ("https://h:1/elsewhere", "advertisement"),
+            (
+                "https://h:1/r.git/info/refs?service=git-receive-pack",
+                "advertisement",
+            ),
+            (
+                "https://h:1/r.git/info/refs?service=git-upload-pack#x",
+                "advertisement",
+            ),
+        ] {
+            let e = redirect(from, location).unwrap_err();
+            assert!(e.contains(why), "{location}: {e}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 pub mod actions;
 mod atomic;
 pub mod backoff;
+mod budget;
 mod credentials;
 mod error;
 mod fetch;
@@ -179,7 +180,9 @@ pub fn sync_with_retry(
     }
 }
 
-/// How long connecting to a remote may take before the attempt fails (and is retried).
+/// How long connecting to a remote may take on libgit2's own transports (one process-wide
+/// setting), and the HTTP agents' default; hookmirror's transports connect within each
+/// repository's `stall_timeout` (never past its `sync_timeout`) instead.
 pub const CONNECT_TIMEOUT_MS: i32 = 15_000;
 /// How long a remote may stay silent mid-transfer on libgit2's own transports (ssh, https)
 /// before the attempt fails: libgit2 has one such timeout for the whole process, set once at

@@ -83,16 +83,23 @@ pub(super) fn fetch(
         Scheme::Git => (Box::new(GitProto), false),
         Scheme::File => return Ok(Negotiated::Unsupported("a local path".into())),
     };
+    let sizes = transport::Limits::current_or_default().sizes;
     let mut stream = BufReader::with_capacity(BUFFER, sub.action(&url, Service::UploadPackLs)?);
-    let adv = match Advertisement::read(&mut stream).map_err(read_error)? {
-        Ok(adv) => adv,
-        Err(AdvertError::Remote(msg)) => return Err(remote_error(&msg)),
-        Err(AdvertError::Unsupported(why)) => {
-            end(stream, stateless);
-            return Ok(Negotiated::Unsupported(why));
-        }
-    };
-    let head_symref = adv.head_symref().map(str::to_string);
+    // Only the tracked ref is kept: what the advertisement holds does not grow with the remote.
+    let adv =
+        match Advertisement::read(&mut stream, &sizes, |name| name == src).map_err(read_error)? {
+            Ok(adv) => adv,
+            Err(AdvertError::Remote(msg)) => return Err(remote_error(&msg)),
+            Err(AdvertError::TooLarge(e)) => return Err(read_error(transport::too_large(e))),
+            Err(AdvertError::Unsupported(why)) => {
+                end(stream, stateless);
+                return Ok(Negotiated::Unsupported(why));
+            }
+        };
+    // The remote's words, shown as the ref a default-branch sync followed: escaped.
+    let head_symref = adv
+        .head_symref()
+        .map(|s| crate::printable::escape(s).into_owned());
     let Some(tip) = adv.find(src) else {
         end(stream, stateless);
         return Ok(Negotiated::Missing);
@@ -170,7 +177,9 @@ fn haves(git: &Repository, dst: &str) -> Vec<Oid> {
 }
 
 /// Reads upload-pack's answer to its end: the `ACK`/`NAK` line, then the side-band-64k pack
-/// (band 1) into the object database's pack writer, progress ignored, band 3 an error.
+/// (band 1) into the object database's pack writer, progress ignored, band 3 an error. (The
+/// transport's [`budget::Meter`](super::budget::Meter) has refused a pack header that declares
+/// more than `limits.max_objects` before it gets here.)
 fn receive_pack(r: &mut impl Read, odb: &git2::Odb<'_>) -> Result<(), Error> {
     let mut writer = odb.packwriter()?;
     let mut buf = Vec::with_capacity(BUFFER);

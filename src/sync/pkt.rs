@@ -11,6 +11,10 @@ use std::io::{self, Read};
 
 use git2::Oid;
 
+use super::budget::Exceeded;
+use crate::config::FetchLimits;
+use crate::printable::escape_bytes;
+
 /// A flush packet.
 pub(super) const FLUSH: &[u8] = b"0000";
 
@@ -71,7 +75,8 @@ fn trim(line: &[u8]) -> &[u8] {
 /// The refs and capabilities a protocol-v0 upload-pack advertised.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Advertisement {
-    /// Every advertised ref with its object, in order (`HEAD` included when advertised).
+    /// The advertised refs that were asked for, with their objects, in order (`HEAD` included
+    /// when advertised and asked for).
     pub refs: Vec<(String, Oid)>,
     /// Capabilities from the first line (`side-band-64k`, `symref=HEAD:refs/heads/main`, …).
     pub caps: Vec<String>,
@@ -82,19 +87,39 @@ pub(super) struct Advertisement {
 pub(super) enum AdvertError {
     /// The server speaks something else (protocol v2): libgit2's fetch handles it.
     Unsupported(String),
-    /// An `ERR` line: the remote's refusal, in its words.
+    /// An `ERR` line: the remote's refusal, in its words (escaped: one line, no control
+    /// characters).
     Remote(String),
+    /// Larger than `limits.max_advertisement` or `limits.max_refs`.
+    TooLarge(Exceeded),
 }
 
 impl Advertisement {
-    /// Reads an advertisement up to its flush. Over smart HTTP it starts with a
-    /// `# service=git-upload-pack` line and a flush, which are skipped.
-    pub(super) fn read(r: &mut impl Read) -> io::Result<Result<Advertisement, AdvertError>> {
+    /// Reads an advertisement up to its flush, keeping only the refs `wanted` names, so that
+    /// what it holds does not grow with the remote's ref count. Over smart HTTP it starts with a
+    /// `# service=git-upload-pack` line and a flush, which are skipped. More than `limits`'
+    /// `max_advertisement` bytes or `max_refs` refs is [`AdvertError::TooLarge`].
+    pub(super) fn read(
+        r: &mut impl Read,
+        limits: &FetchLimits,
+        wanted: impl Fn(&str) -> bool,
+    ) -> io::Result<Result<Advertisement, AdvertError>> {
         let mut buf = Vec::new();
         let mut adv = Advertisement::default();
         let (mut first, mut after_service) = (true, false);
+        let (mut bytes, mut refs) = (0u64, 0u64);
         loop {
-            let n = match read_pkt(r, &mut buf)? {
+            let pkt = read_pkt(r, &mut buf)?;
+            bytes += match pkt {
+                Pkt::Flush => 4,
+                Pkt::Data(n) => n as u64 + 4,
+            };
+            if bytes > limits.max_advertisement {
+                return Ok(Err(AdvertError::TooLarge(Exceeded::advertisement(
+                    limits.max_advertisement,
+                ))));
+            }
+            let n = match pkt {
                 Pkt::Flush if after_service => {
                     after_service = false;
                     continue;
@@ -108,9 +133,11 @@ impl Advertisement {
                 continue;
             }
             if let Some(msg) = line.strip_prefix(b"ERR ") {
-                return Ok(Err(AdvertError::Remote(
-                    String::from_utf8_lossy(msg).into_owned(),
-                )));
+                return Ok(Err(AdvertError::Remote(escape_bytes(msg))));
+            }
+            refs += 1;
+            if refs > limits.max_refs {
+                return Ok(Err(AdvertError::TooLarge(Exceeded::refs(limits.max_refs))));
             }
             if first && line == b"version 2" {
                 return Ok(Err(AdvertError::Unsupported("protocol v2".into())));
@@ -137,7 +164,7 @@ impl Advertisement {
                 .filter(|_| hex.len() == 40)
                 .ok_or_else(|| bad(format!("malformed object id {hex:?}")))?;
             // An empty repository advertises `capabilities^{}` with the null id.
-            if name != "capabilities^{}" {
+            if name != "capabilities^{}" && wanted(name) {
                 adv.refs.push((name.to_string(), oid));
             }
         }
@@ -207,7 +234,8 @@ pub(super) enum Answer<'a> {
     Pack(&'a [u8]),
     /// Progress (band 2), ignored.
     Progress,
-    /// An error from the remote (band 3 or an `ERR` line), in its words.
+    /// An error from the remote (band 3 or an `ERR` line), in its words (escaped: one line, no
+    /// control characters).
     Error(String),
 }
 
@@ -221,14 +249,12 @@ pub(super) fn answer(line: &[u8]) -> Result<Answer<'_>, String> {
         return Ok(Answer::Nak);
     }
     if let Some(msg) = text.strip_prefix(b"ERR ") {
-        return Ok(Answer::Error(String::from_utf8_lossy(msg).into_owned()));
+        return Ok(Answer::Error(escape_bytes(msg)));
     }
     match line.split_first() {
         Some((&1, data)) => Ok(Answer::Pack(data)),
         Some((&2, _)) => Ok(Answer::Progress),
-        Some((&3, msg)) => Ok(Answer::Error(
-            String::from_utf8_lossy(trim(msg)).trim().to_string(),
-        )),
+        Some((&3, msg)) => Ok(Answer::Error(escape_bytes(trim(msg).trim_ascii()))),
         _ => Err(format!(
             "unexpected line in upload-pack's answer: {:?}",
             String::from_utf8_lossy(&text[..text.len().min(40)])
@@ -281,171 +307,4 @@ pub(super) fn select_haves<T: Copy + PartialEq>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn oid(n: u8) -> Oid {
-        Oid::from_bytes(&[n; 20]).unwrap()
-    }
-
-    fn pkts(lines: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for l in lines {
-            if l.is_empty() {
-                out.extend_from_slice(FLUSH);
-            } else {
-                encode(l, &mut out);
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn pkt_lines_round_trip_and_bad_lengths_are_refused() {
-        let mut out = Vec::new();
-        encode(b"done\n", &mut out);
-        assert_eq!(out, b"0009done\n");
-        out.extend_from_slice(FLUSH);
-        let mut r = out.as_slice();
-        let mut buf = Vec::new();
-        assert_eq!(read_pkt(&mut r, &mut buf).unwrap(), Pkt::Data(5));
-        assert_eq!(buf, b"done\n");
-        assert_eq!(read_pkt(&mut r, &mut buf).unwrap(), Pkt::Flush);
-        let e = read_pkt(&mut r, &mut buf).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        for bad in [&b"zzzz"[..], b"0001", b"fff5", b"0010abc"] {
-            assert!(read_pkt(&mut &bad[..], &mut buf).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn advertisements_give_refs_caps_and_the_default_branch() {
-        let (a, b, c) = (oid(0xaa), oid(0xbb), oid(0xcc));
-        let first = format!(
-            "{a} HEAD\0multi_ack thin-pack side-band side-band-64k ofs-delta shallow no-progress symref=HEAD:refs/heads/main agent=git/2.43.0\n"
-        );
-        let main = format!("{a} refs/heads/main\n");
-        let tag = format!("{b} refs/tags/v1\n");
-        let peeled = format!("{c} refs/tags/v1^{{}}\n");
-        let http = pkts(&[
-            b"# service=git-upload-pack\n",
-            b"",
-            first.as_bytes(),
-            main.as_bytes(),
-            tag.as_bytes(),
-            peeled.as_bytes(),
-            b"",
-        ]);
-        let adv = Advertisement::read(&mut http.as_slice()).unwrap().unwrap();
-        assert_eq!(adv.find("HEAD"), Some(a));
-        assert_eq!(adv.find("refs/heads/main"), Some(a));
-        assert_eq!(
-            adv.find("refs/tags/v1"),
-            Some(b),
-            "the tag object, not the peeled commit"
-        );
-        assert_eq!(adv.find("refs/tags/v1^{}"), Some(c));
-        assert_eq!(adv.find("refs/heads/other"), None);
-        assert_eq!(adv.head_symref(), Some("refs/heads/main"));
-        assert!(adv.has("agent") && adv.has("side-band-64k") && !adv.has("side"));
-        assert_eq!(
-            adv.request_caps("hookmirror/1").unwrap(),
-            [
-                "side-band-64k",
-                "ofs-delta",
-                "thin-pack",
-                "no-progress",
-                "agent=hookmirror/1"
-            ]
-        );
-        // The same over a stateful channel (no service line), and a remote without side-band-64k.
-        let plain_first = format!("{a} refs/heads/main\0ofs-delta side-band\n");
-        let ssh = pkts(&[plain_first.as_bytes(), b""]);
-        let adv = Advertisement::read(&mut ssh.as_slice()).unwrap().unwrap();
-        assert_eq!((adv.refs.len(), adv.head_symref()), (1, None));
-        assert_eq!(adv.request_caps("x"), None);
-    }
-
-    #[test]
-    fn empty_repositories_v2_and_refusals() {
-        let z = Oid::ZERO_SHA1;
-        let empty = format!("{z} capabilities^{{}}\0side-band-64k ofs-delta\n");
-        let adv = Advertisement::read(&mut pkts(&[empty.as_bytes(), b""]).as_slice())
-            .unwrap()
-            .unwrap();
-        assert!(adv.refs.is_empty() && adv.has("ofs-delta"));
-        let v2 = pkts(&[b"version 2\n", b"agent=git/2\n", b""]);
-        assert!(matches!(
-            Advertisement::read(&mut v2.as_slice()).unwrap(),
-            Err(AdvertError::Unsupported(_))
-        ));
-        let err = pkts(&[b"ERR access denied or repository not exported: /x\n"]);
-        assert_eq!(
-            Advertisement::read(&mut err.as_slice()).unwrap(),
-            Err(AdvertError::Remote(
-                "access denied or repository not exported: /x".into()
-            ))
-        );
-        let cut = pkts(&[format!("{z} refs/heads/main\n").as_bytes()]);
-        assert!(Advertisement::read(&mut cut.as_slice()).is_err());
-        let junk = pkts(&[b"xyz refs/heads/main\n", b""]);
-        assert!(Advertisement::read(&mut junk.as_slice()).is_err());
-    }
-
-    #[test]
-    fn the_request_is_one_want_the_haves_and_done() {
-        let caps = vec!["side-band-64k".to_string(), "ofs-delta".to_string()];
-        let req = request(oid(1), &caps, &[oid(2), oid(3)]);
-        let text = String::from_utf8(req).unwrap();
-        let want = format!("want {} side-band-64k ofs-delta\n", oid(1));
-        assert!(
-            text.starts_with(&format!("{:04x}{want}0000", want.len() + 4)),
-            "{text}"
-        );
-        assert!(text.contains(&format!("0032have {}\n", oid(2))), "{text}");
-        assert!(
-            text.ends_with(&format!("have {}\n0009done\n", oid(3))),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn answers_are_acks_naks_and_bands() {
-        assert_eq!(
-            answer(format!("ACK {}\n", oid(1)).as_bytes()),
-            Ok(Answer::Ack)
-        );
-        assert_eq!(answer(b"NAK\n"), Ok(Answer::Nak));
-        assert_eq!(answer(b"\x01PACK.."), Ok(Answer::Pack(b"PACK..")));
-        assert_eq!(answer(b"\x02Counting objects"), Ok(Answer::Progress));
-        assert_eq!(
-            answer(b"\x03upload-pack: not our ref\n"),
-            Ok(Answer::Error("upload-pack: not our ref".into()))
-        );
-        assert_eq!(answer(b"ERR no\n"), Ok(Answer::Error("no".into())));
-        assert!(answer(b"\x07?").is_err());
-        assert!(answer(b"").is_err());
-    }
-
-    #[test]
-    fn haves_step_back_exponentially_per_tip() {
-        // A linear history 1000 → 999 → … → 0.
-        let parent = |c: u32| c.checked_sub(1);
-        assert_eq!(
-            select_haves(&[1000], parent, 32),
-            [1000, 999, 998, 996, 992, 984, 968, 936, 872, 744]
-        );
-        assert_eq!(
-            *select_haves(&[1000], parent, 32).last().unwrap(),
-            1000 - MAX_DISTANCE as u32
-        );
-        // Short histories end at the root; a repeated tip counts once.
-        assert_eq!(select_haves(&[5, 5], parent, 32), [5, 4, 3, 1]);
-        // Two tips share the budget; commits seen from both are sent once.
-        let both = select_haves(&[20, 18], parent, 8);
-        assert_eq!(both, [20, 19, 18, 16, 17, 14]);
-        assert!(select_haves(&[7], parent, 3).len() == 3);
-        let none: [u32; 0] = [];
-        assert!(select_haves(&none, parent, 32).is_empty());
-    }
-}
+mod tests;

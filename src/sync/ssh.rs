@@ -16,8 +16,10 @@
 //! `auth.ssh_key_passphrase`; the login is the URL's user, `auth.username`, or `git`.
 //! A pooled session that died while idle is replaced once, transparently.
 //!
-//! Limits: [`CONNECT_TIMEOUT_MS`] for the TCP connect, key exchange and login; then each read
-//! under the fetch's deadline and stall rule ([`Watch`]). Fetch only.
+//! Limits: the TCP connect, the server's banner and key exchange, the login and opening the
+//! channel may each take `stall_timeout`, never past the sync's deadline
+//! ([`transport::Limits::connect_timeout`]); then each read under the fetch's deadline and stall
+//! rule ([`Watch`]) and counted against what the remote may send ([`Meter`]). Fetch only.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -28,12 +30,12 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 use git2::{Error, ErrorClass, ErrorCode, Remote};
 use ssh2::{Channel, HostKeyType, MethodType, Session};
 
-use super::CONNECT_TIMEOUT_MS;
+use super::budget::Meter;
 use super::credentials::{known_hosts_path, ssh_key_path, ssh_user, verify_host_key};
 use super::git_proto::{io_error, net_error};
 use super::known_hosts::{self, Verdict};
 use super::ssh_pool::{self, Conn, Key};
-use super::transport::{self, FetchContext, Watch};
+use super::transport::{self, FetchContext, Limits, Watch};
 
 /// The private URL scheme libgit2 hands to this transport (see `transport::fetch_url`).
 pub const SCHEME: &str = "hm-ssh";
@@ -151,6 +153,7 @@ fn auth_error(why: &str) -> Error {
 /// turns out dead), else on a new session.
 fn open(ctx: &FetchContext) -> Result<SshStream, Error> {
     let t = target(ctx)?;
+    let limits = ctx.limits;
     let key = Key::new(
         &t.host,
         t.port,
@@ -160,15 +163,19 @@ fn open(ctx: &FetchContext) -> Result<SshStream, Error> {
         &t.known_hosts,
     );
     if let Some(conn) = ssh_pool::take(&key) {
-        match start(&conn.session, &t.command) {
+        match start(&conn.session, &t.command, &limits) {
             Ok(channel) => return Ok(SshStream::new(conn, channel, key, ctx)),
-            Err(e) => {
+            Err((e, _)) => {
                 tracing::debug!(host = %t.host, error = %e, "pooled SSH session is dead; reconnecting");
             }
         }
     }
-    let conn = connect(&t)?;
-    let channel = start(&conn.session, &t.command).map_err(|e| {
+    let conn = connect(&t, &limits)?;
+    let channel = start(&conn.session, &t.command, &limits).map_err(|(e, waited)| {
+        if e.code() == ssh2::ErrorCode::Session(TIMED_OUT) {
+            let e = limits.connect_timed_out("opening the SSH channel", waited);
+            return io_error(&e, &format!("ssh: {e}"));
+        }
         Error::new(
             ErrorCode::GenericError,
             ErrorClass::Ssh,
@@ -178,23 +185,45 @@ fn open(ctx: &FetchContext) -> Result<SshStream, Error> {
     Ok(SshStream::new(conn, channel, key, ctx))
 }
 
-fn start(session: &Session, command: &str) -> Result<Channel, ssh2::Error> {
-    session.set_timeout(CONNECT_TIMEOUT_MS as u32);
-    let mut channel = session.channel_session()?;
-    channel.exec(command)?;
+/// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
+const TIMED_OUT: i32 = -9;
+
+/// Sets the session's timeout for the next step of connecting: a stall, never past the
+/// deadline (an elapsed deadline leaves a millisecond, and the step fails as timed out).
+/// Returns it, for [`Limits::connect_timed_out`].
+fn step_timeout(session: &Session, limits: &Limits) -> Duration {
+    let left = limits.connect_timeout().unwrap_or(Duration::from_millis(1));
+    session.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+    left
+}
+
+/// upload-pack on a new channel; a failure comes with the timeout the step had.
+fn start(
+    session: &Session,
+    command: &str,
+    limits: &Limits,
+) -> Result<Channel, (ssh2::Error, Duration)> {
+    let waited = step_timeout(session, limits);
+    let mut channel = session.channel_session().map_err(|e| (e, waited))?;
+    channel.exec(command).map_err(|e| (e, waited))?;
     Ok(channel)
 }
 
-/// A new session: TCP connect, key exchange, host-key check, public-key login.
-fn connect(t: &Target) -> Result<Conn, Error> {
+/// A new session: TCP connect, key exchange, host-key check, public-key login, each within
+/// [`step_timeout`].
+fn connect(t: &Target, limits: &Limits) -> Result<Conn, Error> {
     let shown = format!("{}:{}", t.host, t.port);
     let addrs = (t.host.as_str(), t.port)
         .to_socket_addrs()
         .map_err(|e| net_error(&format!("ssh: cannot resolve {}: {e}", t.host)))?;
-    let connect_timeout = Duration::from_millis(CONNECT_TIMEOUT_MS as u64);
     let mut last = None;
     let mut tcp = None;
+    let mut waited = Duration::ZERO;
     for addr in addrs {
+        let connect_timeout = limits
+            .connect_timeout()
+            .map_err(|e| io_error(&e, &format!("ssh: {e}")))?;
+        waited = connect_timeout;
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(s) => {
                 tcp = Some(s);
@@ -205,6 +234,10 @@ fn connect(t: &Target) -> Result<Conn, Error> {
     }
     let tcp = match (tcp, last) {
         (Some(s), _) => s,
+        (None, Some(e)) if e.kind() == io::ErrorKind::TimedOut => {
+            let e = limits.connect_timed_out(&format!("connecting to {shown}"), waited);
+            return Err(io_error(&e, &format!("ssh: {e}")));
+        }
         (None, Some(e)) => {
             return Err(io_error(
                 &e,
@@ -217,21 +250,24 @@ fn connect(t: &Target) -> Result<Conn, Error> {
     let socket = tcp
         .try_clone()
         .map_err(|e| io_error(&e, &format!("ssh: {shown}: {e}")))?;
+    // A step that timed out is recorded with the limit that ended it (`stall_timeout` or
+    // `sync_timeout`), so the sync says which; `step` is the timeout the step had.
+    let step = std::cell::Cell::new(Duration::ZERO);
     let ssh_error = |what: &str, e: ssh2::Error| {
-        let code = if e.code() == ssh2::ErrorCode::Session(-9) {
-            ErrorCode::Timeout
-        } else {
-            ErrorCode::GenericError
-        };
+        if e.code() == ssh2::ErrorCode::Session(TIMED_OUT) {
+            let what = format!("the SSH {what} with {shown}");
+            let e = limits.connect_timed_out(&what, step.get());
+            return io_error(&e, &format!("ssh: {e}"));
+        }
         Error::new(
-            code,
+            ErrorCode::GenericError,
             ErrorClass::Ssh,
-            format!("ssh: {what} {shown}: {}", e.message()),
+            format!("ssh: {what} failed with {shown}: {}", e.message()),
         )
     };
-    let mut session = Session::new().map_err(|e| ssh_error("cannot start a session for", e))?;
+    let mut session = Session::new().map_err(|e| ssh_error("session set-up", e))?;
     session.set_tcp_stream(tcp);
-    session.set_timeout(CONNECT_TIMEOUT_MS as u32);
+    step.set(step_timeout(&session, limits));
     let known = std::fs::read_to_string(&t.known_hosts).unwrap_or_default();
     let _ = session.method_pref(
         MethodType::HostKey,
@@ -239,12 +275,13 @@ fn connect(t: &Target) -> Result<Conn, Error> {
     );
     session
         .handshake()
-        .map_err(|e| ssh_error("key exchange failed with", e))?;
+        .map_err(|e| ssh_error("banner and key exchange", e))?;
     let (key, kind) = session
         .host_key()
         .ok_or_else(|| net_error(&format!("ssh: {shown} sent no host key")))?;
     verify_host_key(&t.known_hosts, &t.host, t.port, key_type_name(kind), key)
         .map_err(|msg| Error::new(ErrorCode::Certificate, ErrorClass::Ssh, msg))?;
+    step.set(step_timeout(&session, limits));
     if let Err(e) =
         session.userauth_pubkey_file(&t.user, None, &t.key_file, t.passphrase.as_deref())
     {
@@ -258,8 +295,8 @@ fn connect(t: &Target) -> Result<Conn, Error> {
                 ErrorClass::Ssh,
                 "cannot use the SSH key: wrong passphrase, or a key format libssh2 does not read",
             )
-        } else if e.code() == ssh2::ErrorCode::Session(-9) {
-            ssh_error("login timed out at", e)
+        } else if e.code() == ssh2::ErrorCode::Session(TIMED_OUT) {
+            ssh_error("login", e)
         } else {
             auth_error(&format!("the SSH key was refused for user `{}`", t.user))
         });
@@ -318,6 +355,7 @@ struct SshStream {
     channel: Option<Channel>,
     key: Key,
     watch: Watch,
+    meter: Meter,
     /// The remote closed its output.
     eof: bool,
     /// A read failed: the session is not reused.
@@ -331,6 +369,7 @@ impl SshStream {
             channel: Some(channel),
             key,
             watch: Watch::new(ctx.limits),
+            meter: Meter::advertisement(ctx.limits.sizes, false),
             eof: false,
             failed: false,
         }
@@ -358,13 +397,19 @@ impl Read for SshStream {
                 return Err(failure(e));
             }
         };
+        if let Err(e) = self.meter.count(&buf[..n]) {
+            // The rest is not read: the session is dropped, not pooled.
+            self.failed = true;
+            return Err(failure(transport::too_large(e)));
+        }
         if n == 0 && !self.eof {
             self.eof = true;
             // upload-pack refusing (no such repository, access denied) writes only to stderr:
             // that text is the error, as in libgit2's own SSH transport.
             let mut text = Vec::new();
             let _ = channel.stderr().take(4096).read_to_end(&mut text);
-            let text = String::from_utf8_lossy(&text).trim().to_string();
+            // The remote's words: escaped, so they cannot start a line of their own.
+            let text = crate::printable::escape_bytes(text.trim_ascii());
             if !text.is_empty() {
                 return Err(transport::fail(Error::new(
                     ErrorCode::Eof,

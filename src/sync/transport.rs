@@ -16,15 +16,21 @@
 //! below 100 KiB per `stall_timeout` over those transports is not caught (our own transports
 //! for them lift that).
 //!
+//! What the remote may send (`limits.max_*`, [`FetchLimits`]) travels with the time limits: our
+//! transports count every read with a [`Meter`](super::budget::Meter), libgit2's fetch is
+//! checked in its progress callback ([`Limits::check_progress`]: the pack's declared object
+//! count as soon as its header arrives, then the bytes received).
+//!
 //! libgit2 keeps only the text of a transport's error, so a limit that trips is also recorded
-//! for the thread ([`take_limit_hit`]): the engine reports it as a timeout by that record, not
-//! by the words.
+//! for the thread ([`take_limit_hit`]): the engine reports it as a timeout (or, for a size, as
+//! too large) by that record, not by the words.
 
 use std::cell::RefCell;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::config::Repo;
+use super::budget::Exceeded;
+use crate::config::{FetchLimits, Repo};
 use crate::url::Scheme;
 
 /// What a fetch past its deadline fails with.
@@ -33,21 +39,25 @@ const DEADLINE: &str = "the sync ran past its sync_timeout";
 /// A transfer slower than this many bytes per `stall_timeout` is stalled.
 pub const LOW_SPEED_BYTES: u64 = 1024;
 
-/// The time limits of one fetch.
+/// The limits of one fetch: its time, and what the remote may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// When the whole sync must be over.
     pub deadline: Instant,
-    /// How long a transfer may go without receiving [`LOW_SPEED_BYTES`].
+    /// How long a transfer may go without receiving [`LOW_SPEED_BYTES`]; also how long
+    /// connecting (TCP, TLS, SSH's banner, key exchange and login) may take.
     pub stall: Duration,
+    /// What the remote may send.
+    pub sizes: FetchLimits,
 }
 
 impl Limits {
-    /// Limits for a sync that starts now.
+    /// Limits for a sync that starts now, with the default sizes.
     pub fn starting_now(sync_timeout: Duration, stall: Duration) -> Limits {
         Limits {
             deadline: Instant::now() + sync_timeout,
             stall,
+            sizes: FetchLimits::default(),
         }
     }
 
@@ -62,7 +72,51 @@ impl Limits {
 
     /// The limits of a sync of `repo` that starts now (its `sync_timeout`, `stall_timeout`).
     pub fn for_repo(repo: &Repo) -> Limits {
-        Limits::starting_now(repo.timeouts.sync, repo.timeouts.stall)
+        Limits {
+            sizes: repo.limits,
+            ..Limits::starting_now(repo.timeouts.sync, repo.timeouts.stall)
+        }
+    }
+
+    /// How long connecting, a TLS handshake, an SSH banner, key exchange or login may take: a
+    /// whole `stall_timeout` (a remote that says nothing that long is gone), never past the
+    /// deadline. An error when the deadline has passed.
+    pub fn connect_timeout(&self) -> io::Result<Duration> {
+        Ok(self.stall.min(self.remaining()?))
+    }
+
+    /// The timeout error for `what` (e.g. "the SSH key exchange") having waited `waited` (the
+    /// [`Limits::connect_timeout`] it was given) in vain, recorded with the limit that ended
+    /// it: the deadline when it left less than a stall, else `stall_timeout`.
+    pub fn connect_timed_out(&self, what: &str, waited: Duration) -> io::Error {
+        if waited < self.stall || self.remaining().is_err() {
+            return limit_hit(DEADLINE.into());
+        }
+        limit_hit(format!(
+            "{what} did not finish within stall_timeout ({})",
+            humantime::format_duration(self.stall)
+        ))
+    }
+
+    /// For libgit2's transfer-progress callback: false (and the limit recorded) once the pack
+    /// declares more than `max_objects` or more than `max_pack` bytes have arrived, or the
+    /// deadline has passed.
+    pub fn check_progress(&self, total_objects: usize, received_bytes: usize) -> bool {
+        let sizes = &self.sizes;
+        let exceeded = if total_objects as u64 > sizes.max_objects {
+            Some(Exceeded::objects(total_objects as u64, sizes.max_objects))
+        } else if received_bytes as u64 > sizes.max_pack {
+            Some(Exceeded::pack(sizes.max_pack))
+        } else {
+            None
+        };
+        match exceeded {
+            Some(e) => {
+                too_large(e);
+                false
+            }
+            None => self.check(),
+        }
     }
 
     /// False (and the limit recorded) once the deadline has passed: for libgit2's callbacks,
@@ -80,21 +134,48 @@ impl Limits {
     }
 }
 
-thread_local! {
-    /// The limit that tripped during this thread's current fetch, if one did.
-    static LIMIT_HIT: RefCell<Option<String>> = const { RefCell::new(None) };
+/// A limit that tripped during a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitHit {
+    /// `sync_timeout` or `stall_timeout`, in words for the operator.
+    Time(String),
+    /// One of `limits.max_*`, in words that name the key to raise.
+    Size(String),
 }
 
-/// Records that a limit tripped (what it was, in words for the operator) and returns the
+thread_local! {
+    /// The limit that tripped during this thread's current fetch, if one did.
+    static LIMIT_HIT: RefCell<Option<LimitHit>> = const { RefCell::new(None) };
+}
+
+/// Records that a time limit tripped (what it was, in words for the operator) and returns the
 /// timeout error a transport's read fails with.
 fn limit_hit(what: String) -> io::Error {
-    LIMIT_HIT.with(|l| *l.borrow_mut() = Some(what.clone()));
+    LIMIT_HIT.with(|l| {
+        let mut l = l.borrow_mut();
+        // A size that tripped first is the cause; the time only ran out after it.
+        if !matches!(*l, Some(LimitHit::Size(_))) {
+            *l = Some(LimitHit::Time(what.clone()));
+        }
+    });
     io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
+/// Records that the remote sent more than a limit allows and returns the error a transport's
+/// read fails with (the first record stands: libgit2 may read on after it).
+pub fn too_large(e: Exceeded) -> io::Error {
+    LIMIT_HIT.with(|l| {
+        let mut l = l.borrow_mut();
+        if !matches!(*l, Some(LimitHit::Size(_))) {
+            *l = Some(LimitHit::Size(e.0.clone()));
+        }
+    });
+    io::Error::new(io::ErrorKind::FileTooLarge, e.0)
 }
 
 /// The limit that tripped during the fetch that just ended on this thread, if one did (and
 /// forgets it). [`scope`] clears it when a fetch begins.
-pub fn take_limit_hit() -> Option<String> {
+pub fn take_limit_hit() -> Option<LimitHit> {
     LIMIT_HIT.with(|l| l.borrow_mut().take())
 }
 
@@ -315,7 +396,7 @@ mod tests {
     fn a_read_cut_by_the_deadline_says_so() {
         let mut w = Watch::new(Limits {
             deadline: Instant::now() + Duration::from_millis(300),
-            stall: Duration::from_secs(60),
+            ..limits(0, 60_000)
         });
         assert!(w.before_read().unwrap() <= Duration::from_millis(300));
         let e = w
@@ -347,7 +428,7 @@ mod tests {
     fn the_deadline_caps_every_read() {
         let mut w = Watch::new(Limits {
             deadline: Instant::now() + Duration::from_millis(20),
-            stall: Duration::from_secs(60),
+            ..limits(0, 60_000)
         });
         assert!(w.before_read().unwrap() <= Duration::from_millis(20));
         std::thread::sleep(Duration::from_millis(25));
@@ -363,7 +444,10 @@ mod tests {
         w.after_read(Err(io::ErrorKind::WouldBlock.into()))
             .unwrap_err();
         let hit = take_limit_hit().unwrap();
-        assert!(hit.contains("stall_timeout"), "{hit}");
+        assert!(
+            matches!(&hit, LimitHit::Time(w) if w.contains("stall_timeout")),
+            "{hit:?}"
+        );
         assert!(take_limit_hit().is_none(), "taken once");
         std::thread::spawn(|| assert!(take_limit_hit().is_none()))
             .join()
@@ -377,10 +461,60 @@ mod tests {
         assert!(take_limit_hit().is_none());
         let past = Limits {
             deadline: Instant::now(),
-            stall: Duration::from_secs(60),
+            ..limits(0, 60_000)
         };
         assert!(!past.check());
-        assert!(take_limit_hit().unwrap().contains("sync_timeout"));
+        assert!(matches!(take_limit_hit(), Some(LimitHit::Time(w)) if w.contains("sync_timeout")));
+    }
+
+    #[test]
+    fn connecting_may_take_a_stall_but_never_past_the_deadline() {
+        assert_eq!(
+            limits(60, 2000).connect_timeout().unwrap(),
+            Duration::from_secs(2)
+        );
+        assert!(limits(1, 60_000).connect_timeout().unwrap() <= Duration::from_secs(1));
+        take_limit_hit();
+        let e = limits(60, 2000).connect_timed_out("the SSH key exchange", Duration::from_secs(2));
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let hit = take_limit_hit().unwrap();
+        assert_eq!(
+            hit,
+            LimitHit::Time("the SSH key exchange did not finish within stall_timeout (2s)".into())
+        );
+        let past = Limits {
+            deadline: Instant::now(),
+            ..limits(0, 60_000)
+        };
+        assert!(past.connect_timeout().is_err());
+        past.connect_timed_out("x", Duration::from_secs(60));
+        assert!(matches!(take_limit_hit(), Some(LimitHit::Time(w)) if w.contains("sync_timeout")));
+        // A wait the deadline cut short names the deadline, even if a hair of it is left.
+        limits(60, 2000).connect_timed_out("x", Duration::from_millis(1999));
+        assert!(matches!(take_limit_hit(), Some(LimitHit::Time(w)) if w.contains("sync_timeout")));
+    }
+
+    #[test]
+    fn libgit2_s_progress_is_held_to_the_sizes() {
+        let mut l = limits(60, 1000);
+        l.sizes.max_objects = 10;
+        l.sizes.max_pack = 1000;
+        take_limit_hit();
+        assert!(l.check_progress(10, 1000));
+        assert!(take_limit_hit().is_none());
+        assert!(!l.check_progress(11, 0));
+        assert!(
+            matches!(take_limit_hit(), Some(LimitHit::Size(w)) if w.contains("limits.max_objects (10)"))
+        );
+        assert!(!l.check_progress(0, 1001));
+        assert!(
+            matches!(take_limit_hit(), Some(LimitHit::Size(w)) if w.contains("limits.max_pack"))
+        );
+        // The first size that tripped stands; a later timeout does not hide it.
+        too_large(Exceeded::pack(1));
+        too_large(Exceeded::refs(2));
+        limit_hit("late".into());
+        assert!(matches!(take_limit_hit(), Some(LimitHit::Size(w)) if w.contains("max_pack")));
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   ([`daemon::Remote`]) and the "origin + first sync" fixture ([`daemon::Mirror`]).
 //! - [`forge`]: webhook deliveries signed as each forge signs them, with payloads made from the
 //!   captured fixtures.
+//! - [`hostile`]: remotes that misbehave on purpose (`git://` and smart HTTP on plain TCP, a
+//!   listener that never speaks) and a memory-sampling run of the binary.
 //!
 //! Everything lives in temp dirs and every server is killed on `Drop`.
 //! Each test file does `mod support;` and uses a subset, hence the `dead_code` allowance.
@@ -22,6 +24,7 @@
 pub mod daemon;
 pub mod faults;
 pub mod forge;
+pub mod hostile;
 pub mod https;
 pub mod nats;
 

@@ -7,7 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
 use super::Validator;
-use crate::config::raw::{RawApi, RawApiToken, RawDate, find_item_key_line};
+use crate::config::lines::find_item_key_line;
+use crate::config::raw::{RawApi, RawApiToken, RawDate};
 use crate::config::{Api, ApiToken, Credential, Problem, Repo, Scopes};
 
 /// The name the single `api.token` (or `api.token_file`) goes by in logs.

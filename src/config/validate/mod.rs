@@ -3,11 +3,12 @@
 //! gwg's keys are rewritten into hookmirror's first (see `gwg`), then defaults applied, `${VAR}`
 //! expanded, paths made absolute, and every problem collected with the repo, the key and the line.
 //! Pure: the environment and the folders come in through [`Context`]. The top-level keys are
-//! checked in `top`, a repo's in `repo`, its schedule in `schedule`, and `notify`/`health` in
-//! `notify`.
+//! checked in `top`, a repo's in `repo`, its schedule in `schedule`, what a fetch may receive
+//! (`limits.max_*`, top level and per repo) in `fetch`, and `notify`/`health` in `notify`.
 
 mod api;
 mod deploy;
+mod fetch;
 mod fleet;
 #[cfg(test)]
 mod gwg_keys;
@@ -23,7 +24,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::gwg::{self, Notes, Rewritten};
-use super::raw::{Format, RawConfig, RawDuration, find_key_line};
+use super::lines::find_key_line;
+use super::raw::{Format, RawConfig, RawDuration};
 use super::{Config, Credential, Problem};
 use crate::webhook::Provider;
 
@@ -79,6 +81,7 @@ pub fn validate(raw: RawConfig, ctx: &Context) -> Result<Config, Vec<Problem>> {
         warnings: Vec::new(),
         repo: None,
         notes: std::iter::once(top).chain(repos).collect(),
+        fetch_defaults: Default::default(),
     };
     let config = v.config(raw);
     if v.problems.is_empty() {
@@ -97,6 +100,8 @@ struct Validator<'c, 'a> {
     repo: Option<(usize, String)>,
     /// The rewrite's notes on the top level, then on each repo.
     notes: Vec<Notes>,
+    /// The top-level `limits.max_*`, which a repository's own `limits` override.
+    fetch_defaults: super::FetchLimits,
 }
 
 impl Validator<'_, '_> {
@@ -367,6 +372,7 @@ impl Validator<'_, '_> {
         let log = self.log(&raw);
         let hooks = self.hooks(&raw);
         let limits = self.limits(&raw);
+        self.fetch_defaults = self.fetch_limits(&raw);
         let health = self.health(&raw);
         let notify = self.notify_targets(&raw.notify);
         let ssh = self.ssh(&raw);

@@ -147,6 +147,7 @@ impl Validator<'_, '_> {
         };
         let retry = self.retry(&r);
         let timeouts = self.timeouts(&r);
+        let limits = self.repo_fetch_limits(&r);
         let on_success = self.on_success(&r);
         let notify = self.notify_targets(&r.notify);
         let deploy = self.deploy(&r, &target);
@@ -169,6 +170,7 @@ impl Validator<'_, '_> {
             auth,
             retry,
             timeouts,
+            limits,
             on_success,
             notify,
             deploy,

@@ -204,7 +204,7 @@ impl Validator<'_, '_> {
     }
 
     /// A byte size as written (`25MB`, `512 KiB`, a number of bytes); `None` when it is none.
-    fn size(&mut self, field: &str, raw: &RawSize) -> Option<usize> {
+    pub(super) fn size(&mut self, field: &str, raw: &RawSize) -> Option<usize> {
         match raw {
             // Saturates on 32-bit targets: far outside every bound.
             RawSize::Bytes(n) => Some(usize::try_from(*n).unwrap_or(usize::MAX)),
@@ -236,7 +236,7 @@ impl Validator<'_, '_> {
     }
 }
 
-/// Sizes such as `25MB`, `25 MiB`, `512k`, `1024`.
+/// Sizes such as `25MB`, `25 MiB`, `512k`, `1024`, `1TiB` (units are powers of 1024).
 fn parse_size(text: &str) -> Option<usize> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -247,6 +247,7 @@ fn parse_size(text: &str) -> Option<usize> {
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
         "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        "t" | "tb" | "tib" => 1024 * 1024 * 1024 * 1024,
         _ => return None,
     };
     n.checked_mul(mult)
