@@ -2,12 +2,11 @@
 //! reconcile what depends on it (queues and status of removed repos, schedule loops, the worker
 //! pool, resyncs of repos whose remote or ref changed).
 
-use std::collections::HashMap;
-
 use chrono::Utc;
 
+use super::book::ScheduleLoop;
 use super::{Daemon, Trigger};
-use crate::config::{Config, Schedule};
+use crate::config::{Config, Repo};
 
 /// What a reload changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,44 +22,47 @@ impl Daemon {
     /// Starts, restarts or stops schedule loops so they match the config in force.
     pub fn sync_schedules(&self) {
         let config = self.config();
+        self.schedule(config.repos.iter());
+    }
+
+    /// Starts, restarts or stops the schedule loops of `repos` so they match their config.
+    fn schedule<'a>(&self, repos: impl Iterator<Item = &'a Repo>) {
         let mut book = self.book();
-        let wanted: HashMap<&str, &Schedule> = config
-            .repos
-            .iter()
-            .filter_map(|r| r.schedule.as_ref().map(|s| (r.name.as_str(), s)))
-            .collect();
-        let mut stopped = Vec::new();
-        book.schedules.retain(|name, (schedule, stop)| {
-            let keep = wanted.get(name.as_str()).is_some_and(|w| *w == schedule);
-            if !keep {
-                let _ = stop.send(true);
-                stopped.push(name.clone());
-            }
-            keep
-        });
-        for name in stopped {
-            if let Some(st) = book.status.get_mut(&name) {
-                st.next_run = None;
-            }
-        }
-        for (name, schedule) in wanted {
-            if book.schedules.contains_key(name) {
+        for repo in repos {
+            let Some(entry) = book.repo_mut(&repo.name) else {
+                continue;
+            };
+            let running = entry.schedule.as_ref().map(|s| &s.schedule);
+            if running == repo.schedule.as_ref() {
                 continue;
             }
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            book.schedules
-                .insert(name.to_string(), (schedule.clone(), stop_tx));
+            if let Some(old) = entry.schedule.take() {
+                old.stop();
+                entry.status.next_run = None;
+            }
+            let Some(schedule) = &repo.schedule else {
+                continue;
+            };
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            entry.schedule = Some(ScheduleLoop {
+                schedule: schedule.clone(),
+                stop,
+            });
             let (d1, d2, n1, n2) = (
                 self.clone(),
                 self.clone(),
-                name.to_string(),
-                name.to_string(),
+                repo.name.clone(),
+                repo.name.clone(),
             );
             tokio::spawn(crate::schedule::tick_loop(
                 schedule.clone(),
                 std::sync::Arc::new(crate::schedule::SystemClock),
                 stop_rx,
-                move |next| d1.book().status.entry(n1.clone()).or_default().next_run = next,
+                move |next| {
+                    if let Some(entry) = d1.book().repo_mut(&n1) {
+                        entry.status.next_run = next;
+                    }
+                },
                 move || {
                     if let Err(e) = d2.request_sync(&n2, Trigger::Schedule, None, false) {
                         tracing::debug!(repo = %n2, error = ?e, "scheduled sync not queued");
@@ -161,21 +163,28 @@ impl Daemon {
                 }
             });
         }
+        // Entries are made before the config that names them is in force, and dropped after
+        // the one without them is: a repository the config in force names always has one.
+        {
+            let mut book = self.book();
+            for name in &summary.added {
+                book.add(name);
+            }
+        }
         self.set_config(new);
         {
             let mut book = self.book();
             for name in &summary.removed {
-                book.queue.remove(name);
-                book.status.remove(name);
-                book.waiters.remove(name);
-                book.history.remove(name);
-                book.pushes.remove(name);
+                book.remove(name);
             }
         }
         for name in &summary.removed {
             self.0.metrics.forget_repo(name);
         }
-        self.sync_schedules();
+        // Removed repositories' loops stopped with their entries; unchanged ones keep theirs.
+        let config = self.config();
+        let touched = summary.added.iter().chain(&summary.changed);
+        self.schedule(touched.filter_map(|name| config.repo(name)));
         for name in &resync {
             let _ = self.request_sync(name, Trigger::Reload, None, false);
         }
