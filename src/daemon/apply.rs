@@ -192,3 +192,76 @@ impl Daemon {
         summary
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::tests_support::config;
+
+    /// A repository at `dir` with one commit on `main`.
+    fn origin(dir: &std::path::Path) {
+        let git = git2::Repository::init(dir).unwrap();
+        std::fs::write(dir.join("f.txt"), "f\n").unwrap();
+        let mut index = git.index().unwrap();
+        index.add_path(std::path::Path::new("f.txt")).unwrap();
+        let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@invalid").unwrap();
+        git.commit(Some("refs/heads/main"), &sig, &sig, "c", &tree, &[])
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sync_that_ends_after_its_repository_left_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, fifo) = (tmp.path().join("origin"), tmp.path().join("go"));
+        origin(&src);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // `on_success` reads the fifo: the sync stays running until the test writes to it.
+        let a = format!(
+            "  - {{name: a, url: 'file://{}', directory: {}, branch: main, \
+             insecure_no_secret: true, on_success: {{command: [cat, '{}']}}}}\n",
+            src.display(),
+            tmp.path().join("a").display(),
+            fifo.display(),
+        );
+        let b = "  - {name: b, url: 'https://h/b.git', directory: b, secret: s}\n";
+        let with_a = config(&format!("initialise: false\nrepos:\n{a}{b}"));
+        let without_a = config(&format!("initialise: false\nrepos:\n{b}"));
+        let d = Daemon::new(with_a.clone());
+        let mut synced = d.sync_events();
+        let waiting = d.request_sync("a", Trigger::Api, None, true).unwrap();
+
+        // Opening the fifo for writing returns once `on_success` opened it to read.
+        let fifo_w = fifo.clone();
+        let writer = tokio::task::spawn_blocking(move || std::fs::File::create(fifo_w).unwrap());
+        let writer = tokio::time::timeout(std::time::Duration::from_secs(60), writer)
+            .await
+            .expect("on_success started")
+            .unwrap();
+        assert_eq!(d.apply(without_a).removed, ["a"]);
+        assert!(
+            waiting.unwrap().await.is_err(),
+            "its waiter learns the sync was abandoned"
+        );
+        drop(writer); // `cat` reads EOF, exits 0: the sync finishes.
+        tokio::time::timeout(std::time::Duration::from_secs(60), synced.changed())
+            .await
+            .expect("the sync finished")
+            .unwrap();
+
+        assert_eq!(d.apply(with_a).added, ["a"]);
+        let view = d.status("a").unwrap();
+        assert_eq!(
+            (view.status.syncs, view.status.commit.as_deref()),
+            (0, None),
+            "a repository added back starts afresh"
+        );
+        assert_eq!(d.history("a").unwrap(), []);
+    }
+}
