@@ -1,5 +1,6 @@
-//! The per-repository coalescing state machine and the delivery-id dedupe set. Pure: no tokio,
-//! no clock, no git; the daemon drives them under a lock.
+//! The per-repository coalescing state machine ([`Coalescer`], one in each repository's entry
+//! of the daemon's book) and the delivery-id dedupe set. Pure: no tokio, no clock, no git; the
+//! daemon drives them under a lock.
 //!
 //! Invariant: per repository at most one sync runs; requests that arrive while it runs set one
 //! pending follow-up, so N requests during a sync cause exactly one more sync, and that sync
@@ -11,9 +12,10 @@ use std::collections::{HashMap, VecDeque};
 pub const MAX_HINTS: usize = 32;
 
 /// Where a repository is in its cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    #[default]
     Idle,
     Queued,
     Syncing,
@@ -34,9 +36,10 @@ pub enum Action {
 /// unconditionally (API, schedule, start-up, or too many hints).
 pub type Hints = Option<Vec<String>>;
 
+/// One repository's coalescing state.
 #[derive(Debug, Default)]
-struct Entry {
-    state: Option<State>,
+pub struct Coalescer {
+    state: State,
     /// For the next sync: requests since the last start.
     pending: bool,
     hints: Hints,
@@ -44,13 +47,6 @@ struct Entry {
     force: bool,
     /// Sequence number of the newest request; a sync that starts covers all requests up to it.
     requested: u64,
-}
-
-/// The coalescing state for every repository.
-#[derive(Debug, Default)]
-pub struct Coalescer {
-    repos: HashMap<String, Entry>,
-    seq: u64,
 }
 
 /// What a sync that starts now covers.
@@ -64,31 +60,24 @@ pub struct Started {
 }
 
 impl Coalescer {
-    pub fn state(&self, name: &str) -> State {
-        self.repos
-            .get(name)
-            .and_then(|e| e.state)
-            .unwrap_or(State::Idle)
+    pub fn state(&self) -> State {
+        self.state
     }
 
     /// True when requests arrived since the running sync started: a sync that is running runs
     /// once more afterwards; one in backoff takes them along into its next attempt.
-    pub fn pending(&self, name: &str) -> bool {
-        self.repos
-            .get(name)
-            .is_some_and(|e| e.pending && matches!(e.state, Some(State::Syncing | State::Backoff)))
+    pub fn pending(&self) -> bool {
+        self.pending && matches!(self.state, State::Syncing | State::Backoff)
     }
 
-    /// Records a request. `hint` is a commit the remote should have, or `None` to force a fetch.
-    /// Returns the action and the request's sequence number.
-    pub fn request(&mut self, name: &str, hint: Option<&str>) -> (Action, u64) {
-        self.seq += 1;
-        let seq = self.seq;
-        let e = self.repos.entry(name.to_string()).or_default();
-        e.requested = seq;
+    /// Records request number `seq` (numbers grow with every request the caller makes, so a
+    /// sync's [`Started::covers`] tells which requests it answers). `hint` is a commit the remote
+    /// should have, or `None` to force a fetch.
+    pub fn request(&mut self, seq: u64, hint: Option<&str>) -> Action {
+        self.requested = seq;
         // Merge hints: any request without one forces a fetch; too many hints do too.
-        let fresh = !e.pending;
-        e.hints = match (fresh, e.hints.take(), hint) {
+        let fresh = !self.pending;
+        self.hints = match (fresh, self.hints.take(), hint) {
             (true, _, Some(h)) => Some(vec![h.to_string()]),
             (true, _, None) | (false, None, _) | (false, Some(_), None) => None,
             (false, Some(mut hs), Some(h)) => {
@@ -98,66 +87,59 @@ impl Coalescer {
                 (hs.len() <= MAX_HINTS).then_some(hs)
             }
         };
-        e.pending = true;
-        match e.state {
-            None | Some(State::Idle) => {
-                e.state = Some(State::Queued);
-                (Action::Start, seq)
+        self.pending = true;
+        match self.state {
+            State::Idle => {
+                self.state = State::Queued;
+                Action::Start
             }
-            Some(_) => (Action::Coalesced, seq),
+            _ => Action::Coalesced,
         }
     }
 
-    /// Marks the request just made for `name` as forced: the sync that covers it fetches and
-    /// rewrites the tree even when it is at the tip. It rides along with a sync already queued
-    /// (which then is forced), or with the follow-up of a running one.
-    pub fn force(&mut self, name: &str) {
-        if let Some(e) = self.repos.get_mut(name).filter(|e| e.pending) {
-            e.force = true;
-            e.hints = None;
+    /// Marks the request just made as forced: the sync that covers it fetches and rewrites the
+    /// tree even when it is at the tip. It rides along with a sync already queued (which then is
+    /// forced), or with the follow-up of a running one.
+    pub fn force(&mut self) {
+        if self.pending {
+            self.force = true;
+            self.hints = None;
         }
     }
 
-    /// A worker starts syncing `name`: takes the pending requests. `None` if nothing is pending
-    /// (the worker should stop).
-    pub fn start(&mut self, name: &str) -> Option<Started> {
-        let e = self.repos.get_mut(name)?;
-        if !e.pending {
-            e.state = Some(State::Idle);
+    /// A worker starts syncing: takes the pending requests. `None` if nothing is pending (the
+    /// worker should stop).
+    pub fn start(&mut self) -> Option<Started> {
+        if !self.pending {
+            self.state = State::Idle;
             return None;
         }
-        e.pending = false;
-        e.state = Some(State::Syncing);
+        self.pending = false;
+        self.state = State::Syncing;
         Some(Started {
-            hints: e.hints.take(),
-            force: std::mem::take(&mut e.force),
-            covers: e.requested,
+            hints: self.hints.take(),
+            force: std::mem::take(&mut self.force),
+            covers: self.requested,
         })
     }
 
-    /// The running sync of `name` failed and waits to try again: it is in backoff until
+    /// The running sync failed and waits to try again: it is in backoff until
     /// [`Coalescer::retry`].
-    pub fn back_off(&mut self, name: &str) {
-        if let Some(e) = self.repos.get_mut(name) {
-            e.state = Some(State::Backoff);
-        }
+    pub fn back_off(&mut self) {
+        self.state = State::Backoff;
     }
 
-    /// The sync of `name` in backoff tries again: requests that arrived since it started ride
-    /// along (it now covers them, and must satisfy their hints too), so none waits for a sync
-    /// of its own.
-    pub fn retry(&mut self, name: &str, current: &mut Started) {
-        let Some(e) = self.repos.get_mut(name) else {
-            return;
-        };
-        e.state = Some(State::Syncing);
-        if !e.pending {
+    /// The sync in backoff tries again: requests that arrived since it started ride along (it
+    /// now covers them, and must satisfy their hints too), so none waits for a sync of its own.
+    pub fn retry(&mut self, current: &mut Started) {
+        self.state = State::Syncing;
+        if !self.pending {
             return;
         }
-        e.pending = false;
-        current.covers = e.requested;
-        current.force |= std::mem::take(&mut e.force);
-        current.hints = match (current.hints.take(), e.hints.take()) {
+        self.pending = false;
+        current.covers = self.requested;
+        current.force |= std::mem::take(&mut self.force);
+        current.hints = match (current.hints.take(), self.hints.take()) {
             (Some(mut hs), Some(more)) => {
                 for h in more {
                     if !hs.contains(&h) {
@@ -170,24 +152,15 @@ impl Coalescer {
         };
     }
 
-    /// The running sync of `name` finished. Returns true when requests arrived meanwhile: the
-    /// worker must run once more (the repo is `Queued` again); otherwise it is `Idle`.
-    pub fn finish(&mut self, name: &str) -> bool {
-        let Some(e) = self.repos.get_mut(name) else {
-            return false;
-        };
-        if e.pending {
-            e.state = Some(State::Queued);
-            true
+    /// The running sync finished. Returns true when requests arrived meanwhile: the worker must
+    /// run once more (the repo is `Queued` again); otherwise it is `Idle`.
+    pub fn finish(&mut self) -> bool {
+        self.state = if self.pending {
+            State::Queued
         } else {
-            e.state = Some(State::Idle);
-            false
-        }
-    }
-
-    /// Forgets a repository removed from the config (its running sync, if any, finishes).
-    pub fn remove(&mut self, name: &str) {
-        self.repos.remove(name);
+            State::Idle
+        };
+        self.pending
     }
 }
 
@@ -273,128 +246,160 @@ impl Dedupe {
 mod tests {
     use super::*;
 
+    /// A repository's coalescer and the numbers its requests get, as the daemon's book keeps them.
+    #[derive(Default)]
+    struct Numbered {
+        c: Coalescer,
+        seq: u64,
+    }
+
+    impl Numbered {
+        fn request(&mut self, hint: Option<&str>) -> Action {
+            self.seq += 1;
+            self.c.request(self.seq, hint)
+        }
+    }
+
+    impl std::ops::Deref for Numbered {
+        type Target = Coalescer;
+        fn deref(&self) -> &Coalescer {
+            &self.c
+        }
+    }
+
+    impl std::ops::DerefMut for Numbered {
+        fn deref_mut(&mut self) -> &mut Coalescer {
+            &mut self.c
+        }
+    }
+
     #[test]
     fn n_requests_during_a_sync_cause_exactly_one_more() {
-        let mut c = Coalescer::default();
-        assert_eq!(c.request("a", Some("c1")).0, Action::Start);
-        assert_eq!(c.state("a"), State::Queued);
-        let s = c.start("a").unwrap();
+        let mut c = Numbered::default();
+        assert_eq!(c.request(Some("c1")), Action::Start);
+        assert_eq!(c.state(), State::Queued);
+        let s = c.start().unwrap();
         assert_eq!(s.hints, Some(vec!["c1".to_string()]));
-        assert_eq!(c.state("a"), State::Syncing);
+        assert_eq!(c.state(), State::Syncing);
         for i in 2..=50 {
-            assert_eq!(c.request("a", Some(&format!("c{i}"))).0, Action::Coalesced);
+            assert_eq!(c.request(Some(&format!("c{i}"))), Action::Coalesced);
         }
-        assert!(c.pending("a"));
-        assert!(c.finish("a"), "one follow-up");
-        assert_eq!(c.state("a"), State::Queued);
-        let s = c.start("a").unwrap();
+        assert!(c.pending());
+        assert!(c.finish(), "one follow-up");
+        assert_eq!(c.state(), State::Queued);
+        let s = c.start().unwrap();
         assert_eq!(
             s.hints, None,
             "49 hints exceed MAX_HINTS: fetch unconditionally"
         );
         assert_eq!(s.covers, 50);
-        assert!(!c.finish("a"), "no second follow-up");
-        assert_eq!(c.state("a"), State::Idle);
-        assert!(c.start("a").is_none());
+        assert!(!c.finish(), "no second follow-up");
+        assert_eq!(c.state(), State::Idle);
+        assert!(c.start().is_none());
     }
 
     #[test]
     fn requests_while_queued_ride_along() {
-        let mut c = Coalescer::default();
-        assert_eq!(c.request("a", Some("x")).0, Action::Start);
-        assert_eq!(c.request("a", Some("y")).0, Action::Coalesced);
-        let s = c.start("a").unwrap();
+        let mut c = Numbered::default();
+        assert_eq!(c.request(Some("x")), Action::Start);
+        assert_eq!(c.request(Some("y")), Action::Coalesced);
+        let s = c.start().unwrap();
         assert_eq!(s.hints, Some(vec!["x".to_string(), "y".to_string()]));
         assert_eq!(s.covers, 2);
-        assert!(!c.finish("a"));
+        assert!(!c.finish());
     }
 
     #[test]
     fn requests_during_backoff_ride_along_with_the_retry() {
-        let mut c = Coalescer::default();
-        c.request("a", Some("x"));
-        let mut s = c.start("a").unwrap();
-        c.back_off("a");
-        assert_eq!(c.state("a"), State::Backoff);
-        assert!(!c.pending("a"));
-        assert_eq!(c.request("a", Some("y")).0, Action::Coalesced);
-        assert_eq!(c.request("a", Some("x")).0, Action::Coalesced);
-        assert!(c.pending("a"));
-        c.retry("a", &mut s);
-        assert_eq!(c.state("a"), State::Syncing);
+        let mut c = Numbered::default();
+        c.request(Some("x"));
+        let mut s = c.start().unwrap();
+        c.back_off();
+        assert_eq!(c.state(), State::Backoff);
+        assert!(!c.pending());
+        assert_eq!(c.request(Some("y")), Action::Coalesced);
+        assert_eq!(c.request(Some("x")), Action::Coalesced);
+        assert!(c.pending());
+        c.retry(&mut s);
+        assert_eq!(c.state(), State::Syncing);
         assert_eq!(s.hints, Some(vec!["x".to_string(), "y".to_string()]));
         assert_eq!(s.covers, 3, "the retry answers every request so far");
-        assert!(!c.finish("a"), "nothing left for a sync of its own");
-        assert_eq!(c.state("a"), State::Idle);
+        assert!(!c.finish(), "nothing left for a sync of its own");
+        assert_eq!(c.state(), State::Idle);
 
         // A request without a hint during backoff makes the retry fetch unconditionally; with
         // nothing new, the retry keeps what it had.
-        c.request("a", Some("z"));
-        let mut s = c.start("a").unwrap();
-        c.back_off("a");
-        c.retry("a", &mut s);
+        c.request(Some("z"));
+        let mut s = c.start().unwrap();
+        c.back_off();
+        c.retry(&mut s);
         assert_eq!(
             (s.hints.clone(), s.covers),
             (Some(vec!["z".to_string()]), 4)
         );
-        c.back_off("a");
-        c.request("a", None);
-        c.retry("a", &mut s);
+        c.back_off();
+        c.request(None);
+        c.retry(&mut s);
         assert_eq!((s.hints, s.covers), (None, 5));
     }
 
     #[test]
     fn a_request_without_hint_forces_the_fetch() {
-        let mut c = Coalescer::default();
-        c.request("a", Some("x"));
-        c.request("a", None);
-        c.request("a", Some("y"));
-        assert_eq!(c.start("a").unwrap().hints, None);
+        let mut c = Numbered::default();
+        c.request(Some("x"));
+        c.request(None);
+        c.request(Some("y"));
+        assert_eq!(c.start().unwrap().hints, None);
     }
 
     #[test]
     fn a_forced_request_is_not_swallowed_by_coalescing() {
-        let mut c = Coalescer::default();
+        let mut c = Numbered::default();
         // Queued (not started) with a hint: the force rides along and drops the hint.
-        c.request("a", Some("x"));
-        c.request("a", None);
-        c.force("a");
-        c.request("a", Some("y"));
-        let s = c.start("a").unwrap();
+        c.request(Some("x"));
+        c.request(None);
+        c.force();
+        c.request(Some("y"));
+        let s = c.start().unwrap();
         assert!(s.force);
         assert_eq!(s.hints, None);
         // During a sync: the follow-up is forced, the one after it is not.
-        c.request("a", Some("z"));
-        c.force("a");
-        assert!(c.finish("a"));
-        let s = c.start("a").unwrap();
+        c.request(Some("z"));
+        c.force();
+        assert!(c.finish());
+        let s = c.start().unwrap();
         assert!(s.force, "the follow-up carries the force");
-        c.request("a", Some("w"));
-        assert!(c.finish("a"));
-        let s = c.start("a").unwrap();
+        c.request(Some("w"));
+        assert!(c.finish());
+        let s = c.start().unwrap();
         assert!(!s.force, "a force is used once");
         assert_eq!(s.hints, Some(vec!["w".to_string()]));
-        assert!(!c.finish("a"));
+        assert!(!c.finish());
         // A forced request on an idle repo.
-        assert_eq!(c.request("b", None).0, Action::Start);
-        c.force("b");
-        assert!(c.start("b").unwrap().force);
+        let mut b = Numbered::default();
+        assert_eq!(b.request(None), Action::Start);
+        b.force();
+        assert!(b.start().unwrap().force);
         // `force` without a pending request does nothing.
-        assert!(!c.finish("b"));
-        c.force("b");
-        assert!(c.start("b").is_none());
+        assert!(!b.finish());
+        b.force();
+        assert!(b.start().is_none());
     }
 
     #[test]
-    fn repos_are_independent() {
-        let mut c = Coalescer::default();
-        assert_eq!(c.request("a", None).0, Action::Start);
-        assert_eq!(c.request("b", None).0, Action::Start);
-        c.start("a");
-        assert_eq!(c.state("b"), State::Queued);
-        assert!(!c.finish("a"));
-        assert_eq!(c.state("a"), State::Idle);
-        assert_eq!(c.state("b"), State::Queued);
+    fn a_sync_covers_its_own_requests_among_numbers_shared_by_every_repo() {
+        // The daemon numbers requests across repositories: a sync covers the newest number its
+        // repository saw, whatever numbers went to others meanwhile.
+        let (mut a, mut b) = (Coalescer::default(), Coalescer::default());
+        assert_eq!(a.request(1, None), Action::Start);
+        assert_eq!(b.request(2, None), Action::Start);
+        assert_eq!(a.request(3, Some("x")), Action::Coalesced);
+        assert_eq!(a.start().map(|s| s.covers), Some(3));
+        assert_eq!(b.state(), State::Queued, "repositories are independent");
+        assert_eq!(b.request(4, None), Action::Coalesced);
+        assert_eq!(b.start().map(|s| s.covers), Some(4));
+        assert!(!a.finish());
+        assert_eq!((a.state(), b.state()), (State::Idle, State::Syncing));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The domain: the [`Daemon`] handle over shared state, and what happens to a sync request from
 //! the moment it is made until its outcome is recorded. Its parts:
+//! - the book (`book.rs`): the state that changes as requests come and syncs finish, one entry
+//!   per repository;
 //! - [`deliver`](Daemon::deliver) (`deliver.rs`): a verified, parsed push → which repositories are
 //!   queued, which ignored and why, or a duplicate;
 //! - the workers (`worker.rs`): one task per busy repository, `workers` syncs at once, recording
@@ -11,13 +13,14 @@
 //! The process lifecycle (listener, watcher, signals, shutdown) lives above it in [`crate::run`].
 
 mod apply;
+mod book;
 mod deliver;
 mod observe;
 mod relay;
 mod status;
 mod worker;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -28,7 +31,8 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::queue::{Action, Coalescer, Dedupe};
+use crate::queue::Action;
+use book::{Book, RepoEntry};
 
 pub use apply::ReloadSummary;
 pub use deliver::{Delivered, wanted};
@@ -81,22 +85,6 @@ enum Waiter {
     Report(oneshot::Sender<SyncReport>),
 }
 
-/// Everything that changes as requests come and syncs finish, under one lock.
-struct Book {
-    queue: Coalescer,
-    status: HashMap<String, RepoStatus>,
-    waiters: HashMap<String, Vec<(u64, Waiter)>>,
-    dedupe: Dedupe,
-    triggers: HashMap<String, Trigger>,
-    /// The last syncs of each repository (see `observe`).
-    history: HashMap<String, observe::History>,
-    /// Webhook requests not yet synced: (request number, when it arrived).
-    pushes: HashMap<String, Vec<(u64, std::time::Instant)>>,
-    reload: ReloadStatus,
-    /// Running schedule loops: the schedule and the sender that stops its loop.
-    schedules: HashMap<String, (crate::config::Schedule, tokio::sync::watch::Sender<bool>)>,
-}
-
 struct Shared {
     config: RwLock<Arc<Config>>,
     book: Mutex<Book>,
@@ -139,17 +127,7 @@ impl Daemon {
     /// A daemon recording into `metrics`.
     pub fn with_metrics(config: Config, metrics: Arc<Metrics>) -> Daemon {
         crate::sync::configure(&config);
-        let book = Book {
-            queue: Coalescer::default(),
-            status: HashMap::new(),
-            waiters: HashMap::new(),
-            dedupe: Dedupe::new(DEDUPE_CAPACITY),
-            triggers: HashMap::new(),
-            history: HashMap::new(),
-            pushes: HashMap::new(),
-            reload: ReloadStatus::default(),
-            schedules: HashMap::new(),
-        };
+        let book = Book::new(config.repos.iter().map(|r| r.name.as_str()));
         Daemon(Arc::new(Shared {
             workers: Arc::new(Semaphore::new(config.workers)),
             config: RwLock::new(Arc::new(config)),
@@ -210,7 +188,10 @@ impl Daemon {
         .unwrap_or_default();
         let mut book = self.book();
         for (name, state) in found {
-            let st = book.status.entry(name.clone()).or_default();
+            let Some(entry) = book.repo_mut(&name) else {
+                continue; // left the config meanwhile
+            };
+            let st = &mut entry.status;
             st.commit = state.commit;
             if let Some(message) = state.interrupted {
                 tracing::warn!(repo = %name, "{message}");
@@ -261,25 +242,27 @@ impl Daemon {
             return Err(RequestError::UnknownRepo);
         }
         let mut book = self.book();
-        let (action, seq) = book.queue.request(name, hint);
+        let seq = book.next_request();
+        let Some(entry) = book.repo_mut(name) else {
+            return Err(RequestError::UnknownRepo);
+        };
+        let action = entry.queue.request(seq, hint);
         if force {
-            book.queue.force(name);
+            entry.queue.force();
         }
-        let waiters = book.waiters.entry(name.to_string()).or_default();
-        if let Trigger::Webhook { delivery: Some(id) } = &trigger {
-            waiters.push((seq, Waiter::Delivery(id.clone())));
+        if let Trigger::Webhook { delivery } = &trigger {
+            if let Some(id) = delivery {
+                entry.waiters.push((seq, Waiter::Delivery(id.clone())));
+            }
+            entry.note_push(seq, std::time::Instant::now());
         }
         let rx = report.then(|| {
             let (tx, rx) = oneshot::channel();
-            waiters.push((seq, Waiter::Report(tx)));
+            entry.waiters.push((seq, Waiter::Report(tx)));
             rx
         });
-        let webhook = matches!(trigger, Trigger::Webhook { .. });
-        book.triggers.insert(name.to_string(), trigger.clone());
+        entry.trigger = Some(trigger.clone());
         drop(book);
-        if webhook {
-            self.note_push(name, seq);
-        }
         tracing::debug!(repo = name, %trigger, seq, force, coalesced = (action == Action::Coalesced), "sync requested");
         if action == Action::Start {
             self.spawn_worker(name);
@@ -290,9 +273,8 @@ impl Daemon {
     /// The remote ref last followed, for matching pushes to a repo that tracks the default branch.
     pub fn remote_ref(&self, name: &str) -> Option<String> {
         self.book()
-            .status
-            .get(name)
-            .and_then(|s| s.remote_ref.clone())
+            .repo(name)
+            .and_then(|e| e.status.remote_ref.clone())
     }
 
     /// Where [`Daemon::request_reload`] sends: the run loop's reload channel.
@@ -319,8 +301,10 @@ impl Daemon {
     pub fn close_intake(&self) {
         self.0.intake.store(false, Ordering::SeqCst);
         self.0.stop.send_replace(true);
-        for (_, (_, stop)) in self.book().schedules.drain() {
-            let _ = stop.send(true);
+        for entry in self.book().entries_mut() {
+            if let Some(schedule) = entry.schedule.take() {
+                schedule.stop();
+            }
         }
     }
 

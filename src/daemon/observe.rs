@@ -4,12 +4,11 @@
 //! webhook deliveries the server records, and readiness.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::status::ErrorInfo;
+use super::status::{ErrorInfo, RepoStatus};
 use super::{Daemon, SyncReport, Trigger};
 use crate::config::{NotifyTarget, Repo};
 use crate::metrics::{SyncResult, SyncSample, TriggerKind, WebhookResult};
@@ -21,9 +20,6 @@ use crate::sync::Outcome;
 pub const HISTORY: usize = 50;
 /// Webhook deliveries kept for the status page.
 pub const DELIVERIES: usize = 100;
-/// Webhooks per repository whose push → synced time is still to be measured; a repository that
-/// keeps failing under a stream of pushes forgets the oldest.
-const PENDING_PUSHES: usize = 256;
 /// Delivery ids come from the request: longer ones are cut on the status page.
 const MAX_DELIVERY_ID: usize = 100;
 
@@ -73,16 +69,6 @@ impl Trigger {
 }
 
 impl Daemon {
-    /// Remembers when a webhook asked for sync number `seq`, to time push → synced.
-    pub(super) fn note_push(&self, name: &str, seq: u64) {
-        let mut book = self.book();
-        let pushes = book.pushes.entry(name.to_string()).or_default();
-        if pushes.len() >= PENDING_PUSHES {
-            pushes.remove(0);
-        }
-        pushes.push((seq, Instant::now()));
-    }
-
     /// Records a finished sync everywhere but status (which `record` did): history, failure
     /// streak, metrics, push → synced times, notifications. `lagging`: the fetched tip lacked a
     /// pushed commit, so those pushes are not synced yet.
@@ -105,32 +91,31 @@ impl Daemon {
         };
         let now = Utc::now();
         let mut book = self.book();
-        let st = book.status.entry(repo.name.clone()).or_default();
-        let failures_before = st.consecutive_failures;
-        st.consecutive_failures = if report.ok { 0 } else { failures_before + 1 };
-        let consecutive_failures = st.consecutive_failures;
-        let history = book.history.entry(repo.name.clone()).or_default();
-        if history.len() >= HISTORY {
-            history.pop_front();
-        }
-        history.push_back(SyncRecord {
-            at: now,
-            duration_ms: report.duration_ms,
-            result: result.as_str(),
-            trigger: kind.as_str(),
-            commit: report.commit.clone(),
-            error: report.error.clone(),
-        });
-        let synced_pushes: Vec<Instant> = match book.pushes.get_mut(&repo.name) {
-            Some(pushes) if report.ok && !lagging => {
-                let (done, later): (Vec<_>, Vec<_>) =
-                    pushes.drain(..).partition(|(seq, _)| *seq <= covers);
-                *pushes = later;
-                done.into_iter().map(|(_, at)| at).collect()
+        // A repository that left the config while it synced has no entry: its sync still
+        // counts in the metrics and is announced, as the first of a fresh streak.
+        let (failures_before, synced_pushes) = match book.repo_mut(&repo.name) {
+            Some(entry) => {
+                let before = entry.status.consecutive_failures;
+                entry.status.consecutive_failures = if report.ok { 0 } else { before + 1 };
+                entry.remember(SyncRecord {
+                    at: now,
+                    duration_ms: report.duration_ms,
+                    result: result.as_str(),
+                    trigger: kind.as_str(),
+                    commit: report.commit.clone(),
+                    error: report.error.clone(),
+                });
+                let synced = if report.ok && !lagging {
+                    entry.synced_pushes(covers)
+                } else {
+                    Vec::new()
+                };
+                (before, synced)
             }
-            _ => Vec::new(),
+            None => (0, Vec::new()),
         };
         drop(book);
+        let consecutive_failures = if report.ok { 0 } else { failures_before + 1 };
 
         let metrics = &self.0.metrics;
         metrics.sync_finished(&SyncSample {
@@ -185,9 +170,8 @@ impl Daemon {
         self.config().repo(name)?;
         let book = self.book();
         Some(
-            book.history
-                .get(name)
-                .map(|h| h.iter().cloned().collect())
+            book.repo(name)
+                .map(|e| e.history.iter().cloned().collect())
                 .unwrap_or_default(),
         )
     }
@@ -238,8 +222,9 @@ impl Daemon {
         let limit = config.health.max_consecutive_failures;
         let book = self.book();
         let mut out = Vec::new();
+        let none = RepoStatus::default();
         for r in &config.repos {
-            let st = book.status.get(&r.name).cloned().unwrap_or_default();
+            let st = book.repo(&r.name).map_or(&none, |e| &e.status);
             let reason = if st.consecutive_failures >= limit {
                 "failing"
             } else if st.syncs == 0 && (config.initialise || st.commit.is_none()) {
@@ -259,19 +244,15 @@ impl Daemon {
 
     /// The metrics exposition, with the queue gauges read now.
     pub fn metrics_text(&self, openmetrics: bool) -> String {
-        let config = self.config();
         let (mut pending, mut running) = (0, 0);
-        {
-            let book = self.book();
-            for r in &config.repos {
-                match book.queue.state(&r.name) {
-                    // Waiting for its turn, or for its retry: not holding a worker.
-                    State::Queued | State::Backoff => pending += 1,
-                    State::Syncing => running += 1,
-                    State::Idle => {}
-                }
-                pending += usize::from(book.queue.pending(&r.name));
+        for entry in self.book().entries() {
+            match entry.queue.state() {
+                // Waiting for its turn, or for its retry: not holding a worker.
+                State::Queued | State::Backoff => pending += 1,
+                State::Syncing => running += 1,
+                State::Idle => {}
             }
+            pending += usize::from(entry.queue.pending());
         }
         self.0.metrics.set_queue(pending, running);
         self.0.metrics.encode(openmetrics)

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Book, Daemon};
+use super::{Daemon, RepoEntry};
 use crate::config::Repo;
 use crate::queue::State;
 use crate::sync::{Outcome, SyncError};
@@ -115,16 +115,16 @@ pub struct RepoView {
     pub status: RepoStatus,
 }
 
-fn view(repo: &Repo, book: &Book) -> RepoView {
+fn view(repo: &Repo, entry: Option<&RepoEntry>) -> RepoView {
     RepoView {
         name: repo.name.clone(),
         url: repo.url.redacted().to_string(),
         target: repo.target.to_string(),
         directory: repo.directory.display().to_string(),
         path: repo.path.clone(),
-        state: book.queue.state(&repo.name),
-        pending: book.queue.pending(&repo.name),
-        status: book.status.get(&repo.name).cloned().unwrap_or_default(),
+        state: entry.map(|e| e.queue.state()).unwrap_or_default(),
+        pending: entry.is_some_and(|e| e.queue.pending()),
+        status: entry.map(|e| e.status.clone()).unwrap_or_default(),
     }
 }
 
@@ -157,13 +157,17 @@ impl Daemon {
     pub fn statuses(&self) -> Vec<RepoView> {
         let config = self.config();
         let book = self.book();
-        config.repos.iter().map(|r| view(r, &book)).collect()
+        config
+            .repos
+            .iter()
+            .map(|r| view(r, book.repo(&r.name)))
+            .collect()
     }
 
     pub fn status(&self, name: &str) -> Option<RepoView> {
         let config = self.config();
         let repo = config.repo(name)?;
-        Some(view(repo, &self.book()))
+        Some(view(repo, self.book().repo(name)))
     }
 
     /// Reload history, for status.

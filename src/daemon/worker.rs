@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::status::{RecoveryAction, RecoveryInfo, RetryInfo, error_info, outcome_error};
+use super::status::{
+    RecoveryAction, RecoveryInfo, RepoStatus, RetryInfo, error_info, outcome_error,
+};
 use super::{Daemon, LAG_DELAY, LAG_RETRIES, SyncReport, Trigger, Waiter};
 use crate::config::Repo;
 use crate::queue::Started;
@@ -37,19 +39,28 @@ impl Daemon {
             let Ok(permit) = self.0.workers.clone().acquire_owned().await else {
                 return;
             };
-            let Some(started) = self.book().queue.start(name) else {
+            let Some((started, trigger)) = self.start(name) else {
                 return;
             };
-            let trigger = self.book().triggers.get(name).cloned();
+            // `None`: the repository left the config, and its entry with it.
             let Some((repo, covers, outcome)) = self.sync(name, started, permit).await else {
-                self.book().queue.remove(name);
                 return;
             };
             self.record(&repo, trigger.as_ref(), covers, &outcome);
-            if !self.book().queue.finish(name) {
+            let more = self.book().repo_mut(name).is_some_and(|e| e.queue.finish());
+            if !more {
                 return;
             }
         }
+    }
+
+    /// Takes `name`'s pending requests for a sync that starts now, and what caused the newest;
+    /// `None` when nothing is pending (or the repository left the config).
+    fn start(&self, name: &str) -> Option<(Started, Option<Trigger>)> {
+        let mut book = self.book();
+        let entry = book.repo_mut(name)?;
+        let started = entry.queue.start()?;
+        Some((started, entry.trigger.clone()))
     }
 
     /// Runs attempts at `name`'s sync until one succeeds or [`backoff::next`] gives up. Each
@@ -69,11 +80,7 @@ impl Daemon {
         let mut busy_since: Option<Instant> = None;
         loop {
             let repo = self.config().repo(name).cloned()?;
-            self.book()
-                .status
-                .entry(name.to_string())
-                .or_default()
-                .last_attempt = Some(Utc::now());
+            self.note_attempt(name);
             let opts = SyncOptions {
                 hints: started.hints.clone(),
                 force: started.force,
@@ -111,22 +118,36 @@ impl Daemon {
                 return done(a, attempts);
             };
             permit = Some(p);
-            let mut book = self.book();
-            book.queue.retry(name, &mut started);
-            if let Some(st) = book.status.get_mut(name) {
-                st.retry = None;
-            }
-            drop(book);
+            self.resume(name, &mut started);
             attempts += u32::from(counts);
+        }
+    }
+
+    /// Shows in `name`'s status when its sync's attempt started.
+    fn note_attempt(&self, name: &str) {
+        if let Some(entry) = self.book().repo_mut(name) {
+            entry.status.last_attempt = Some(Utc::now());
+        }
+    }
+
+    /// `name`'s sync in backoff tries again: requests that arrived meanwhile ride along in
+    /// `started`.
+    fn resume(&self, name: &str, started: &mut Started) {
+        if let Some(entry) = self.book().repo_mut(name) {
+            entry.queue.retry(started);
+            entry.status.retry = None;
         }
     }
 
     /// Shows that `name`'s sync failed attempt number `attempt` and waits `after` for the next.
     fn back_off(&self, name: &str, attempt: u32, after: Duration, e: &SyncError) {
         let mut book = self.book();
-        book.queue.back_off(name);
+        let Some(entry) = book.repo_mut(name) else {
+            return;
+        };
+        entry.queue.back_off();
         let next = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-        book.status.entry(name.to_string()).or_default().retry = Some(RetryInfo {
+        entry.status.retry = Some(RetryInfo {
             attempt,
             next_attempt: next,
             error: error_info(e),
@@ -157,7 +178,10 @@ impl Daemon {
         tracing::warn!(repo = %name, kinds = %kinds.join(","), actions = %actions.join("; "), "recovered the checkout");
         self.0.metrics.recovered(name, done.len() as u64);
         let mut book = self.book();
-        let st = book.status.entry(name.to_string()).or_default();
+        let Some(entry) = book.repo_mut(name) else {
+            return;
+        };
+        let st = &mut entry.status;
         st.recoveries += done.len() as u64;
         st.last_recovery = Some(RecoveryInfo {
             at: Utc::now(),
@@ -213,44 +237,18 @@ impl Daemon {
                 "sync"
             ),
         }
-        let mut lag_retry = None;
         let mut book = self.book();
-        let st = book.status.entry(repo.name.clone()).or_default();
-        st.syncs += 1;
-        st.retry = None;
-        st.last_duration_ms = Some(ms);
-        st.last_trigger = Some(trigger.to_string());
-        if let Ok(s) = &o.result {
-            st.commit = Some(s.new.clone());
-            if s.fetched {
-                st.remote_ref = Some(s.remote_ref.clone());
-            }
-            st.fetches += u64::from(s.fetched);
-            if s.missing_hints.is_empty() {
-                st.lag_retries = 0;
-            } else if st.lag_retries < LAG_RETRIES {
-                st.lag_retries += 1;
-                lag_retry = Some((st.lag_retries, s.missing_hints[0].clone()));
-            }
-        }
-        if o.ok() {
-            st.last_success = Some(Utc::now());
-            st.last_error = None;
-        } else {
-            st.failures += 1;
-            st.last_error = report.error.clone();
-        }
-        let waiters = book.waiters.remove(&repo.name).unwrap_or_default();
-        let (done, later): (Vec<_>, Vec<_>) =
-            waiters.into_iter().partition(|(seq, _)| *seq <= covers);
-        if !later.is_empty() {
-            book.waiters.insert(repo.name.clone(), later);
-        }
-        for (_, w) in done {
+        // A repository that left the config while it synced has no entry: nothing to record.
+        let (lag_retry, answered) = match book.repo_mut(&repo.name) {
+            Some(entry) => (
+                note_outcome(&mut entry.status, o, &report, trigger, ms),
+                entry.answered(covers),
+            ),
+            None => (None, Vec::new()),
+        };
+        for w in answered {
             match w {
-                Waiter::Delivery(id) => {
-                    book.dedupe.settle(&id, report.ok);
-                }
+                Waiter::Delivery(id) => book.dedupe.settle(&id, report.ok),
                 Waiter::Report(tx) => {
                     let _ = tx.send(report.clone());
                 }
@@ -270,6 +268,43 @@ impl Daemon {
             });
         }
     }
+}
+
+/// Puts a finished sync into its repository's status. Returns the replica-lag retry to schedule
+/// (its number and the missing commit), if the fetched tip lacked a pushed commit.
+fn note_outcome(
+    st: &mut RepoStatus,
+    o: &Outcome,
+    report: &SyncReport,
+    trigger: &str,
+    ms: u64,
+) -> Option<(u32, String)> {
+    let mut lag_retry = None;
+    st.syncs += 1;
+    st.retry = None;
+    st.last_duration_ms = Some(ms);
+    st.last_trigger = Some(trigger.to_string());
+    if let Ok(s) = &o.result {
+        st.commit = Some(s.new.clone());
+        if s.fetched {
+            st.remote_ref = Some(s.remote_ref.clone());
+        }
+        st.fetches += u64::from(s.fetched);
+        if s.missing_hints.is_empty() {
+            st.lag_retries = 0;
+        } else if st.lag_retries < LAG_RETRIES {
+            st.lag_retries += 1;
+            lag_retry = Some((st.lag_retries, s.missing_hints[0].clone()));
+        }
+    }
+    if o.ok() {
+        st.last_success = Some(Utc::now());
+        st.last_error = None;
+    } else {
+        st.failures += 1;
+        st.last_error = report.error.clone();
+    }
+    lag_retry
 }
 
 /// One attempt of `repo`'s sync on a blocking thread.

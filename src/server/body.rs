@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::error;
 use crate::config::Limits;
 
 /// How long a body may take to get going before the rate counts: a sender's first packet can
@@ -29,17 +27,37 @@ pub fn due(start: Instant, received: usize, limits: &Limits) -> Instant {
         .map_or(hard, |t| t.min(hard))
 }
 
-/// Reads the whole body (see the module doc): 413 when too large, 408 when too slow, 400 when
-/// the stream breaks.
-pub async fn read(limits: &Limits, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+/// Why a body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    /// Larger than `limits.max_body`, announced or not.
+    TooLarge,
+    /// Behind the minimum rate, or past the body timeout.
+    TooSlow,
+    /// The stream broke.
+    Broken,
+}
+
+impl Unread {
+    /// The answer's status and message.
+    pub fn answer(self) -> (StatusCode, &'static str) {
+        match self {
+            Unread::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+            Unread::TooSlow => (StatusCode::REQUEST_TIMEOUT, "body not received in time"),
+            Unread::Broken => (StatusCode::BAD_REQUEST, "body could not be read"),
+        }
+    }
+}
+
+/// Reads the whole body (see the module doc).
+pub async fn read(limits: &Limits, headers: &HeaderMap, body: Body) -> Result<Bytes, Unread> {
     let max = limits.max_body;
-    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+        return Err(Unread::TooLarge);
     }
     let start = Instant::now();
     let mut body = body;
@@ -50,16 +68,9 @@ pub async fn read(limits: &Limits, headers: &HeaderMap, body: Body) -> Result<By
     loop {
         let frame = match tokio::time::timeout_at(due(start, received, limits), body.frame()).await
         {
-            Err(_) => {
-                return Err(error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body not received in time",
-                ));
-            }
+            Err(_) => return Err(Unread::TooSlow),
             Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                return Err(error(StatusCode::BAD_REQUEST, "body could not be read"));
-            }
+            Ok(Some(Err(_))) => return Err(Unread::Broken),
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else {
@@ -67,7 +78,7 @@ pub async fn read(limits: &Limits, headers: &HeaderMap, body: Body) -> Result<By
         };
         received = received.saturating_add(data.len());
         if received > max {
-            return Err(too_large());
+            return Err(Unread::TooLarge);
         }
         match first.take() {
             None if joined.is_empty() => first = Some(data),

@@ -3,8 +3,10 @@
 //! metrics and the status page. Handlers never do git work: they verify, parse and queue.
 
 mod api;
+mod authenticate;
 mod body;
 mod clients;
+mod delivery;
 mod fleet;
 mod guard;
 mod observe;
